@@ -1,0 +1,10 @@
+"""What machines use: the SMS webhooks, the eligibility API and its OpenAPI document."""
+
+from flask import Flask
+
+
+def register(app: Flask) -> None:
+    from api import eligibility, sms
+
+    app.register_blueprint(sms.bp)
+    app.register_blueprint(eligibility.bp)

@@ -1,0 +1,133 @@
+"""Addresses: phones to E.164 and emails to lower case, or an error that says why."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+import phonenumbers
+from email_validator import EmailNotValidError, validate_email
+
+DEFAULT_REGION = "US"
+PHONE_CHANNELS = ("text", "voice")
+CHANNELS = ("text", "voice", "email")
+_E164 = re.compile(r"^\+[1-9][0-9]{7,14}$")
+_MAX_INPUT = 320  # longest valid email (RFC 3696); anything longer is not an address
+
+
+class AddressError(ValueError):
+    """An input that is not a phone number or email address; the message names it and says why."""
+
+    def __init__(self, value: object, why: str):
+        self.value = value
+        self.why = why
+        shown = str(value)
+        if len(shown) > 60:
+            shown = shown[:57] + "..."
+        super().__init__(f"{shown!r} is not a valid address: {why}")
+
+
+def normalize_phone(value: str, region: str = DEFAULT_REGION) -> str:
+    """Return the phone number in E.164 form, or raise AddressError."""
+    if not isinstance(value, str):
+        raise AddressError(value, "a phone number must be text")
+    text = value.strip()
+    if not text:
+        raise AddressError(value, "it is empty")
+    if len(text) > 40:
+        raise AddressError(value, "it is too long to be a phone number")
+    try:
+        parsed = phonenumbers.parse(text, region)
+    except phonenumbers.NumberParseException as exc:
+        raise AddressError(value, _PARSE_ERRORS.get(exc.error_type, "it is not a phone number")) from None
+    if not phonenumbers.is_valid_number(parsed):
+        raise AddressError(value, "it is not a valid phone number")
+    return phonenumbers.format_number(parsed, phonenumbers.PhoneNumberFormat.E164)
+
+
+_PARSE_ERRORS = {
+    phonenumbers.NumberParseException.INVALID_COUNTRY_CODE: "its country code is missing or unknown",
+    phonenumbers.NumberParseException.NOT_A_NUMBER: "it is not a phone number",
+    phonenumbers.NumberParseException.TOO_SHORT_NSN: "it is too short",
+    phonenumbers.NumberParseException.TOO_SHORT_AFTER_IDD: "it is too short",
+    phonenumbers.NumberParseException.TOO_LONG: "it is too long",
+}
+
+
+def normalize_email(value: str) -> str:
+    """Return the email address lower-cased and checked (no DNS look-up), or raise AddressError."""
+    if not isinstance(value, str):
+        raise AddressError(value, "an email address must be text")
+    text = value.strip()
+    if not text:
+        raise AddressError(value, "it is empty")
+    if len(text) > _MAX_INPUT:
+        raise AddressError(value, "it is too long to be an email address")
+    try:
+        result = validate_email(text, check_deliverability=False)
+    except EmailNotValidError as exc:
+        raise AddressError(value, str(exc).rstrip(".")) from None
+    return result.normalized.lower()
+
+
+def is_email_like(value: str) -> bool:
+    """True when the input looks like an email address rather than a phone number."""
+    return "@" in value
+
+
+def normalize(channel: str, value: str, region: str = DEFAULT_REGION) -> str:
+    """Normalize an address for a channel: phones for text and voice, emails for email."""
+    if channel == "email":
+        return normalize_email(value)
+    if channel in PHONE_CHANNELS:
+        if isinstance(value, str) and _E164.match(value) and _is_valid_e164(value):
+            return value
+        return normalize_phone(value, region)
+    raise ValueError(f"unknown channel {channel!r}")
+
+
+def normalize_any(value: str, region: str = DEFAULT_REGION) -> tuple[str, str]:
+    """Return ("email", address) or ("phone", E.164) for input of either kind."""
+    if isinstance(value, str) and is_email_like(value):
+        return "email", normalize_email(value)
+    return "phone", normalize_phone(value, region)
+
+
+_valid_cache: dict[str, bool] = {}
+
+
+def _is_valid_e164(value: str) -> bool:
+    """Cached validity of an E.164 string: the fast path of bulk eligibility."""
+    hit = _valid_cache.get(value)
+    if hit is None:
+        try:
+            hit = normalize_phone(value) == value
+        except AddressError:
+            hit = False
+        if len(_valid_cache) > 500_000:
+            _valid_cache.clear()
+        _valid_cache[value] = hit
+    return hit
+
+
+def phone_digits(e164: str) -> str:
+    """The national digits of an E.164 number, as staff type them ("2025550123")."""
+    parsed = phonenumbers.parse(e164, None)
+    return phonenumbers.national_significant_number(parsed)
+
+
+def format_phone(e164: str) -> str:
+    """An E.164 number the way people read it: +1 202-555-0100."""
+    try:
+        parsed = phonenumbers.parse(e164, None)
+    except phonenumbers.NumberParseException:
+        return e164
+    return phonenumbers.format_number(parsed, phonenumbers.PhoneNumberFormat.INTERNATIONAL)
+
+
+@dataclass(frozen=True)
+class Address:
+    """A normalized address and its kind."""
+
+    kind: str  # "phone" or "email"
+    value: str

@@ -1,0 +1,158 @@
+"""The application factory."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from flask import Flask, g, request, session
+from flask_babel import Babel
+from werkzeug.middleware.proxy_fix import ProxyFix
+
+from consent import config as config_module
+from consent.extensions import csrf, db, limiter, login_manager, mail, migrate
+
+ROOT = Path(__file__).resolve().parent.parent
+LANGUAGES = ("en", "es")
+babel = Babel()
+
+
+def create_app(test_config: dict | None = None) -> Flask:
+    """Build the app: settings from the environment (or `test_config`), extensions bound here."""
+    app = Flask(
+        __name__,
+        instance_path=str(ROOT / "instance"),
+        instance_relative_config=True,
+        template_folder=str(ROOT / "templates"),
+        static_folder=str(ROOT / "static"),
+    )
+    app.config.from_mapping(config_module.from_environment(app.instance_path))
+    if test_config:
+        app.config.update(test_config)
+    os.makedirs(app.instance_path, exist_ok=True)
+
+    import consent.database  # noqa: F401  (engine event listeners)
+
+    db.init_app(app)
+    migrate.init_app(app, db, directory=str(ROOT / "migrations"), render_as_batch=True, compare_server_default=False)
+    login_manager.init_app(app)
+    login_manager.login_view = "auth.login"
+    login_manager.login_message = "Please sign in to see that page."
+    csrf.init_app(app)
+    mail.init_app(app)
+    limiter.init_app(app)
+    babel.init_app(
+        app,
+        locale_selector=select_language,
+        default_translation_directories=str(ROOT / "translations"),
+    )
+    if app.config.get("PROXY_FIX"):
+        hops = app.config["PROXY_FIX"]
+        app.wsgi_app = ProxyFix(app.wsgi_app, x_for=hops, x_proto=hops, x_host=hops)
+
+    _register_blueprints(app)
+    _register_hooks(app)
+
+    from consent import cli
+
+    cli.register(app)
+    return app
+
+
+def _register_blueprints(app: Flask) -> None:
+    from admin import init_admin
+    from api import register as register_api
+    from consent.health import bp as health_bp
+    from portal import register as register_portal
+
+    app.register_blueprint(health_bp)
+    register_portal(app)
+    register_api(app)
+    init_admin(app)
+
+
+def select_language() -> str:
+    """The language: ?lang=, then the one chosen this session, then the person's, then the
+    browser's Accept-Language."""
+    chosen = request.args.get("lang")
+    if chosen in LANGUAGES:
+        session["lang"] = chosen
+        return chosen
+    if session.get("lang") in LANGUAGES:
+        return session["lang"]
+    person_language = getattr(g, "person_language", None)
+    if person_language in LANGUAGES:
+        return person_language
+    return request.accept_languages.best_match(LANGUAGES) or "en"
+
+
+def _register_hooks(app: Flask) -> None:
+    from consent import outbox
+    from consent.database import begin_write, is_sqlite
+    from consent.models import User
+
+    @login_manager.user_loader
+    def load_user(user_id: str):
+        try:
+            return db.session.get(User, int(user_id))
+        except (TypeError, ValueError):
+            return None
+
+    @app.before_request
+    def _write_lock_for_posts():
+        # SQLite: a form post is a write unit, so it starts with BEGIN IMMEDIATE.
+        view = app.view_functions.get(request.endpoint) if request.endpoint else None
+        if request.method in ("POST", "PUT", "PATCH", "DELETE") and not getattr(
+            view, "read_only", False
+        ):
+            if is_sqlite():
+                begin_write()
+
+    @app.context_processor
+    def _template_globals():
+        from flask_babel import get_locale
+
+        org = current_organization()
+        return {"get_locale": get_locale, "org_name": org.name if org else None}
+
+    @app.after_request
+    def _security_headers(response):
+        headers = response.headers
+        script = "'self' 'unsafe-inline'" if request.path.startswith("/admin") else "'self'"
+        headers.setdefault(
+            "Content-Security-Policy",
+            f"default-src 'self'; script-src {script}; style-src 'self' 'unsafe-inline'; "
+            "img-src 'self' data:; font-src 'self' data:; form-action 'self'; "
+            "frame-ancestors 'none'; base-uri 'self'; object-src 'none'",
+        )
+        headers.setdefault("X-Content-Type-Options", "nosniff")
+        headers.setdefault("X-Frame-Options", "DENY")
+        headers.setdefault("Referrer-Policy", "same-origin")
+        headers.setdefault("Permissions-Policy", "camera=(), microphone=(), geolocation=()")
+        if app.config.get("PRODUCTION"):
+            headers.setdefault("Strict-Transport-Security", "max-age=31536000; includeSubDomains")
+        if request.path.startswith(("/confirm/", "/preferences/", "/unsubscribe/", "/account")):
+            headers.setdefault("Cache-Control", "no-store")
+        return response
+
+    @app.after_request
+    def _deliver_outbox(response):
+        outbox.deliver_pending()
+        return response
+
+
+def read_only(view):
+    """Mark a POST view that only reads (no write lock needed on SQLite)."""
+    view.read_only = True
+    return view
+
+
+def current_organization():
+    """The organization this deployment serves (the first one), cached per request."""
+    import sqlalchemy as sa
+
+    from consent.models import Organization
+
+    if "organization" not in g:
+        g.organization = db.session.scalars(sa.select(Organization).order_by(Organization.id)).first()
+    return g.organization

@@ -1,0 +1,111 @@
+"""The command line: `flask --app run demo | outbox send | users create-admin | optouts …`."""
+
+from __future__ import annotations
+
+import time
+
+import click
+import sqlalchemy as sa
+from flask import Flask
+from flask.cli import AppGroup
+
+from consent.extensions import db
+
+outbox_cli = AppGroup("outbox", help="Deliver queued email and texts.")
+users_cli = AppGroup("users", help="Manage admin users.")
+optouts_cli = AppGroup("optouts", help="Import and export the opt-out list.")
+
+
+def register(app: Flask) -> None:
+    app.cli.add_command(demo_command)
+    app.cli.add_command(outbox_cli)
+    app.cli.add_command(users_cli)
+    app.cli.add_command(optouts_cli)
+
+
+@click.command("demo")
+def demo_command():
+    """Load the demo organization, logins and families (idempotent)."""
+    from consent.demo import load_demo
+
+    created = load_demo()
+    if created:
+        click.echo("Demo data loaded.")
+    else:
+        click.echo("Demo data already present; nothing changed.")
+    from consent.demo import LOGINS
+
+    click.echo("Demo logins (email / password):")
+    for email, password, what in LOGINS:
+        click.echo(f"  {email:22} {password:22} {what}")
+
+
+@outbox_cli.command("send")
+@click.option("--loop", is_flag=True, help="Keep delivering until stopped.")
+@click.option("--interval", default=5.0, show_default=True, help="Seconds between passes.")
+@click.option("--batch", default=100, show_default=True, help="Messages claimed per pass.")
+def outbox_send(loop: bool, interval: float, batch: int):
+    """Deliver queued email and texts, retrying failures with backoff."""
+    from consent import outbox
+
+    while True:
+        total = outbox.DeliveryReport()
+        while True:
+            report = outbox.deliver(limit=batch)
+            total.sent += report.sent
+            total.failed += report.failed
+            total.suppressed += report.suppressed
+            total.errors += report.errors
+            if report.sent + report.failed + report.suppressed < batch:
+                break
+        if total.sent or total.failed or total.suppressed or not loop:
+            click.echo(
+                f"sent {total.sent}, failed {total.failed} (will retry), "
+                f"suppressed {total.suppressed}"
+            )
+            for error in total.errors[:20]:
+                click.echo(f"  {error}", err=True)
+        db.session.remove()
+        if not loop:
+            break
+        time.sleep(interval)
+
+
+@users_cli.command("create-admin")
+@click.argument("email")
+@click.option("--role", type=click.Choice(["org", "site", "staff"]), required=True)
+@click.option("--site", "site_name", help="The site, for the site and staff roles.")
+@click.option("--name", default="", help="The person's name.")
+@click.password_option(help="Asked for when not given.")
+def create_admin(email: str, role: str, site_name: str | None, name: str, password: str):
+    """Create an admin user (or reset the password and role of an existing one)."""
+    from consent.models import Organization, Role, Site, User
+
+    org = db.session.scalars(sa.select(Organization).order_by(Organization.id)).first()
+    if org is None:
+        raise click.ClickException("No organization yet: run `flask --app run demo` first.")
+    site = None
+    if role in ("site", "staff"):
+        if not site_name:
+            raise click.ClickException(f"The {role} role needs --site NAME.")
+        site = db.session.scalars(
+            sa.select(Site).where(Site.organization_id == org.id, Site.name == site_name)
+        ).first()
+        if site is None:
+            names = ", ".join(s.name for s in org.sites)
+            raise click.ClickException(f"No site named {site_name!r}. Sites: {names}")
+    if len(password) < 10:
+        raise click.ClickException("Use a password of at least 10 characters.")
+    email = email.strip().lower()
+    user = db.session.scalars(sa.select(User).where(User.email == email)).first()
+    if user is not None and user.role == Role.PARENT:
+        raise click.ClickException(f"{email} is a parent login; use another email.")
+    if user is None:
+        user = User(organization_id=org.id, email=email)
+        db.session.add(user)
+    user.name = name or user.name or ""
+    user.role = Role(role)
+    user.site_id = site.id if site else None
+    user.set_password(password)
+    db.session.commit()
+    click.echo(f"Admin {email} ({role}{', ' + site.name if site else ''}) is ready.")

@@ -1,0 +1,84 @@
+"""Engine set-up for both databases, and the write lock that the ledger relies on.
+
+SQLite: WAL, a busy timeout, foreign keys, and `BEGIN IMMEDIATE` for write units so two
+writers queue instead of failing. PostgreSQL: ordinary transactions; the ledger takes row locks.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Engine
+
+from consent.extensions import db
+
+WRITE_OPTION = "consent_write"
+BUSY_TIMEOUT_MS = 30_000
+
+
+def is_sqlite(engine_or_session=None) -> bool:
+    bind = engine_or_session or db.engine
+    if hasattr(bind, "get_bind"):
+        bind = bind.get_bind()
+    return bind.dialect.name == "sqlite"
+
+
+@sa.event.listens_for(Engine, "connect")
+def _on_connect(dbapi_connection, _record):
+    """SQLite: WAL, busy timeout, foreign keys; and we emit BEGIN ourselves (see _on_begin)."""
+    if not isinstance(dbapi_connection, sqlite3.Connection):
+        return
+    dbapi_connection.isolation_level = None
+    cursor = dbapi_connection.cursor()
+    cursor.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
+    cursor.execute("PRAGMA foreign_keys = ON")
+    cursor.execute("PRAGMA journal_mode = WAL")
+    cursor.execute("PRAGMA synchronous = NORMAL")
+    cursor.close()
+
+
+@sa.event.listens_for(Engine, "begin")
+def _on_begin(conn):
+    if conn.dialect.name != "sqlite":
+        return
+    immediate = conn.get_execution_options().get(WRITE_OPTION)
+    conn.exec_driver_sql("BEGIN IMMEDIATE" if immediate else "BEGIN")
+
+
+def begin_write(session=None) -> None:
+    """Make the session's transaction a write transaction that holds the database's write lock.
+
+    SQLite: a transaction that has only read is ended and a `BEGIN IMMEDIATE` one started, so
+    the write lock is taken before anything is read (no stale read, no SQLITE_BUSY mid-way).
+    A transaction that already wrote holds the lock already. PostgreSQL: nothing to do here;
+    the ledger locks rows.
+    """
+    session = session or db.session
+    if isinstance(session, sa.orm.scoped_session):
+        session = session()
+    if not is_sqlite(session):
+        return
+    if session.info.get(WRITE_OPTION):
+        if session.in_transaction():
+            return
+    if session.in_transaction():
+        if session.new or session.dirty or session.deleted or session.info.get("flushed_writes"):
+            session.flush()
+            return
+        session.commit()
+    session.info[WRITE_OPTION] = True
+    session.connection(execution_options={WRITE_OPTION: True})
+
+
+@sa.event.listens_for(sa.orm.Session, "after_flush")
+def _remember_writes(session, _context):
+    if session.new or session.dirty or session.deleted:
+        session.info["flushed_writes"] = True
+
+
+@sa.event.listens_for(sa.orm.Session, "after_transaction_end")
+def _forget_writes(session, transaction):
+    if transaction.parent is None:
+        session.info.pop("flushed_writes", None)
+        session.info.pop(WRITE_OPTION, None)

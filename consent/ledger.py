@@ -1,0 +1,646 @@
+"""The ledger: the only code that changes consent.
+
+Every change, whatever asked for it (portal, enrollment, admin, import, SMS keyword, carrier,
+signed link), comes through here. In one transaction it locks the (organization, channel,
+address) state, checks the organization's rule for the source, appends a ConsentEvent with its
+evidence, moves the state and its version, and queues the messages the change calls for.
+It flushes; the caller commits (and the outbox delivers after the commit).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+
+import sqlalchemy as sa
+from sqlalchemy.exc import IntegrityError
+
+from consent import notifications
+from consent.addresses import format_phone, phone_digits
+from consent.database import begin_write, is_sqlite
+from consent.extensions import db
+from consent.models import (
+    Channel,
+    ConsentEvent,
+    ConsentState,
+    Organization,
+    Source,
+    Status,
+    User,
+    utcnow,
+)
+
+OPT_OUT_SOURCES = frozenset(
+    {
+        Source.ENROLLMENT,
+        Source.PORTAL,
+        Source.ADMIN,
+        Source.IMPORT,
+        Source.SMS_KEYWORD,
+        Source.SMS_REPLY,
+        Source.CARRIER,
+        Source.EMAIL_LINK,
+        Source.ONE_CLICK,
+    }
+)
+OPT_IN_SOURCES = frozenset(
+    {Source.ENROLLMENT, Source.PORTAL, Source.SMS_KEYWORD, Source.EMAIL_LINK, Source.STAFF_ENTRY}
+)
+# Sources whose opt-outs the organization hears about by email (seed 001).
+NOTIFY_ORG_SOURCES = frozenset(
+    {
+        Source.PORTAL,
+        Source.SMS_KEYWORD,
+        Source.SMS_REPLY,
+        Source.CARRIER,
+        Source.EMAIL_LINK,
+        Source.ONE_CLICK,
+    }
+)
+
+
+@dataclass(frozen=True)
+class Actor:
+    """Who made a change: a logged-in user, the recipient themself, or the system."""
+
+    kind: str  # "user", "recipient" or "system"
+    user_id: int | None = None
+    label: str = ""
+
+    @classmethod
+    def for_user(cls, user: User) -> Actor:
+        role = "parent" if user.role == "parent" else f"{user.role} admin"
+        return cls("user", user.id, f"{user.name or user.email} ({role})")
+
+    @classmethod
+    def recipient(cls, label: str = "the recipient") -> Actor:
+        return cls("recipient", None, label)
+
+    @classmethod
+    def system(cls, label: str = "Consent Desk") -> Actor:
+        return cls("system", None, label)
+
+    @property
+    def key(self) -> str:
+        return f"user:{self.user_id}" if self.kind == "user" else self.kind
+
+
+@dataclass(frozen=True)
+class Origin:
+    """Where a request came from: kept on the event as evidence."""
+
+    ip: str | None = None
+    user_agent: str | None = None
+
+
+@dataclass
+class Outcome:
+    """What the ledger did. `reason` is a sentence a page can show when it refused."""
+
+    ok: bool
+    changed: bool
+    code: str
+    reason: str | None = None
+    state: ConsentState | None = None
+    event: ConsentEvent | None = None
+    messages: list = field(default_factory=list)
+
+    @property
+    def refused(self) -> bool:
+        return not self.ok
+
+
+def _refused(code: str, reason: str, state: ConsentState | None = None) -> Outcome:
+    return Outcome(ok=False, changed=False, code=code, reason=reason, state=state)
+
+
+def _unchanged(state: ConsentState | None, code: str = "unchanged") -> Outcome:
+    return Outcome(ok=True, changed=False, code=code, state=state)
+
+
+CHANNEL_WORDS = {Channel.TEXT: "text messages", Channel.VOICE: "calls", Channel.EMAIL: "email"}
+
+
+def carrier_block_reason(org: Organization) -> str:
+    """The words shown wherever a STOP reply blocks an opt-in."""
+    return (
+        "This number replied STOP to our texts, so the carrier blocks them. Only the person "
+        f"can lift that, by texting START to {format_phone(org.texting_number)}."
+    )
+
+
+# --- reading --------------------------------------------------------------------------------
+
+
+def current(org: Organization | int, channel: str, address: str) -> ConsentState | None:
+    """The current state of one address, or None when there is no choice on record."""
+    org_id = org if isinstance(org, int) else org.id
+    return db.session.scalars(
+        sa.select(ConsentState).where(
+            ConsentState.organization_id == org_id,
+            ConsentState.channel == channel,
+            ConsentState.address == address,
+        )
+    ).one_or_none()
+
+
+def _lock(org_id: int, channel: str, address: str) -> ConsentState | None:
+    begin_write()
+    stmt = (
+        sa.select(ConsentState)
+        .where(
+            ConsentState.organization_id == org_id,
+            ConsentState.channel == channel,
+            ConsentState.address == address,
+        )
+        .execution_options(populate_existing=True)
+    )
+    if not is_sqlite():
+        stmt = stmt.with_for_update()
+    return db.session.scalars(stmt).one_or_none()
+
+
+def _sort_fields(channel: str, address: str) -> tuple[str, str | None]:
+    if channel == Channel.EMAIL:
+        return address, None
+    digits = address.lstrip("+")
+    try:
+        national = phone_digits(address)
+    except Exception:  # a stored number that phonenumbers cannot parse: search by all digits
+        national = digits
+    return digits.rjust(15, "0"), national
+
+
+# --- the rules ------------------------------------------------------------------------------
+
+
+def check(
+    org: Organization,
+    state: ConsentState | None,
+    channel: str,
+    to_status: Status,
+    source: Source,
+) -> Outcome | None:
+    """The rule for this source and target; an Outcome when refused or nothing to do, else None."""
+    status = state.status if state else None
+    blocked = bool(state and state.carrier_block)
+    if to_status == Status.OPTED_OUT:
+        if source not in OPT_OUT_SOURCES:
+            return _refused("bad_source", f"An opt-out cannot come from {source.value}.", state)
+        if source == Source.ADMIN and not org.admin_may_record_opt_out:
+            return _refused(
+                "admin_opt_out_off",
+                "This organization does not let admins record opt-outs on someone's behalf.",
+                state,
+            )
+        return None
+    if to_status == Status.OPTED_IN:
+        if source == Source.ADMIN:
+            return _refused(
+                "admin_cannot_opt_in",
+                "An admin cannot opt someone in. Use Opt Back In: the person gets a "
+                "confirmation, and only their confirmation opts them in.",
+                state,
+            )
+        if source not in OPT_IN_SOURCES:
+            return _refused("bad_source", f"An opt-in cannot come from {source.value}.", state)
+        if source == Source.SMS_KEYWORD:
+            if not org.start_opts_in:
+                return _refused(
+                    "start_off", "This organization does not opt numbers in by START.", state
+                )
+            return None
+        if blocked:
+            return _refused("carrier_block", carrier_block_reason(org), state)
+        if source == Source.STAFF_ENTRY:
+            if not org.staff_cell_starts_opted_in:
+                return _unchanged(state, "staff_entry_off")
+            if status not in (None, Status.UNKNOWN):
+                return _unchanged(state, "kept")  # staff entry never overrides a choice
+            if channel != Channel.TEXT:
+                return _refused("bad_channel", "Staff entry applies to text only.", state)
+        return None
+    if to_status == Status.BOUNCED:
+        if source not in (Source.BOUNCE,):
+            return _refused("bad_source", "Only a delivery failure marks a bounce.", state)
+        if status == Status.OPTED_OUT:
+            return _unchanged(state, "opted_out_stands")
+        return None
+    if to_status == Status.UNKNOWN:
+        if source != Source.ADMIN:
+            return _refused("bad_source", "Only an admin clears a bounce.", state)
+        if status != Status.BOUNCED:
+            return _refused("not_bounced", "This address is not marked bounced.", state)
+        return None
+    return _refused("bad_target", f"Unknown target {to_status}.", state)
+
+
+# --- changing -------------------------------------------------------------------------------
+
+
+def change(
+    org: Organization,
+    channel: str,
+    address: str,
+    to_status: Status,
+    *,
+    source: Source,
+    actor: Actor,
+    evidence: dict | None = None,
+    note: str | None = None,
+    origin: Origin | None = None,
+    carrier_block: bool | None = None,
+    confirm: bool = True,
+    notify_org: bool | None = None,
+) -> Outcome:
+    """Change the consent of one address, if the organization's rules allow it.
+
+    `address` must already be normalized (consent.addresses). `carrier_block=True` marks an
+    opt-out that came from a STOP reply or the carrier; START clears it. `confirm=False` skips
+    the recipient's confirmation (imports of old lists). Returns an Outcome; never raises for
+    a refusal.
+    """
+    channel = Channel(channel)
+    to_status = Status(to_status)
+    source = Source(source)
+    state = _lock(org.id, channel, address)
+    refusal = check(org, state, channel, to_status, source)
+    if refusal is not None:
+        return refusal
+
+    from_status = state.status if state else None
+    old_block = bool(state and state.carrier_block)
+    if to_status == Status.OPTED_OUT:
+        new_block = old_block or bool(carrier_block)
+    elif to_status == Status.OPTED_IN:
+        new_block = False  # only START (sms_keyword) gets here with a block on
+    else:
+        new_block = old_block
+
+    if to_status == Status.UNKNOWN:
+        to_status = _status_before_bounce(org.id, channel, address)
+    if from_status == to_status and new_block == old_block:
+        return _unchanged(state)
+
+    now = utcnow()
+    if state is None:
+        state, retry = _insert_state(org, channel, address, to_status, source, actor, now, note)
+        if retry:  # another transaction created it first: start over under its lock
+            return change(
+                org,
+                channel,
+                address,
+                to_status,
+                source=source,
+                actor=actor,
+                evidence=evidence,
+                note=note,
+                origin=origin,
+                carrier_block=carrier_block,
+                confirm=confirm,
+                notify_org=notify_org,
+            )
+    origin = origin or Origin()
+    version = (state.version or 0) + 1
+    event = ConsentEvent(
+        organization_id=org.id,
+        channel=channel,
+        address=address,
+        kind="change",
+        from_status=from_status,
+        to_status=to_status,
+        carrier_block=new_block,
+        source=source,
+        actor=actor.key,
+        actor_user_id=actor.user_id,
+        actor_label=actor.label[:200],
+        occurred_at=now,
+        ip=origin.ip,
+        user_agent=(origin.user_agent or "")[:500] or None,
+        note=note,
+        evidence=evidence or {},
+        state_version=version,
+    )
+    db.session.add(event)
+    db.session.flush()
+    state.status = to_status
+    state.carrier_block = new_block
+    state.source = source
+    state.changed_at = now
+    state.changed_by = actor.label[:200] or actor.key
+    state.changed_by_user_id = actor.user_id
+    state.note = note
+    state.version = version
+    state.last_event_id = event.id
+    db.session.flush()
+    outcome = Outcome(ok=True, changed=True, code="changed", state=state, event=event)
+    outcome.messages = notifications.after_change(
+        org, state, event, confirm=confirm, notify_org=notify_org
+    )
+    return outcome
+
+
+def _insert_state(org, channel, address, status, source, actor, now, note):
+    sort_key, digits = _sort_fields(channel, address)
+    state = ConsentState(
+        organization_id=org.id,
+        channel=channel,
+        address=address,
+        sort_key=sort_key,
+        digits=digits,
+        status=status,
+        carrier_block=False,
+        source=source,
+        changed_at=now,
+        changed_by=actor.label[:200] or actor.key,
+        version=0,
+    )
+    try:
+        with db.session.begin_nested():
+            db.session.add(state)
+    except IntegrityError:
+        return None, True
+    return state, False
+
+
+def _status_before_bounce(org_id: int, channel: str, address: str) -> Status:
+    last_bounce = db.session.scalars(
+        sa.select(ConsentEvent)
+        .where(
+            ConsentEvent.organization_id == org_id,
+            ConsentEvent.channel == channel,
+            ConsentEvent.address == address,
+            ConsentEvent.to_status == Status.BOUNCED,
+        )
+        .order_by(ConsentEvent.id.desc())
+        .limit(1)
+    ).first()
+    before = last_bounce.from_status if last_bounce else None
+    return before if before not in (None, Status.BOUNCED) else Status.UNKNOWN
+
+
+def opt_out(org, channel, address, **kwargs) -> Outcome:
+    """Opt an address out of a channel: always allowed from an opt-out source, at once."""
+    return change(org, channel, address, Status.OPTED_OUT, **kwargs)
+
+
+def opt_in(org, channel, address, **kwargs) -> Outcome:
+    """Opt an address in, when the source may (never an admin; never past a carrier block)."""
+    return change(org, channel, address, Status.OPTED_IN, **kwargs)
+
+
+def mark_bounced(org, channel, address, **kwargs) -> Outcome:
+    """Mark an address bounced after a delivery failure (an opt-out stands over it)."""
+    kwargs.setdefault("source", Source.BOUNCE)
+    kwargs.setdefault("actor", Actor.system("delivery callback"))
+    return change(org, channel, address, Status.BOUNCED, **kwargs)
+
+
+def clear_bounce(org, channel, address, **kwargs) -> Outcome:
+    """An admin clears a bounce: the address goes back to what it was before."""
+    kwargs.setdefault("source", Source.ADMIN)
+    return change(org, channel, address, Status.UNKNOWN, **kwargs)
+
+
+def record_staff_entry(org, number: str, *, actor: Actor, evidence=None, origin=None) -> Outcome:
+    """A cell number entered by staff: opted in (source staff_entry) when the rule is on and
+    no choice is on record; otherwise nothing changes."""
+    return change(
+        org,
+        Channel.TEXT,
+        number,
+        Status.OPTED_IN,
+        source=Source.STAFF_ENTRY,
+        actor=actor,
+        evidence=evidence,
+        origin=origin,
+    )
+
+
+def check_opt_back_in(org: Organization, channel: str, address: str) -> Outcome:
+    """May this address be sent a confirmation to opt back in? Refuses a carrier block."""
+    state = current(org, channel, address)
+    if state and state.carrier_block:
+        return _refused("carrier_block", carrier_block_reason(org), state)
+    if state and state.status == Status.OPTED_IN:
+        return _unchanged(state, "already_opted_in")
+    return Outcome(ok=True, changed=False, code="may_confirm", state=state)
+
+
+def request_opt_back_in(
+    org: Organization,
+    channel: str,
+    address: str,
+    *,
+    actor: Actor,
+    source: Source,
+    attested: bool,
+    note: str | None = None,
+    origin: Origin | None = None,
+    evidence: dict | None = None,
+    send_to: str | None = None,
+    language: str = "en",
+) -> Outcome:
+    """Record that someone asked to opt this address back in, and send the person a
+    confirmation. The state does not move: only the person's confirmation opts them in.
+
+    An admin must attest that the person asked (`attested=True`).
+    """
+    channel = Channel(channel)
+    source = Source(source)
+    if source == Source.ADMIN and not attested:
+        return _refused(
+            "not_attested", "Tick “This person asked me to opt them back in” to send the confirmation."
+        )
+    state = _lock(org.id, channel, address)
+    if state and state.carrier_block:
+        return _refused("carrier_block", carrier_block_reason(org), state)
+    if state and state.status == Status.OPTED_IN:
+        return _unchanged(state, "already_opted_in")
+    origin = origin or Origin()
+    status = state.status if state else None
+    event = ConsentEvent(
+        organization_id=org.id,
+        channel=channel,
+        address=address,
+        kind="request",
+        from_status=status,
+        to_status=status,
+        carrier_block=False,
+        source=source,
+        actor=actor.key,
+        actor_user_id=actor.user_id,
+        actor_label=actor.label[:200],
+        occurred_at=utcnow(),
+        ip=origin.ip,
+        user_agent=(origin.user_agent or "")[:500] or None,
+        note=note,
+        evidence={**(evidence or {}), "attested": attested},
+        state_version=state.version if state else 0,
+    )
+    db.session.add(event)
+    db.session.flush()
+    messages = notifications.confirmation_request(
+        org, channel, address, state_version=state.version if state else 0, event=event,
+        send_to=send_to, language=language,
+    )
+    return Outcome(
+        ok=True, changed=False, code="confirmation_sent", state=state, event=event,
+        messages=messages,
+    )
+
+
+# --- many at once (imports) -----------------------------------------------------------------
+
+
+@dataclass
+class BulkRow:
+    address: str
+    evidence: dict
+    note: str | None = None
+
+
+def opt_out_many(
+    org: Organization,
+    channel: str,
+    rows: Iterable[BulkRow],
+    *,
+    source: Source,
+    actor: Actor,
+    origin: Origin | None = None,
+    confirm: bool = False,
+) -> dict[str, str]:
+    """Opt out many addresses of one channel in one transaction, a few statements per call.
+
+    Returns {address: "imported" | "already"}. Same rules and events as `change`, without the
+    per-row round trips. Callers pass chunks of about 1,000 and commit between them.
+    """
+    channel = Channel(channel)
+    source = Source(source)
+    rows = list({row.address: row for row in rows}.values())
+    if not rows:
+        return {}
+    refusal = check(org, None, channel, Status.OPTED_OUT, source)
+    if refusal is not None:
+        raise ValueError(refusal.reason)
+    begin_write()
+    addresses = [row.address for row in rows]
+    states = _lock_many(org.id, channel, addresses)
+    now = utcnow()
+    origin = origin or Origin()
+    label = actor.label[:200] or actor.key
+
+    new_rows = [row for row in rows if row.address not in states]
+    if new_rows:
+        _insert_placeholders(org.id, channel, new_rows, source, label, actor.user_id, now)
+        # Includes rows another transaction created meanwhile (version > 0): treated as existing.
+        states.update(_lock_many(org.id, channel, [row.address for row in new_rows]))
+
+    result: dict[str, str] = {}
+    events: list[dict] = []
+    changed_rows: list[tuple[BulkRow, ConsentState]] = []
+    for row in rows:
+        state = states[row.address]
+        fresh = state.version == 0
+        if not fresh and state.status == Status.OPTED_OUT:
+            result[row.address] = "already"
+            continue
+        result[row.address] = "imported"
+        changed_rows.append((row, state))
+        events.append(
+            {
+                "organization_id": org.id,
+                "channel": channel,
+                "address": row.address,
+                "kind": "change",
+                "from_status": None if fresh else state.status,
+                "to_status": Status.OPTED_OUT,
+                "carrier_block": bool(state.carrier_block) and not fresh,
+                "source": source,
+                "actor": actor.key,
+                "actor_user_id": actor.user_id,
+                "actor_label": actor.label[:200],
+                "occurred_at": now,
+                "ip": origin.ip,
+                "user_agent": (origin.user_agent or "")[:500] or None,
+                "note": row.note,
+                "evidence": row.evidence,
+                "state_version": state.version + 1,
+            }
+        )
+    if not events:
+        return result
+    event_ids = db.session.scalars(
+        sa.insert(ConsentEvent).returning(ConsentEvent.id, sort_by_parameter_order=True),
+        events,
+    ).all()
+    updates = [
+        {
+            "id": state.id,
+            "status": Status.OPTED_OUT,
+            "carrier_block": bool(state.carrier_block) and state.version > 0,
+            "source": source,
+            "changed_at": now,
+            "changed_by": label,
+            "changed_by_user_id": actor.user_id,
+            "note": row.note,
+            "version": state.version + 1,
+            "last_event_id": event_id,
+        }
+        for (row, state), event_id in zip(changed_rows, event_ids, strict=True)
+    ]
+    db.session.execute(sa.update(ConsentState), updates)
+    if confirm:
+        for (_row, state), _id in zip(changed_rows, event_ids, strict=True):
+            db.session.refresh(state)
+            event = db.session.get(ConsentEvent, _id)
+            notifications.after_change(org, state, event, confirm=True, notify_org=False)
+    return result
+
+
+def _lock_many(org_id: int, channel: str, addresses: list[str]) -> dict[str, ConsentState]:
+    stmt = (
+        sa.select(ConsentState)
+        .where(
+            ConsentState.organization_id == org_id,
+            ConsentState.channel == channel,
+            ConsentState.address.in_(addresses),
+        )
+        .execution_options(populate_existing=True)
+    )
+    if not is_sqlite():
+        stmt = stmt.with_for_update()
+    return {state.address: state for state in db.session.scalars(stmt)}
+
+
+def _insert_placeholders(org_id, channel, rows, source, label, user_id, now) -> None:
+    """Insert version-0 states, made real by the update that follows. On PostgreSQL a row
+    that another transaction created meanwhile is left alone (ON CONFLICT DO NOTHING)."""
+    values = []
+    for row in rows:
+        sort_key, digits = _sort_fields(channel, row.address)
+        values.append(
+            {
+                "organization_id": org_id,
+                "channel": channel,
+                "address": row.address,
+                "sort_key": sort_key,
+                "digits": digits,
+                "status": Status.OPTED_OUT,
+                "carrier_block": False,
+                "source": source,
+                "changed_at": now,
+                "changed_by": label,
+                "changed_by_user_id": user_id,
+                "version": 0,
+            }
+        )
+    if is_sqlite():
+        db.session.execute(sa.insert(ConsentState), values)
+        return
+    from sqlalchemy.dialects.postgresql import insert as pg_insert
+
+    stmt = pg_insert(ConsentState).on_conflict_do_nothing(
+        index_elements=["organization_id", "channel", "address"]
+    )
+    db.session.execute(stmt, values)

@@ -1,0 +1,487 @@
+"""The domain: organizations, families, their addresses, consent state, its events, and the outbox."""
+
+from __future__ import annotations
+
+import enum
+from datetime import UTC, datetime
+
+import sqlalchemy as sa
+from flask_login import UserMixin
+from sqlalchemy.orm import Mapped, mapped_column, relationship
+from werkzeug.security import check_password_hash, generate_password_hash
+
+from consent.extensions import db
+
+
+def utcnow() -> datetime:
+    """Now, in UTC, without tzinfo (stored as naive UTC on both databases)."""
+    return datetime.now(UTC).replace(tzinfo=None)
+
+
+class Channel(enum.StrEnum):
+    TEXT = "text"
+    VOICE = "voice"
+    EMAIL = "email"
+
+
+class Status(enum.StrEnum):
+    OPTED_IN = "opted_in"
+    OPTED_OUT = "opted_out"
+    BOUNCED = "bounced"
+    UNKNOWN = "unknown"  # a bounce cleared back to no choice
+
+
+class Source(enum.StrEnum):
+    ENROLLMENT = "enrollment"
+    PORTAL = "portal"
+    ADMIN = "admin"
+    IMPORT = "import"
+    SMS_KEYWORD = "sms_keyword"
+    SMS_REPLY = "sms_reply"
+    CARRIER = "carrier"
+    EMAIL_LINK = "email_link"
+    ONE_CLICK = "one_click"
+    STAFF_ENTRY = "staff_entry"
+    BOUNCE = "bounce"
+
+
+class Role(enum.StrEnum):
+    PARENT = "parent"
+    ORG = "org"  # organization communication team
+    SITE = "site"  # site communication team
+    STAFF = "staff"
+
+
+class PhoneKind(enum.StrEnum):
+    CELL = "cell"
+    HOME = "home"
+    WORK = "work"
+
+
+def _enum(enum_cls: type[enum.Enum], name: str) -> sa.Enum:
+    # Stored as short strings with a CHECK, so both databases read them alike.
+    return sa.Enum(
+        enum_cls,
+        name=name,
+        native_enum=False,
+        create_constraint=True,
+        length=16,
+        values_callable=lambda members: [m.value for m in members],
+        validate_strings=True,
+    )
+
+
+class Organization(db.Model):
+    """A district: its texting number, notification email, and its consent rules."""
+
+    __tablename__ = "organizations"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    name: Mapped[str] = mapped_column(sa.String(200))
+    texting_number: Mapped[str] = mapped_column(sa.String(20), unique=True)
+    notification_email: Mapped[str] = mapped_column(sa.String(320))
+    help_contact: Mapped[str] = mapped_column(sa.String(200), default="", server_default="")
+    texts_about: Mapped[str] = mapped_column(
+        sa.String(300),
+        default="school closures, attendance, emergencies and events",
+        server_default="school closures, attendance, emergencies and events",
+    )
+    message_frequency: Mapped[str] = mapped_column(
+        sa.String(100), default="up to 10 messages a month", server_default="up to 10 messages a month"
+    )
+    default_region: Mapped[str] = mapped_column(sa.String(2), default="US", server_default="US")
+    # The rules of DESIGN.md, one column each, with their defaults.
+    text_requires_consent: Mapped[bool] = mapped_column(default=True, server_default=sa.true())
+    stop_blocks_voice: Mapped[bool] = mapped_column(default=False, server_default=sa.false())
+    start_opts_in: Mapped[bool] = mapped_column(default=True, server_default=sa.true())
+    admin_may_record_opt_out: Mapped[bool] = mapped_column(default=True, server_default=sa.true())
+    staff_cell_starts_opted_in: Mapped[bool] = mapped_column(default=True, server_default=sa.true())
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+    sites: Mapped[list[Site]] = relationship(back_populates="organization", order_by="Site.name")
+
+    RULES = {
+        "text_requires_consent": "Text needs consent: an unknown text number is not eligible.",
+        "stop_blocks_voice": "A STOP reply also blocks voice calls to that number.",
+        "start_opts_in": "START, UNSTOP or YES replies opt the number back in to texts.",
+        "admin_may_record_opt_out": "Admins may record an opt-out on someone's behalf, with a note.",
+        "staff_cell_starts_opted_in": "A cell number entered by staff starts opted in (off: unknown).",
+    }
+
+    def __repr__(self) -> str:
+        return f"<Organization {self.name}>"
+
+
+class Site(db.Model):
+    """A school of an organization."""
+
+    __tablename__ = "sites"
+    __table_args__ = (sa.UniqueConstraint("organization_id", "name"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    organization_id: Mapped[int] = mapped_column(sa.ForeignKey("organizations.id"), index=True)
+    name: Mapped[str] = mapped_column(sa.String(200))
+
+    organization: Mapped[Organization] = relationship(back_populates="sites")
+
+    def __str__(self) -> str:
+        return self.name
+
+
+class Family(db.Model):
+    """A household: its contacts (guardians) and students."""
+
+    __tablename__ = "families"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    organization_id: Mapped[int] = mapped_column(sa.ForeignKey("organizations.id"), index=True)
+    name: Mapped[str] = mapped_column(sa.String(200))
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+    organization: Mapped[Organization] = relationship()
+    contacts: Mapped[list[Contact]] = relationship(
+        back_populates="family", order_by="Contact.position"
+    )
+    students: Mapped[list[Student]] = relationship(
+        back_populates="family", order_by="Student.first_name"
+    )
+
+    def __str__(self) -> str:
+        return self.name
+
+
+class Person:
+    """What contacts and students share: a name, phones and emails."""
+
+    first_name: Mapped[str]
+    last_name: Mapped[str]
+
+    @property
+    def name(self) -> str:
+        return f"{self.first_name} {self.last_name}".strip()
+
+    def __str__(self) -> str:
+        return self.name
+
+
+class Contact(Person, db.Model):
+    """A guardian of a family (Parent 1-4); some have a portal login."""
+
+    __tablename__ = "contacts"
+    __table_args__ = (sa.Index("ix_contacts_last_first", "last_name", "first_name"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    family_id: Mapped[int] = mapped_column(sa.ForeignKey("families.id"), index=True)
+    external_id: Mapped[str | None] = mapped_column(sa.String(64), index=True)
+    first_name: Mapped[str] = mapped_column(sa.String(100))
+    last_name: Mapped[str] = mapped_column(sa.String(100))
+    relationship_to_student: Mapped[str] = mapped_column(sa.String(50), default="Guardian")
+    position: Mapped[int] = mapped_column(default=1)  # Parent 1..4
+    language: Mapped[str] = mapped_column(sa.String(8), default="en", server_default="en")
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+    family: Mapped[Family] = relationship(back_populates="contacts")
+    phones: Mapped[list[Phone]] = relationship(back_populates="contact", order_by="Phone.id")
+    emails: Mapped[list[EmailAddress]] = relationship(
+        back_populates="contact", order_by="EmailAddress.id"
+    )
+    user: Mapped[User | None] = relationship(back_populates="contact")
+
+    @property
+    def primary_phone(self) -> Phone | None:
+        return next((p for p in self.phones if p.is_primary), self.phones[0] if self.phones else None)
+
+
+class Student(Person, db.Model):
+    """A student of a family, enrolled at a site."""
+
+    __tablename__ = "students"
+    __table_args__ = (sa.Index("ix_students_last_first", "last_name", "first_name"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    family_id: Mapped[int] = mapped_column(sa.ForeignKey("families.id"), index=True)
+    site_id: Mapped[int] = mapped_column(sa.ForeignKey("sites.id"), index=True)
+    external_id: Mapped[str | None] = mapped_column(sa.String(64), index=True)
+    first_name: Mapped[str] = mapped_column(sa.String(100))
+    last_name: Mapped[str] = mapped_column(sa.String(100))
+    grade: Mapped[str] = mapped_column(sa.String(20), default="")
+    enrollment_status: Mapped[str] = mapped_column(
+        sa.String(20), default="enrolled", server_default="enrolled"
+    )
+    language: Mapped[str] = mapped_column(sa.String(8), default="en", server_default="en")
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+    family: Mapped[Family] = relationship(back_populates="students")
+    site: Mapped[Site] = relationship()
+    phones: Mapped[list[Phone]] = relationship(back_populates="student", order_by="Phone.id")
+    emails: Mapped[list[EmailAddress]] = relationship(
+        back_populates="student", order_by="EmailAddress.id"
+    )
+
+
+_ONE_OWNER = "(contact_id IS NULL) <> (student_id IS NULL)"
+
+
+class Phone(db.Model):
+    """A phone number of a contact or a student, with its type."""
+
+    __tablename__ = "phones"
+    __table_args__ = (sa.CheckConstraint(_ONE_OWNER, name="one_owner"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    contact_id: Mapped[int | None] = mapped_column(sa.ForeignKey("contacts.id"), index=True)
+    student_id: Mapped[int | None] = mapped_column(sa.ForeignKey("students.id"), index=True)
+    number: Mapped[str] = mapped_column(sa.String(20), index=True)  # E.164
+    kind: Mapped[PhoneKind] = mapped_column(_enum(PhoneKind, "phone_kind"))
+    is_primary: Mapped[bool] = mapped_column(default=False)
+
+    contact: Mapped[Contact | None] = relationship(back_populates="phones")
+    student: Mapped[Student | None] = relationship(back_populates="phones")
+
+    @property
+    def owner(self) -> Contact | Student:
+        return self.contact or self.student
+
+
+class EmailAddress(db.Model):
+    """An email address of a contact or a student."""
+
+    __tablename__ = "email_addresses"
+    __table_args__ = (sa.CheckConstraint(_ONE_OWNER, name="one_owner"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    contact_id: Mapped[int | None] = mapped_column(sa.ForeignKey("contacts.id"), index=True)
+    student_id: Mapped[int | None] = mapped_column(sa.ForeignKey("students.id"), index=True)
+    address: Mapped[str] = mapped_column(sa.String(320), index=True)  # lower-case
+
+    contact: Mapped[Contact | None] = relationship(back_populates="emails")
+    student: Mapped[Student | None] = relationship(back_populates="emails")
+
+    @property
+    def owner(self) -> Contact | Student:
+        return self.contact or self.student
+
+
+class ConsentState(db.Model):
+    """The current consent of one (organization, channel, address): the fold of its events.
+
+    Written only by consent.ledger.
+    """
+
+    __tablename__ = "consent_states"
+    __table_args__ = (
+        sa.UniqueConstraint("organization_id", "channel", "address"),
+        # The opt-out list: one status and channel, in address order (keyset paging).
+        sa.Index("ix_consent_states_list", "organization_id", "status", "channel", "sort_key"),
+        sa.Index("ix_consent_states_digits", "organization_id", "digits"),
+        sa.Index("ix_consent_states_changed", "organization_id", "status", "changed_at"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    organization_id: Mapped[int] = mapped_column(sa.ForeignKey("organizations.id"))
+    channel: Mapped[Channel] = mapped_column(_enum(Channel, "channel"))
+    address: Mapped[str] = mapped_column(sa.String(320))
+    # Phones sort by their digits, zero-padded; emails alphabetically.
+    sort_key: Mapped[str] = mapped_column(sa.String(320))
+    digits: Mapped[str | None] = mapped_column(sa.String(20))  # national digits, for search
+    status: Mapped[Status] = mapped_column(_enum(Status, "consent_status"))
+    carrier_block: Mapped[bool] = mapped_column(default=False, server_default=sa.false())
+    source: Mapped[Source] = mapped_column(_enum(Source, "consent_source"))
+    changed_at: Mapped[datetime] = mapped_column(default=utcnow)
+    changed_by: Mapped[str] = mapped_column(sa.String(200))
+    changed_by_user_id: Mapped[int | None] = mapped_column(sa.ForeignKey("users.id"))
+    note: Mapped[str | None] = mapped_column(sa.Text)
+    version: Mapped[int] = mapped_column(default=0)
+    last_event_id: Mapped[int | None] = mapped_column(sa.ForeignKey("consent_events.id"))
+
+    organization: Mapped[Organization] = relationship()
+    changed_by_user: Mapped[User | None] = relationship()
+
+    @property
+    def blocks_sending(self) -> bool:
+        return self.status in (Status.OPTED_OUT, Status.BOUNCED)
+
+
+class ConsentEvent(db.Model):
+    """One change of consent, with its proof. Appended by consent.ledger; never updated or deleted."""
+
+    __tablename__ = "consent_events"
+    __table_args__ = (
+        sa.Index("ix_consent_events_address", "organization_id", "address", "id"),
+        sa.Index("ix_consent_events_org_id", "organization_id", "id"),
+        sa.Index("ix_consent_events_occurred", "organization_id", "occurred_at"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    organization_id: Mapped[int] = mapped_column(sa.ForeignKey("organizations.id"))
+    channel: Mapped[Channel] = mapped_column(_enum(Channel, "channel"))
+    address: Mapped[str] = mapped_column(sa.String(320))
+    # "change" moves the state; "request" records an attested opt-back-in request (no move).
+    kind: Mapped[str] = mapped_column(sa.String(16), default="change", server_default="change")
+    from_status: Mapped[Status | None] = mapped_column(_enum(Status, "from_status"))
+    to_status: Mapped[Status | None] = mapped_column(_enum(Status, "to_status"))
+    carrier_block: Mapped[bool] = mapped_column(default=False, server_default=sa.false())
+    source: Mapped[Source] = mapped_column(_enum(Source, "consent_source"))
+    actor: Mapped[str] = mapped_column(sa.String(200))  # "user:<id>", "recipient" or "system"
+    actor_user_id: Mapped[int | None] = mapped_column(sa.ForeignKey("users.id"), index=True)
+    actor_label: Mapped[str] = mapped_column(sa.String(200), default="")
+    occurred_at: Mapped[datetime] = mapped_column(default=utcnow)
+    ip: Mapped[str | None] = mapped_column(sa.String(64))
+    user_agent: Mapped[str | None] = mapped_column(sa.String(500))
+    note: Mapped[str | None] = mapped_column(sa.Text)
+    evidence: Mapped[dict] = mapped_column(sa.JSON, default=dict)
+    state_version: Mapped[int] = mapped_column(default=0)
+
+    actor_user: Mapped[User | None] = relationship()
+
+
+class OutboxMessage(db.Model):
+    """An email or text we send, queued with the change that calls for it."""
+
+    __tablename__ = "outbox_messages"
+    __table_args__ = (sa.Index("ix_outbox_messages_due", "status", "next_attempt_at"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    organization_id: Mapped[int] = mapped_column(sa.ForeignKey("organizations.id"), index=True)
+    idempotency_key: Mapped[str] = mapped_column(sa.String(200), unique=True)
+    channel: Mapped[str] = mapped_column(sa.String(8))  # "email" or "text"
+    purpose: Mapped[str] = mapped_column(sa.String(40))
+    to_address: Mapped[str] = mapped_column(sa.String(320), index=True)
+    language: Mapped[str] = mapped_column(sa.String(8), default="en", server_default="en")
+    subject: Mapped[str | None] = mapped_column(sa.String(300))
+    body: Mapped[str] = mapped_column(sa.Text)
+    body_html: Mapped[str | None] = mapped_column(sa.Text)
+    headers: Mapped[dict] = mapped_column(sa.JSON, default=dict)
+    status: Mapped[str] = mapped_column(sa.String(12), default="queued", server_default="queued")
+    attempts: Mapped[int] = mapped_column(default=0)
+    next_attempt_at: Mapped[datetime] = mapped_column(default=utcnow)
+    locked_until: Mapped[datetime | None] = mapped_column()
+    last_error: Mapped[str | None] = mapped_column(sa.Text)
+    provider_id: Mapped[str | None] = mapped_column(sa.String(64), index=True)
+    event_id: Mapped[int | None] = mapped_column(sa.ForeignKey("consent_events.id"))
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    sent_at: Mapped[datetime | None] = mapped_column()
+
+
+class InboundMessage(db.Model):
+    """A text a recipient sent us, kept once per MessageSid with the reply we gave."""
+
+    __tablename__ = "inbound_messages"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    organization_id: Mapped[int | None] = mapped_column(sa.ForeignKey("organizations.id"))
+    message_sid: Mapped[str] = mapped_column(sa.String(64), unique=True)
+    from_number: Mapped[str] = mapped_column(sa.String(64))
+    to_number: Mapped[str] = mapped_column(sa.String(64))
+    body: Mapped[str] = mapped_column(sa.Text)
+    intent: Mapped[str | None] = mapped_column(sa.String(16))
+    reply: Mapped[str] = mapped_column(sa.Text, default="")
+    received_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class DeliveryReceipt(db.Model):
+    """A delivery callback from the SMS provider, kept once per (MessageSid, status, error)."""
+
+    __tablename__ = "delivery_receipts"
+    __table_args__ = (sa.UniqueConstraint("message_sid", "message_status", "error_code"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    message_sid: Mapped[str] = mapped_column(sa.String(64))
+    message_status: Mapped[str] = mapped_column(sa.String(32))
+    error_code: Mapped[str] = mapped_column(sa.String(16), default="")
+    to_number: Mapped[str] = mapped_column(sa.String(64), default="")
+    received_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class ImportBatch(db.Model):
+    """One upload of an opt-out file, with its counts (each row's event names the batch)."""
+
+    __tablename__ = "import_batches"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    organization_id: Mapped[int] = mapped_column(sa.ForeignKey("organizations.id"), index=True)
+    filename: Mapped[str] = mapped_column(sa.String(300))
+    channels: Mapped[str] = mapped_column(sa.String(40))
+    created_by_user_id: Mapped[int | None] = mapped_column(sa.ForeignKey("users.id"))
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    imported: Mapped[int] = mapped_column(default=0)
+    already: Mapped[int] = mapped_column(default=0)
+    rejected: Mapped[int] = mapped_column(default=0)
+    report: Mapped[dict] = mapped_column(sa.JSON, default=dict)
+
+
+class User(UserMixin, db.Model):
+    """A login: a parent (linked to a contact) or an admin (org team, site team, staff)."""
+
+    __tablename__ = "users"
+    __table_args__ = (
+        sa.CheckConstraint(
+            "role <> 'parent' OR contact_id IS NOT NULL", name="parent_has_contact"
+        ),
+        sa.CheckConstraint(
+            "role NOT IN ('site', 'staff') OR site_id IS NOT NULL", name="site_role_has_site"
+        ),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    organization_id: Mapped[int] = mapped_column(sa.ForeignKey("organizations.id"), index=True)
+    email: Mapped[str] = mapped_column(sa.String(320), unique=True)
+    name: Mapped[str] = mapped_column(sa.String(200), default="")
+    password_hash: Mapped[str] = mapped_column(sa.String(256))
+    role: Mapped[Role] = mapped_column(_enum(Role, "user_role"))
+    contact_id: Mapped[int | None] = mapped_column(sa.ForeignKey("contacts.id"), unique=True)
+    site_id: Mapped[int | None] = mapped_column(sa.ForeignKey("sites.id"))
+    active: Mapped[bool] = mapped_column(default=True, server_default=sa.true())
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    last_login_at: Mapped[datetime | None] = mapped_column()
+
+    organization: Mapped[Organization] = relationship()
+    contact: Mapped[Contact | None] = relationship(back_populates="user")
+    site: Mapped[Site | None] = relationship()
+
+    def set_password(self, password: str) -> None:
+        self.password_hash = generate_password_hash(password, method="scrypt")
+
+    def check_password(self, password: str) -> bool:
+        return check_password_hash(self.password_hash, password)
+
+    @property
+    def is_active(self) -> bool:
+        return self.active
+
+    @property
+    def is_admin(self) -> bool:
+        return self.role in (Role.ORG, Role.SITE, Role.STAFF)
+
+    @property
+    def family_id(self) -> int | None:
+        return self.contact.family_id if self.contact else None
+
+    @property
+    def label(self) -> str:
+        return f"{self.name} <{self.email}>" if self.name else self.email
+
+    def __str__(self) -> str:
+        return self.label
+
+
+class ImmutableEventError(RuntimeError):
+    """Raised when code tries to update or delete a consent event."""
+
+
+@sa.event.listens_for(ConsentEvent, "before_update")
+def _refuse_event_update(mapper, connection, target):
+    raise ImmutableEventError("consent events are never updated")
+
+
+@sa.event.listens_for(ConsentEvent, "before_delete")
+def _refuse_event_delete(mapper, connection, target):
+    raise ImmutableEventError("consent events are never deleted")
+
+
+@sa.event.listens_for(sa.orm.Session, "do_orm_execute")
+def _refuse_bulk_event_changes(state):
+    if (state.is_update or state.is_delete) and any(
+        m.class_ is ConsentEvent for m in state.all_mappers
+    ):
+        raise ImmutableEventError("consent events are never updated or deleted")

@@ -1,0 +1,307 @@
+"""The messages a consent change calls for, rendered from templates/email and templates/sms
+in the recipient's language and queued in the outbox (same transaction as the change)."""
+
+from __future__ import annotations
+
+from datetime import date
+
+import sqlalchemy as sa
+from flask import current_app, render_template
+from flask_babel import force_locale
+
+from consent import outbox, tokens
+from consent.addresses import format_phone
+from consent.extensions import db
+from consent.models import (
+    Channel,
+    ConsentEvent,
+    ConsentState,
+    Contact,
+    EmailAddress,
+    Organization,
+    Phone,
+    Source,
+    Status,
+    Student,
+)
+
+SOURCE_WORDS = {
+    Source.ENROLLMENT: "the enrollment form",
+    Source.PORTAL: "the parent portal",
+    Source.ADMIN: "an admin",
+    Source.IMPORT: "an imported list",
+    Source.SMS_KEYWORD: "a text reply",
+    Source.SMS_REPLY: "a text reply",
+    Source.CARRIER: "the mobile carrier",
+    Source.EMAIL_LINK: "a link in an email",
+    Source.ONE_CLICK: "one-click unsubscribe",
+    Source.STAFF_ENTRY: "staff entry",
+    Source.BOUNCE: "a delivery failure",
+}
+
+
+def base_url() -> str:
+    """The public address of the app, for links in messages."""
+    return current_app.config.get("PUBLIC_BASE_URL") or current_app.config.get(
+        "DEV_BASE_URL", "http://127.0.0.1:5000"
+    )
+
+
+def link(path: str) -> str:
+    return base_url() + path
+
+
+def shown_address(channel: str, address: str) -> str:
+    return address if channel == Channel.EMAIL else format_phone(address)
+
+
+def owners_of(channel: str, address: str, org_id: int) -> list[Contact | Student]:
+    """The contacts and students of the organization who have this address."""
+    if channel == Channel.EMAIL:
+        rows = db.session.scalars(
+            sa.select(EmailAddress).where(EmailAddress.address == address)
+        ).all()
+    else:
+        rows = db.session.scalars(sa.select(Phone).where(Phone.number == address)).all()
+    people = []
+    for row in rows:
+        person = row.owner
+        if person is not None and person.family.organization_id == org_id:
+            people.append(person)
+    return people
+
+
+def language_for(channel: str, address: str, org_id: int) -> str:
+    """The language remembered for the person at this address (English when unknown)."""
+    for person in owners_of(channel, address, org_id):
+        if getattr(person, "language", None):
+            return person.language
+    return "en"
+
+
+def email_headers(org: Organization, to: str) -> tuple[dict, str, str]:
+    """List-Unsubscribe headers (RFC 8058) and the footer links for an email to `to`."""
+    from consent.ledger import current
+
+    state = current(org, Channel.EMAIL, to)
+    version = state.version if state else 0
+    unsubscribe = link("/unsubscribe/" + tokens.make("unsubscribe", org.id, "email", to, version))
+    preferences = link("/preferences/" + tokens.make("preferences", org.id, "email", to, version))
+    headers = {
+        "List-Unsubscribe": f"<{unsubscribe}>",
+        "List-Unsubscribe-Post": "List-Unsubscribe=One-Click",
+    }
+    return headers, unsubscribe, preferences
+
+
+def queue_email(
+    org: Organization,
+    *,
+    to: str,
+    purpose: str,
+    template: str,
+    key: str,
+    language: str = "en",
+    event_id: int | None = None,
+    **context,
+) -> outbox.OutboxMessage:
+    """Render templates/email/<template>.txt (and .html) and queue it for `to`."""
+    headers, unsubscribe_url, preferences_url = email_headers(org, to)
+    context.update(
+        org=org,
+        texting_number=format_phone(org.texting_number),
+        unsubscribe_url=unsubscribe_url,
+        preferences_url=preferences_url,
+        to=to,
+    )
+    with force_locale(language):
+        subject = render_template(f"email/{template}.subject.txt", **context).strip()
+        body = render_template(f"email/{template}.txt", **context)
+        html = render_template("email/layout.html", body=body, **context)
+    return outbox.queue(
+        organization_id=org.id,
+        channel="email",
+        purpose=purpose,
+        to=to,
+        subject=subject,
+        body=body,
+        body_html=html,
+        headers=headers,
+        key=key,
+        language=language,
+        event_id=event_id,
+    )
+
+
+def queue_text(
+    org: Organization,
+    *,
+    to: str,
+    purpose: str,
+    template: str,
+    key: str,
+    language: str = "en",
+    event_id: int | None = None,
+    **context,
+) -> outbox.OutboxMessage:
+    """Render templates/sms/<template>.txt and queue it as a text to `to`."""
+    context.update(org=org, texting_number=format_phone(org.texting_number))
+    with force_locale(language):
+        body = " ".join(render_template(f"sms/{template}.txt", **context).split())
+    return outbox.queue(
+        organization_id=org.id,
+        channel="text",
+        purpose=purpose,
+        to=to,
+        body=body,
+        key=key,
+        language=language,
+        event_id=event_id,
+    )
+
+
+def after_change(
+    org: Organization,
+    state: ConsentState,
+    event: ConsentEvent,
+    *,
+    confirm: bool = True,
+    notify_org: bool | None = None,
+) -> list:
+    """Queue what a change calls for: the recipient's one confirmation, the organization's
+    notice. SMS keyword replies are answered in the webhook's own reply, not here."""
+    from consent.ledger import NOTIFY_ORG_SOURCES
+
+    messages = []
+    channel, address, source = state.channel, state.address, event.source
+    language = language_for(channel, address, org.id)
+    if event.to_status == Status.OPTED_OUT:
+        if confirm and channel == Channel.TEXT and source not in (
+            Source.SMS_KEYWORD,
+            Source.SMS_REPLY,
+            Source.CARRIER,
+            Source.IMPORT,
+        ):
+            messages.append(
+                queue_text(
+                    org,
+                    to=address,
+                    purpose="optout_confirmation",
+                    template="opted_out",
+                    key=f"optout:{org.id}:{channel}:{address}:{event.state_version}",
+                    language=language,
+                    event_id=event.id,
+                )
+            )
+        if confirm and channel == Channel.EMAIL and source != Source.IMPORT:
+            messages.append(
+                queue_email(
+                    org,
+                    to=address,
+                    purpose="optout_confirmation",
+                    template="opted_out",
+                    key=f"optout:{org.id}:{channel}:{address}:{event.state_version}",
+                    language=language,
+                    event_id=event.id,
+                    channel_words=_channel_words(channel),
+                )
+            )
+    elif event.to_status == Status.OPTED_IN and channel == Channel.TEXT:
+        if source in (Source.ENROLLMENT, Source.PORTAL, Source.EMAIL_LINK):
+            messages.append(
+                queue_text(
+                    org,
+                    to=address,
+                    purpose="optin_confirmation",
+                    template="opted_in",
+                    key=f"optin:{org.id}:{channel}:{address}:{event.state_version}",
+                    language=language,
+                    event_id=event.id,
+                )
+            )
+    if notify_org is None:
+        notify_org = source in NOTIFY_ORG_SOURCES and event.to_status in (
+            Status.OPTED_OUT,
+            Status.OPTED_IN,
+        )
+        if event.to_status == Status.OPTED_IN and source != Source.EMAIL_LINK:
+            notify_org = False
+    if notify_org and org.notification_email:
+        people = owners_of(channel, address, org.id)
+        messages.append(
+            queue_email(
+                org,
+                to=org.notification_email,
+                purpose="org_notification",
+                template="org_notification",
+                key=f"org:{org.id}:{channel}:{address}:{event.state_version}",
+                event_id=event.id,
+                event=event,
+                who=", ".join(p.name for p in people) or "Someone not on record",
+                shown=shown_address(channel, address),
+                channel_words=_channel_words(channel),
+                how=SOURCE_WORDS.get(source, source),
+                opted_out=event.to_status == Status.OPTED_OUT,
+            )
+        )
+    return messages
+
+
+def _channel_words(channel: str) -> str:
+    from flask_babel import gettext as _
+
+    return {
+        Channel.TEXT: _("text messages"),
+        Channel.VOICE: _("calls"),
+        Channel.EMAIL: _("email"),
+    }[Channel(channel)]
+
+
+def confirmation_request(
+    org: Organization,
+    channel: str,
+    address: str,
+    *,
+    state_version: int,
+    event: ConsentEvent | None,
+    send_to: str | None = None,
+    language: str | None = None,
+) -> list:
+    """Send the person a signed link to confirm opting back in: by email for an email
+    address (or when `send_to` names an email), else by text, at most one a day per address."""
+    token = tokens.make("confirm", org.id, channel, address, state_version)
+    url = link("/confirm/" + token)
+    language = language or language_for(channel, address, org.id)
+    day = date.today().isoformat()
+    context = dict(
+        confirm_url=url,
+        shown=shown_address(channel, address),
+        channel_words=_channel_words(channel),
+    )
+    event_id = event.id if event else None
+    if channel == Channel.EMAIL or send_to:
+        to = send_to or address
+        return [
+            queue_email(
+                org,
+                to=to,
+                purpose="confirm_request",
+                template="confirm_request",
+                key=f"confirm:{org.id}:{channel}:{address}:{to}:{state_version}:{day}",
+                language=language,
+                event_id=event_id,
+                **context,
+            )
+        ]
+    return [
+        queue_text(
+            org,
+            to=address,
+            purpose="confirm_request",
+            template="confirm_request",
+            key=f"confirm:{org.id}:{channel}:{address}:{day}",
+            language=language,
+            event_id=event_id,
+            **context,
+        )
+    ]

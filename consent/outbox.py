@@ -1,0 +1,262 @@
+"""The outbox: every email and text we send, queued in the transaction of the change that
+calls for it, delivered after the commit and by `flask outbox send`, with retries.
+
+An idempotency key per message: queueing the same key twice gives the one message, and a
+message once sent is never sent again.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import smtplib
+from dataclasses import dataclass, field
+from datetime import timedelta
+
+import sqlalchemy as sa
+from flask import current_app
+from flask_mail import Connection, Message
+from sqlalchemy.exc import IntegrityError
+
+from consent.database import begin_write, is_sqlite
+from consent.extensions import db, mail
+from consent.models import OutboxMessage, utcnow
+
+log = logging.getLogger(__name__)
+
+# Sent whatever the recipient's consent: the one confirmation of an opt-out, the link a person
+# asked for to opt back in, and notices to the organization's own address.
+EXEMPT_PURPOSES = frozenset({"optout_confirmation", "confirm_request", "org_notification"})
+LEASE = timedelta(minutes=5)
+SMTP_TIMEOUT = 10
+
+
+def queue(
+    *,
+    organization_id: int,
+    channel: str,
+    purpose: str,
+    to: str,
+    body: str,
+    key: str,
+    subject: str | None = None,
+    body_html: str | None = None,
+    headers: dict | None = None,
+    language: str = "en",
+    event_id: int | None = None,
+) -> OutboxMessage:
+    """Queue a message in the current transaction; the same key twice gives the same message."""
+    existing = db.session.scalars(
+        sa.select(OutboxMessage).where(OutboxMessage.idempotency_key == key)
+    ).first()
+    if existing is not None:
+        return existing
+    message = OutboxMessage(
+        organization_id=organization_id,
+        idempotency_key=key,
+        channel=channel,
+        purpose=purpose,
+        to_address=to,
+        subject=subject,
+        body=body,
+        body_html=body_html,
+        headers=headers or {},
+        language=language,
+        event_id=event_id,
+        status="queued",
+        attempts=0,
+        next_attempt_at=utcnow(),
+    )
+    try:
+        with db.session.begin_nested():
+            db.session.add(message)
+    except IntegrityError:  # queued meanwhile by another transaction
+        return db.session.scalars(
+            sa.select(OutboxMessage).where(OutboxMessage.idempotency_key == key)
+        ).one()
+    db.session.info.setdefault("outbox_new", []).append(message)
+    return message
+
+
+@sa.event.listens_for(sa.orm.Session, "after_commit")
+def _committed(session):
+    new = session.info.pop("outbox_new", None)
+    if new:
+        ids = [sa.inspect(m).identity[0] for m in new if sa.inspect(m).identity]
+        session.info.setdefault("outbox_committed", []).extend(ids)
+
+
+@sa.event.listens_for(sa.orm.Session, "after_rollback")
+def _rolled_back(session):
+    session.info.pop("outbox_new", None)
+
+
+def deliver_pending() -> DeliveryReport | None:
+    """Deliver the messages committed by this session so far (call after commit)."""
+    ids = db.session.info.pop("outbox_committed", None)
+    if not ids or not current_app.config.get("OUTBOX_DELIVER_AFTER_COMMIT", True):
+        return None
+    try:
+        return deliver(ids=ids)
+    except Exception:  # the request succeeded; the worker will deliver later
+        log.exception("delivery after commit failed; the outbox worker will retry")
+        db.session.rollback()
+        return None
+
+
+@dataclass
+class DeliveryReport:
+    sent: int = 0
+    failed: int = 0
+    suppressed: int = 0
+    errors: list[str] = field(default_factory=list)
+
+
+def backoff(attempts: int) -> timedelta:
+    """Wait before the next try: 30 s, 1 min, 2 min … capped at 1 hour."""
+    return timedelta(seconds=min(30 * 2 ** max(attempts - 1, 0), 3600))
+
+
+def deliver(ids: list[int] | None = None, limit: int = 100) -> DeliveryReport:
+    """Claim due messages (or these ids), send each, and record the result. Safe to run in
+    several workers at once: a claimed message is leased to one worker."""
+    report = DeliveryReport()
+    claimed = _claim(ids, limit)
+    for message_id in claimed:
+        _deliver_one(message_id, report)
+    return report
+
+
+def _claim(ids: list[int] | None, limit: int) -> list[int]:
+    now = utcnow()
+    begin_write()
+    due = sa.or_(
+        sa.and_(OutboxMessage.status == "queued", OutboxMessage.next_attempt_at <= now),
+        sa.and_(OutboxMessage.status == "sending", OutboxMessage.locked_until < now),
+    )
+    stmt = sa.select(OutboxMessage.id).where(due).order_by(OutboxMessage.id).limit(limit)
+    if ids is not None:
+        stmt = stmt.where(OutboxMessage.id.in_(ids))
+    if not is_sqlite():
+        stmt = stmt.with_for_update(skip_locked=True)
+    claimed = list(db.session.scalars(stmt))
+    if claimed:
+        db.session.execute(
+            sa.update(OutboxMessage)
+            .where(OutboxMessage.id.in_(claimed))
+            .values(status="sending", locked_until=now + LEASE)
+            .execution_options(synchronize_session=False)
+        )
+    db.session.commit()
+    return claimed
+
+
+def _deliver_one(message_id: int, report: DeliveryReport) -> None:
+    message = db.session.get(OutboxMessage, message_id, populate_existing=True)
+    if message is None or message.status != "sending":
+        return
+    blocked = _suppression_reason(message)
+    try:
+        if blocked:
+            message.status = "suppressed"
+            message.last_error = blocked
+            report.suppressed += 1
+        else:
+            provider_id = _send(message)
+            message.status = "sent"
+            message.sent_at = utcnow()
+            message.provider_id = provider_id
+            message.last_error = None
+            report.sent += 1
+        message.attempts += 1
+        message.locked_until = None
+    except Exception as exc:  # noqa: BLE001 - any transport failure is retried
+        message.attempts += 1
+        message.last_error = f"{type(exc).__name__}: {exc}"[:2000]
+        message.locked_until = None
+        if message.attempts >= current_app.config.get("OUTBOX_MAX_ATTEMPTS", 8):
+            message.status = "failed"
+        else:
+            message.status = "queued"
+            message.next_attempt_at = utcnow() + backoff(message.attempts)
+        report.failed += 1
+        report.errors.append(f"#{message.id} to {message.to_address}: {message.last_error}")
+    begin_write()
+    db.session.commit()
+
+
+def _suppression_reason(message: OutboxMessage) -> str | None:
+    """Our own texts and emails obey eligibility, except the exempt purposes."""
+    if message.purpose in EXEMPT_PURPOSES or message.purpose.startswith("keyword_"):
+        return None
+    from consent.eligibility import check_one
+    from consent.models import Organization
+
+    org = db.session.get(Organization, message.organization_id)
+    result = check_one(org, message.channel, message.to_address)
+    if result.allowed:
+        return None
+    return f"not sent: {result.reason}"
+
+
+def _send(message: OutboxMessage) -> str:
+    if message.channel == "email":
+        return _send_email(message)
+    return _send_text(message)
+
+
+class _TimedConnection(Connection):
+    """Flask-Mail's connection, with a timeout so a hung server cannot hang a request."""
+
+    def configure_host(self):
+        cls = smtplib.SMTP_SSL if self.mail.use_ssl else smtplib.SMTP
+        host = cls(self.mail.server, self.mail.port, timeout=SMTP_TIMEOUT)
+        if self.mail.use_tls:
+            host.starttls()
+        if self.mail.username and self.mail.password:
+            host.login(self.mail.username, self.mail.password)
+        return host
+
+
+def message_id_for(message: OutboxMessage) -> str:
+    digest = hashlib.sha256(message.idempotency_key.encode()).hexdigest()[:32]
+    return f"<{digest}@consent-desk>"
+
+
+def _send_email(message: OutboxMessage) -> str:
+    msg_id = message_id_for(message)
+    if current_app.config.get("EMAIL_TRANSPORT") == "record":
+        log.info("email recorded, not sent: to=%s subject=%s", message.to_address, message.subject)
+        return f"recorded:{msg_id}"
+    email = Message(
+        subject=message.subject or "",
+        recipients=[message.to_address],
+        body=message.body,
+        html=message.body_html,
+        extra_headers={**(message.headers or {}), "Message-ID": msg_id},
+        sender=current_app.config["MAIL_DEFAULT_SENDER"],
+    )
+    state = current_app.extensions["mail"]
+    with _TimedConnection(state) as connection:
+        connection.send(email)
+    return msg_id
+
+
+def _send_text(message: OutboxMessage) -> str:
+    from consent.models import Organization
+
+    config = current_app.config
+    if not (config.get("TWILIO_ACCOUNT_SID") and config.get("TWILIO_AUTH_TOKEN")):
+        log.info("text recorded, not sent: to=%s body=%s", message.to_address, message.body)
+        return f"recorded:{message.id}"
+    from twilio.rest import Client
+
+    org = db.session.get(Organization, message.organization_id)
+    client = Client(config["TWILIO_ACCOUNT_SID"], config["TWILIO_AUTH_TOKEN"])
+    kwargs = {"to": message.to_address, "from_": org.texting_number, "body": message.body}
+    if config.get("PUBLIC_BASE_URL"):
+        kwargs["status_callback"] = config["PUBLIC_BASE_URL"] + "/sms/status"
+    return client.messages.create(**kwargs).sid
+
+
+__all__ = ["queue", "deliver", "deliver_pending", "backoff", "DeliveryReport", "mail"]

@@ -1,0 +1,47 @@
+"""The app factory, health check, demo data and CLI."""
+
+import sqlalchemy as sa
+
+from consent import create_app
+from consent.extensions import db
+from consent.models import ConsentEvent, ConsentState, Organization, User
+
+
+def test_healthz_answers_ok_when_database_reachable(client):
+    """GET /healthz is 200 with the database reachable."""
+    response = client.get("/healthz")
+    assert response.status_code == 200
+    assert response.json["database"] == "ok"
+
+
+def test_healthz_answers_503_when_database_unreachable(tmp_path):
+    """GET /healthz is 503 when the database cannot be reached."""
+    app = create_app(
+        {"TESTING": True, "SQLALCHEMY_DATABASE_URI": f"sqlite:///{tmp_path}/missing/dir/db.sqlite3"}
+    )
+    response = app.test_client().get("/healthz")
+    assert response.status_code == 503
+    assert response.json["database"] == "unreachable"
+
+
+def test_second_app_in_same_process_works(app):
+    """create_app() twice in one process builds a working admin each time."""
+    other = create_app({"TESTING": True, "SQLALCHEMY_DATABASE_URI": "sqlite://"})
+    assert "admin" in other.blueprints
+    assert other.test_client().get("/admin/").status_code in (302, 403)
+
+
+def test_demo_is_idempotent_and_has_the_contract_logins(app, runner):
+    """`flask demo` twice loads the data once and prints the logins."""
+    first = runner.invoke(args=["demo"])
+    assert "Demo data loaded." in first.output
+    counts = db.session.scalar(sa.select(sa.func.count()).select_from(ConsentEvent))
+    second = runner.invoke(args=["demo"])
+    assert "already present" in second.output
+    assert "parent@example.org" in second.output and "parent-demo-pass" in second.output
+    assert db.session.scalar(sa.select(sa.func.count()).select_from(ConsentEvent)) == counts
+    assert db.session.scalar(sa.select(sa.func.count()).select_from(Organization)) == 1
+    emails = set(db.session.scalars(sa.select(User.email)))
+    assert {"parent@example.org", "admin@example.org", "site@example.org", "staff@example.org"} <= emails
+    sources = set(db.session.scalars(sa.select(ConsentState.source).distinct()))
+    assert len(sources) >= 9
