@@ -176,11 +176,16 @@ def after_change(
     channel, address, source = state.channel, state.address, event.source
     language = language_for(channel, address, org.id)
     if event.to_status == Status.OPTED_OUT:
-        if confirm and channel == Channel.TEXT and source not in (
-            Source.SMS_KEYWORD,
-            Source.SMS_REPLY,
-            Source.CARRIER,
-            Source.IMPORT,
+        if (
+            confirm
+            and channel == Channel.TEXT
+            and source
+            not in (
+                Source.SMS_KEYWORD,
+                Source.SMS_REPLY,
+                Source.CARRIER,
+                Source.IMPORT,
+            )
         ):
             messages.append(
                 queue_text(
@@ -206,7 +211,7 @@ def after_change(
                     channel_words=_channel_words(channel),
                 )
             )
-    elif event.to_status == Status.OPTED_IN and channel == Channel.TEXT:
+    elif confirm and event.to_status == Status.OPTED_IN and channel == Channel.TEXT:
         if source in (Source.ENROLLMENT, Source.PORTAL, Source.EMAIL_LINK):
             messages.append(
                 queue_text(
