@@ -204,6 +204,24 @@ def test_link_signed_with_a_key_now_in_fallbacks_still_works(app, client, family
     assert client.get(url).status_code == 400
 
 
+@pytest.mark.parametrize(
+    ("route", "minted_for"),
+    [("confirm", "unsubscribe"), ("preferences", "confirm"), ("unsubscribe", "preferences")],
+)
+def test_each_link_page_refuses_a_token_minted_for_another_purpose(
+    client, family, route, minted_for
+):
+    """A genuine token of the wrong purpose is a bad link on every page, GET and POST."""
+    token = tokens.make(minted_for, family.org.id, "email", family.email, 0)
+    assert client.get(f"/{route}/{token}").status_code == 400
+    posted = client.post(
+        f"/{route}/{token}",
+        data={"csrf_token": csrf_token(client, "/opt-back-in"), "List-Unsubscribe": "One-Click"},
+    )
+    assert posted.status_code == 400
+    assert state_of(family.org, "email", family.email) is None
+
+
 # --- confirm --------------------------------------------------------------------------------
 
 
