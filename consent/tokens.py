@@ -77,6 +77,8 @@ def load(purpose: str, token: str) -> LinkClaim:
         raise TokenError(
             "bad", "This link is not valid. It may have been cut short or changed."
         ) from None
+    if not isinstance(data, dict):
+        raise TokenError("bad", "This link is not valid.")
     try:
         return LinkClaim(
             purpose=purpose,
@@ -87,7 +89,7 @@ def load(purpose: str, token: str) -> LinkClaim:
             token_id=str(data["id"]),
             extra=dict(data.get("x") or {}),
         )
-    except (KeyError, TypeError, ValueError):
+    except (KeyError, TypeError, ValueError, AttributeError):
         raise TokenError("bad", "This link is not valid.") from None
 
 
