@@ -14,6 +14,7 @@ from wtforms import (
     FormField,
     PasswordField,
     RadioField,
+    SelectChoice,
     SelectField,
     StringField,
     TelField,
@@ -41,10 +42,10 @@ class PhoneForm(Form):
     kind = SelectField(
         _l("Type"),
         choices=[
-            ("", _l("Choose a type")),
-            ("cell", _l("Cell")),
-            ("home", _l("Home")),
-            ("work", _l("Work")),
+            SelectChoice("", _l("Choose a type")),
+            SelectChoice("cell", _l("Cell")),
+            SelectChoice("home", _l("Home")),
+            SelectChoice("work", _l("Work")),
         ],
         validate_choice=False,
         default="",
@@ -52,8 +53,8 @@ class PhoneForm(Form):
     texts = RadioField(
         _l("Text messages to this number"),
         choices=[
-            (YES, _l("Yes, send me text messages")),
-            (NO, _l("No, do not send me text messages")),
+            SelectChoice(YES, _l("Yes, send me text messages")),
+            SelectChoice(NO, _l("No, do not send me text messages")),
         ],
         validate_choice=False,
     )
@@ -75,7 +76,8 @@ class StudentForm(Form):
     site = SelectField(_l("School"), validate_choice=False, default="")
     grade = SelectField(
         _l("Grade"),
-        choices=[("", _l("Choose a grade"))] + [(g, _grade_words(g)) for g in GRADES],
+        choices=[SelectChoice("", _l("Choose a grade"))]
+        + [SelectChoice(g, _grade_words(g)) for g in GRADES],
         validate_choice=False,
         default="",
     )
@@ -90,7 +92,9 @@ class EnrollForm(FlaskForm):
 
     def set_sites(self, org: Organization) -> None:
         """The schools to choose from: the organization's sites."""
-        choices = [("", _("Choose a school"))] + [(str(s.id), s.name) for s in org.sites]
+        choices = [SelectChoice("", _("Choose a school"))] + [
+            SelectChoice(str(s.id), s.name) for s in org.sites
+        ]
         for entry in self.students:
             entry.form.site.choices = choices
 
