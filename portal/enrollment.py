@@ -115,6 +115,7 @@ def enroll(
             )
         if entry.email:
             contact.emails.append(EmailAddress(address=entry.email))
+        db.session.add(contact)  # no cascade along a backref in SQLAlchemy 2
         contacts.append((contact, entry))
     for entry in enrollment.students:
         db.session.add(
