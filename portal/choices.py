@@ -131,7 +131,7 @@ def find_person(family: Family, kind: str, person_id: int) -> Contact | Student 
 
 
 def rows_for(org: Organization, person: Contact | Student) -> list[AddressRow]:
-    """Every address of a person with its toggles, in two queries at most."""
+    """Every address of a person with its toggles (one query for all their consent states)."""
     family = person.family
     phones, emails = list(person.phones), list(person.emails)
     states = _states(org, [p.number for p in phones], [e.address for e in emails])

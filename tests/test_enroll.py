@@ -111,6 +111,11 @@ def test_form_shows_the_text_choice_with_the_disclosure_and_nothing_selected(cli
     ):
         assert words in disclosure
     assert "Maple Valley High" in page  # schools come from the organization's sites
+    # Without JavaScript every guardian block and every phone's choice is on the page, shown.
+    choices = re.findall(r"<fieldset[^>]*data-text-choice[^>]*>", page)
+    assert len(choices) == 8 and not any("hidden" in tag for tag in choices)
+    assert page.count('data-block="guardian"') == 4
+    assert not any("hidden" in tag for tag in re.findall(r"<fieldset[^>]*>", page))
     assert '<script src="/static/js/enroll.js">' in page and "<script>" not in page
 
 
