@@ -6,7 +6,7 @@ import os
 from pathlib import Path
 
 from flask import Flask, g, has_request_context, request, session
-from flask_babel import Babel
+from flask_babel import Babel, gettext
 from werkzeug.middleware.proxy_fix import ProxyFix
 
 from consent import config as config_module
@@ -44,6 +44,7 @@ def create_app(test_config: dict | None = None) -> Flask:
     login_manager.init_app(app)
     login_manager.login_view = "auth.login"
     login_manager.login_message = "Please sign in to see that page."
+    login_manager.localize_callback = gettext  # the message in the visitor's language
     csrf.init_app(app)
     mail.init_app(app)
     limiter.init_app(app)

@@ -212,6 +212,22 @@ def after_change(
                     channel_words=_channel_words(channel),
                 )
             )
+        if confirm and channel == Channel.VOICE and source != Source.IMPORT:
+            # A call cannot carry a confirmation: the person hears by email, once.
+            to = next(iter(_emails_of(channel, address, org.id)), None)
+            if to is not None:
+                messages.append(
+                    queue_email(
+                        org,
+                        to=to,
+                        purpose="optout_confirmation",
+                        template="opted_out_calls",
+                        key=f"optout:{org.id}:{channel}:{address}:{event.state_version}",
+                        language=language,
+                        event_id=event.id,
+                        shown=shown_address(channel, address),
+                    )
+                )
     elif confirm and event.to_status == Status.OPTED_IN and channel == Channel.TEXT:
         if source in (Source.ENROLLMENT, Source.PORTAL, Source.EMAIL_LINK):
             messages.append(
@@ -251,6 +267,14 @@ def after_change(
             )
         )
     return messages
+
+
+def _emails_of(channel: str, address: str, org_id: int) -> list[str]:
+    """The email addresses of the people who have this phone number, in a stable order."""
+    emails: list[str] = []
+    for person in owners_of(channel, address, org_id):
+        emails.extend(e.address for e in person.emails if e.address not in emails)
+    return emails
 
 
 def _channel_words(channel: str) -> str:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from urllib.parse import urlsplit
 
 import sqlalchemy as sa
-from flask import Blueprint, flash, redirect, render_template, request, session, url_for
+from flask import Blueprint, flash, g, redirect, render_template, request, session, url_for
 from flask_babel import gettext as _
 from flask_login import current_user, login_required, login_user, logout_user
 from werkzeug.security import check_password_hash, generate_password_hash
@@ -40,6 +40,12 @@ def safe_next(target: str | None) -> str | None:
     return target
 
 
+def _fresh_session() -> None:
+    """Forget everything in the session, and the CSRF token cached for this request with it."""
+    session.clear()
+    g.pop("csrf_token", None)
+
+
 def home_for(user: User) -> str:
     return "/admin/" if user.is_admin else url_for("account.settings")
 
@@ -58,7 +64,7 @@ def login():
             _spend_equal_time(form.password.data)
         if user is not None and user.active and user.check_password(form.password.data):
             destination = safe_next(form.next.data) or home_for(user)
-            session.clear()  # a fresh session at sign-in
+            _fresh_session()
             login_user(user)
             user.last_login_at = utcnow()
             db.session.commit()
@@ -72,6 +78,6 @@ def login():
 def logout():
     """Sign out and forget the session."""
     logout_user()
-    session.clear()
+    _fresh_session()
     flash(_("You are signed out."), "info")
     return redirect(url_for("auth.login"))

@@ -1,11 +1,76 @@
-"""The public enrollment form (issue 3 builds it out)."""
+"""The public enrollment form: a family, its guardians and students, an explicit Yes/No text
+choice for every cell number, and the parent's portal login."""
 
-from flask import Blueprint
+from __future__ import annotations
+
+from flask import Blueprint, abort, flash, redirect, render_template, request, url_for
+from flask_babel import get_locale
+from flask_babel import gettext as _
+
+from consent.app import current_organization
+from consent.extensions import db, limiter
+from consent.ledger import Origin
+from portal import choices
+from portal.enroll_forms import NO, YES, EnrollForm, collect
+from portal.enrollment import EnrollmentRefused
+from portal.enrollment import enroll as enroll_family
 
 bp = Blueprint("enroll", __name__)
 
 
 @bp.route("/enroll", methods=["GET", "POST"])
+@limiter.limit("60 per hour", methods=["POST"])
 def enroll():
-    """Enroll a family."""
-    return "Enrollment is not open yet.", 503
+    """Show the enrollment form; enroll the family when everything on it is right."""
+    org = current_organization()
+    if org is None:
+        abort(404)
+    form = EnrollForm()
+    form.set_sites(org)
+    disclosure = choices.text_disclosure(org)
+    if request.method == "POST":
+        enrollment = collect(form, org, language=str(get_locale() or "en"))
+        if enrollment is not None:
+            try:
+                enroll_family(
+                    org,
+                    enrollment,
+                    disclosure=disclosure,
+                    choice_words={
+                        YES: _("Yes, send me text messages"),
+                        NO: _("No, do not send me text messages"),
+                    },
+                    origin=Origin(request.remote_addr, request.headers.get("User-Agent")),
+                )
+            except EnrollmentRefused as refusal:
+                db.session.rollback()
+                _field_by_id(form, refusal.field).errors.append(refusal.message)
+            else:
+                db.session.commit()
+                flash(
+                    _(
+                        "Your family is enrolled. Sign in with %(email)s.",
+                        email=enrollment.login_email,
+                    ),
+                    "success",
+                )
+                return redirect(url_for("auth.login"))
+        flash(_("Please correct the fields marked below. Nothing was saved."), "error")
+        return render_template("portal/enroll.html", form=form, disclosure=disclosure, org=org), 422
+    return render_template("portal/enroll.html", form=form, disclosure=disclosure, org=org)
+
+
+def _field_by_id(form, field_id: str):
+    """The field of the (nested) form whose id is `field_id`."""
+    stack = list(form)
+    while stack:
+        field = stack.pop()
+        if field.id == field_id:
+            if field.errors is None or isinstance(field.errors, tuple):
+                field.errors = list(field.errors or [])
+            return field
+        if hasattr(field, "entries"):
+            stack.extend(field.entries)
+        elif hasattr(field, "form"):
+            stack.extend(field.form)
+    raise LookupError(field_id)

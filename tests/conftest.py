@@ -147,6 +147,7 @@ def app(database, smtp_server):
             "MAIL_PORT": smtp_server.port,
             "MAIL_DEFAULT_SENDER": "Maple Valley <no-reply@example.org>",
             "EMAIL_TRANSPORT": "smtp",
+            "MAIL_SUPPRESS_SEND": False,  # Flask-Mail suppresses under TESTING; we want the SMTP server
             "TWILIO_ACCOUNT_SID": None,
             "TWILIO_AUTH_TOKEN": None,
             "PUBLIC_BASE_URL": "https://consent.example.org",
@@ -237,3 +238,21 @@ class Auth:
 def auth(client):
     """Sign-in helper for the client."""
     return Auth(client)
+
+
+@pytest.fixture
+def live_server(app):
+    """The test's app served over HTTP on 127.0.0.1 (werkzeug, in a thread), same database."""
+    from tests.live import serve
+
+    with serve(app) as server:
+        yield server
+
+
+@pytest.fixture
+def browser_page(live_server):
+    """A Chromium page (390 px wide, like a phone) for the live server."""
+    from tests.live import chromium_page
+
+    with chromium_page(CHROMIUM) as page:
+        yield page

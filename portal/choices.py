@@ -1,0 +1,353 @@
+"""What a parent sees and changes in the portal: each address of a person, its status in
+words, and a toggle that becomes the right ledger call.
+
+A parent opts their own and their students' addresses in directly (the disclosure shown is the
+evidence); opting another adult contact in only sends that contact a confirmation. Opting out
+is always immediate. The core knows no `request`: the view passes the origin.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import sqlalchemy as sa
+from flask_babel import gettext as _
+
+from consent import ledger
+from consent.addresses import format_phone
+from consent.extensions import db
+from consent.ledger import Actor, Origin, Outcome
+from consent.models import (
+    Channel,
+    ConsentState,
+    Contact,
+    Family,
+    Organization,
+    PhoneKind,
+    Source,
+    Status,
+    Student,
+    User,
+)
+
+
+def text_disclosure(org: Organization) -> str:
+    """The words shown beside every text-message choice; kept on the event as evidence."""
+    return _(
+        "%(org)s sends text messages from %(number)s about %(about)s, %(often)s. "
+        "Msg & data rates may apply. Reply STOP to opt out, HELP for help.",
+        org=org.name,
+        number=format_phone(org.texting_number),
+        about=org.texts_about,
+        often=org.message_frequency,
+    )
+
+
+def carrier_block_words(org: Organization) -> str:
+    """What the portal says beside a number that replied STOP."""
+    return _(
+        "You replied STOP to our texts. To get them again, text START to %(number)s.",
+        number=format_phone(org.texting_number),
+    )
+
+
+def toggle_label(channel: str) -> str:
+    return {
+        Channel.TEXT: _("Allow text messaging"),
+        Channel.VOICE: _("Allow calls"),
+        Channel.EMAIL: _("Allow email"),
+    }[Channel(channel)]
+
+
+def kind_words(kind: str) -> str:
+    return {PhoneKind.CELL: _("Cell"), PhoneKind.HOME: _("Home"), PhoneKind.WORK: _("Work")}[
+        PhoneKind(kind)
+    ]
+
+
+def status_words(channel: str, state: ConsentState | None) -> tuple[str, str]:
+    """(css status key, words) for an address: the status in words as well as colour."""
+    if state is not None and state.carrier_block:
+        return "blocked", _("Blocked by STOP reply")
+    status = state.status if state is not None else Status.UNKNOWN
+    if status == Status.BOUNCED:
+        return "bounced", _("Bounced")
+    if status == Status.UNKNOWN:
+        if channel == Channel.VOICE:
+            return "unknown", _("No choice yet: calls allowed")
+        if channel == Channel.EMAIL:
+            return "unknown", _("No choice yet: email allowed")
+        return "unknown", _("No choice yet")
+    on = status == Status.OPTED_IN
+    words = {
+        Channel.TEXT: (_("Texts allowed"), _("Texts off")),
+        Channel.VOICE: (_("Calls allowed"), _("Calls off")),
+        Channel.EMAIL: (_("Email allowed"), _("Email off")),
+    }[Channel(channel)]
+    return status.value, words[0] if on else words[1]
+
+
+def is_allowed(org: Organization, channel: str, state: ConsentState | None) -> bool:
+    """Whether messages on this channel may go to the address now (the toggle's position)."""
+    if state is None or state.status == Status.UNKNOWN:
+        return not (channel == Channel.TEXT and org.text_requires_consent)
+    return state.status == Status.OPTED_IN
+
+
+@dataclass
+class Toggle:
+    """One switch: a channel of one address."""
+
+    channel: Channel
+    label: str
+    allowed: bool
+    status: str
+    words: str
+    blocked: bool
+
+
+@dataclass
+class AddressRow:
+    """One phone or email of a person, with its toggles and who else in the family has it."""
+
+    target: str  # "phone-<id>" or "email-<id>": what a toggle form posts
+    shown: str
+    kind: str  # "Cell", "Home", "Work" or "Email"
+    toggles: list[Toggle]
+    shared_with: list[str] = field(default_factory=list)
+
+
+def family_of(user: User) -> Family | None:
+    """The family a parent may see, or None for anyone who is not a parent."""
+    if user is None or not user.is_authenticated or user.is_admin or user.contact is None:
+        return None
+    return user.contact.family
+
+
+def find_person(family: Family, kind: str, person_id: int) -> Contact | Student | None:
+    """A contact or student of this family by id, else None (other families look absent)."""
+    people = family.contacts if kind == "contact" else family.students
+    return next((p for p in people if p.id == person_id), None)
+
+
+def rows_for(org: Organization, person: Contact | Student) -> list[AddressRow]:
+    """Every address of a person with its toggles (one query for all their consent states)."""
+    family = person.family
+    phones, emails = list(person.phones), list(person.emails)
+    states = _states(org, [p.number for p in phones], [e.address for e in emails])
+    owners = _family_owners(family)
+    rows = []
+    for phone in phones:
+        channels = (
+            [Channel.TEXT, Channel.VOICE] if phone.kind == PhoneKind.CELL else [Channel.VOICE]
+        )
+        rows.append(
+            AddressRow(
+                target=f"phone-{phone.id}",
+                shown=format_phone(phone.number),
+                kind=kind_words(phone.kind),
+                toggles=[_toggle(org, c, states.get((c, phone.number))) for c in channels],
+                shared_with=[p.name for p in owners.get(phone.number, []) if p is not person],
+            )
+        )
+    for email in emails:
+        rows.append(
+            AddressRow(
+                target=f"email-{email.id}",
+                shown=email.address,
+                kind=_("Email"),
+                toggles=[_toggle(org, Channel.EMAIL, states.get((Channel.EMAIL, email.address)))],
+                shared_with=[p.name for p in owners.get(email.address, []) if p is not person],
+            )
+        )
+    return rows
+
+
+def _toggle(org, channel, state) -> Toggle:
+    status, words = status_words(channel, state)
+    return Toggle(
+        channel=channel,
+        label=toggle_label(channel),
+        allowed=is_allowed(org, channel, state),
+        status=status,
+        words=words,
+        blocked=bool(state and state.carrier_block),
+    )
+
+
+def _states(org, numbers: list[str], emails: list[str]) -> dict:
+    if not numbers and not emails:
+        return {}
+    conditions = []
+    if numbers:
+        conditions.append(
+            sa.and_(
+                ConsentState.channel.in_([Channel.TEXT, Channel.VOICE]),
+                ConsentState.address.in_(numbers),
+            )
+        )
+    if emails:
+        conditions.append(
+            sa.and_(ConsentState.channel == Channel.EMAIL, ConsentState.address.in_(emails))
+        )
+    rows = db.session.scalars(
+        sa.select(ConsentState).where(ConsentState.organization_id == org.id, sa.or_(*conditions))
+    )
+    return {(Channel(s.channel), s.address): s for s in rows}
+
+
+def _family_owners(family: Family) -> dict[str, list[Contact | Student]]:
+    owners: dict[str, list] = {}
+    for person in [*family.contacts, *family.students]:
+        addresses = {p.number for p in person.phones} | {e.address for e in person.emails}
+        for address in addresses:
+            owners.setdefault(address, []).append(person)
+    return owners
+
+
+# --- changing ---------------------------------------------------------------------------------
+
+
+@dataclass
+class Result:
+    """What a toggle did, as a sentence for the page."""
+
+    ok: bool
+    message: str
+    outcome: Outcome | None = None
+
+
+class NotFound(LookupError):
+    """The target is not an address of this person (or not one for this channel)."""
+
+
+def resolve(person: Contact | Student, target: str, channel: str) -> str:
+    """The normalized address a toggle names, checked against the person and the channel."""
+    try:
+        kind, _sep, raw_id = target.partition("-")
+        target_id = int(raw_id)
+        channel = Channel(channel)
+    except ValueError:
+        raise NotFound(target) from None
+    if kind == "phone" and channel in (Channel.TEXT, Channel.VOICE):
+        phone = next((p for p in person.phones if p.id == target_id), None)
+        if phone is not None and (channel == Channel.VOICE or phone.kind == PhoneKind.CELL):
+            return phone.number
+    if kind == "email" and channel == Channel.EMAIL:
+        email = next((e for e in person.emails if e.id == target_id), None)
+        if email is not None:
+            return email.address
+    raise NotFound(target)
+
+
+def opts_in_directly(user: User, address: str) -> bool:
+    """A parent opts in their own and their students' addresses; other adults confirm."""
+    family = user.contact.family
+    mine = [user.contact, *family.students]
+    return any(
+        address in {p.number for p in person.phones} | {e.address for e in person.emails}
+        for person in mine
+    )
+
+
+def set_choice(
+    org: Organization,
+    user: User,
+    person: Contact | Student,
+    target: str,
+    channel: str,
+    allow: bool,
+    origin: Origin,
+) -> Result:
+    """Turn one channel of one of the person's addresses on or off, through the ledger."""
+    channel = Channel(channel)
+    address = resolve(person, target, channel)
+    shown = address if channel == Channel.EMAIL else format_phone(address)
+    actor = Actor.for_user(user)
+    evidence = {"page": "account", "person": person.name, "control": toggle_label(channel)}
+    if not allow:
+        outcome = ledger.opt_out(
+            org,
+            channel,
+            address,
+            source=Source.PORTAL,
+            actor=actor,
+            origin=origin,
+            evidence=evidence,
+        )
+        if not outcome.ok:
+            return Result(False, outcome.reason or "", outcome)
+        return Result(True, _off_words(channel, shown), outcome)
+    if opts_in_directly(user, address):
+        if channel == Channel.TEXT:
+            evidence["disclosure"] = text_disclosure(org)
+        outcome = ledger.opt_in(
+            org,
+            channel,
+            address,
+            source=Source.PORTAL,
+            actor=actor,
+            origin=origin,
+            evidence=evidence,
+        )
+        if not outcome.ok:
+            return Result(False, _blocked_or(org, outcome), outcome)
+        return Result(True, _on_words(channel, shown), outcome)
+    send_to = None
+    if channel == Channel.VOICE:
+        send_to = next((e.address for e in person.emails), None)
+        if send_to is None:
+            return Result(
+                False,
+                _(
+                    "%(name)s has no email address, so we cannot ask them to confirm. "
+                    "They can ask the school to turn calls back on.",
+                    name=person.name,
+                ),
+            )
+    outcome = ledger.request_opt_back_in(
+        org,
+        channel,
+        address,
+        actor=actor,
+        source=Source.PORTAL,
+        attested=True,
+        origin=origin,
+        evidence=evidence,
+        send_to=send_to,
+        language=getattr(person, "language", None) or "en",
+    )
+    if not outcome.ok:
+        return Result(False, _blocked_or(org, outcome), outcome)
+    if outcome.code == "already_opted_in":
+        return Result(True, _on_words(channel, shown), outcome)
+    return Result(
+        True,
+        _(
+            "We sent %(name)s a message to confirm. Nothing changes until they confirm.",
+            name=person.name,
+        ),
+        outcome,
+    )
+
+
+def _blocked_or(org, outcome: Outcome) -> str:
+    if outcome.code == "carrier_block":
+        return carrier_block_words(org)
+    return outcome.reason or _("That change is not allowed.")
+
+
+def _off_words(channel, shown) -> str:
+    return {
+        Channel.TEXT: _("Text messages to %(address)s are off.", address=shown),
+        Channel.VOICE: _("Calls to %(address)s are off.", address=shown),
+        Channel.EMAIL: _("Email to %(address)s is off.", address=shown),
+    }[channel]
+
+
+def _on_words(channel, shown) -> str:
+    return {
+        Channel.TEXT: _("Text messages to %(address)s are allowed.", address=shown),
+        Channel.VOICE: _("Calls to %(address)s are allowed.", address=shown),
+        Channel.EMAIL: _("Email to %(address)s is allowed.", address=shown),
+    }[channel]
