@@ -3,8 +3,6 @@ in the recipient's language and queued in the outbox (same transaction as the ch
 
 from __future__ import annotations
 
-from datetime import date
-
 import sqlalchemy as sa
 from flask import current_app, render_template
 from flask_babel import force_locale
@@ -23,6 +21,7 @@ from consent.models import (
     Source,
     Status,
     Student,
+    utcnow,
 )
 
 SOURCE_WORDS = {
@@ -117,7 +116,9 @@ def queue_email(
     with force_locale(language):
         subject = render_template(f"email/{template}.subject.txt", **context).strip()
         body = render_template(f"email/{template}.txt", **context)
-        html = render_template("email/layout.html", body=body, **context)
+        # The HTML part: the same words, links made clickable, the footer from the layout.
+        html_body = render_template(f"email/{template}.txt", html=True, **context)
+        html = render_template("email/layout.html", body=html_body.strip(), **context)
     return outbox.queue(
         organization_id=org.id,
         channel="email",
@@ -176,11 +177,16 @@ def after_change(
     channel, address, source = state.channel, state.address, event.source
     language = language_for(channel, address, org.id)
     if event.to_status == Status.OPTED_OUT:
-        if confirm and channel == Channel.TEXT and source not in (
-            Source.SMS_KEYWORD,
-            Source.SMS_REPLY,
-            Source.CARRIER,
-            Source.IMPORT,
+        if (
+            confirm
+            and channel == Channel.TEXT
+            and source
+            not in (
+                Source.SMS_KEYWORD,
+                Source.SMS_REPLY,
+                Source.CARRIER,
+                Source.IMPORT,
+            )
         ):
             messages.append(
                 queue_text(
@@ -206,7 +212,7 @@ def after_change(
                     channel_words=_channel_words(channel),
                 )
             )
-    elif event.to_status == Status.OPTED_IN and channel == Channel.TEXT:
+    elif confirm and event.to_status == Status.OPTED_IN and channel == Channel.TEXT:
         if source in (Source.ENROLLMENT, Source.PORTAL, Source.EMAIL_LINK):
             messages.append(
                 queue_text(
@@ -272,7 +278,7 @@ def confirmation_request(
     token = tokens.make("confirm", org.id, channel, address, state_version)
     url = link("/confirm/" + token)
     language = language or language_for(channel, address, org.id)
-    day = date.today().isoformat()
+    day = utcnow().date().isoformat()  # UTC, as the outbox's created_at
     context = dict(
         confirm_url=url,
         shown=shown_address(channel, address),

@@ -97,7 +97,7 @@ def deliver_pending() -> DeliveryReport | None:
     if not ids or not current_app.config.get("OUTBOX_DELIVER_AFTER_COMMIT", True):
         return None
     try:
-        return deliver(ids=ids)
+        return deliver(ids=ids, inline=True)
     except Exception:  # the request succeeded; the worker will deliver later
         log.exception("delivery after commit failed; the outbox worker will retry")
         db.session.rollback()
@@ -117,14 +117,36 @@ def backoff(attempts: int) -> timedelta:
     return timedelta(seconds=min(30 * 2 ** max(attempts - 1, 0), 3600))
 
 
-def deliver(ids: list[int] | None = None, limit: int = 100) -> DeliveryReport:
+def deliver(
+    ids: list[int] | None = None, limit: int = 100, *, inline: bool = False
+) -> DeliveryReport:
     """Claim due messages (or these ids), send each, and record the result. Safe to run in
-    several workers at once: a claimed message is leased to one worker."""
+    several workers at once: a claimed message is leased to one worker.
+
+    `inline` is the attempt made right after a request commits: when it fails, the message
+    stays due at once for `flask outbox send` (no backoff), and the rest of the batch is left
+    to the worker rather than making the person wait on a server that is down.
+    """
     report = DeliveryReport()
     claimed = _claim(ids, limit)
-    for message_id in claimed:
-        _deliver_one(message_id, report)
+    for position, message_id in enumerate(claimed):
+        if inline and report.failed:
+            _release(claimed[position:])
+            break
+        _deliver_one(message_id, report, inline=inline)
     return report
+
+
+def _release(ids: list[int]) -> None:
+    """Give claimed messages back to the queue, due now."""
+    begin_write()
+    db.session.execute(
+        sa.update(OutboxMessage)
+        .where(OutboxMessage.id.in_(ids), OutboxMessage.status == "sending")
+        .values(status="queued", locked_until=None, next_attempt_at=utcnow())
+        .execution_options(synchronize_session=False)
+    )
+    db.session.commit()
 
 
 def _claim(ids: list[int] | None, limit: int) -> list[int]:
@@ -151,7 +173,7 @@ def _claim(ids: list[int] | None, limit: int) -> list[int]:
     return claimed
 
 
-def _deliver_one(message_id: int, report: DeliveryReport) -> None:
+def _deliver_one(message_id: int, report: DeliveryReport, *, inline: bool = False) -> None:
     message = db.session.get(OutboxMessage, message_id, populate_existing=True)
     if message is None or message.status != "sending":
         return
@@ -178,7 +200,9 @@ def _deliver_one(message_id: int, report: DeliveryReport) -> None:
             message.status = "failed"
         else:
             message.status = "queued"
-            message.next_attempt_at = utcnow() + backoff(message.attempts)
+            message.next_attempt_at = utcnow() + (
+                timedelta(0) if inline else backoff(message.attempts)
+            )
         report.failed += 1
         report.errors.append(f"#{message.id} to {message.to_address}: {message.last_error}")
     begin_write()
@@ -233,9 +257,10 @@ def _send_email(message: OutboxMessage) -> str:
         recipients=[message.to_address],
         body=message.body,
         html=message.body_html,
-        extra_headers={**(message.headers or {}), "Message-ID": msg_id},
+        extra_headers=dict(message.headers or {}),
         sender=current_app.config["MAIL_DEFAULT_SENDER"],
     )
+    email.msgId = msg_id  # one Message-ID, stable across retries (Flask-Mail makes its own)
     state = current_app.extensions["mail"]
     with _TimedConnection(state) as connection:
         connection.send(email)

@@ -74,7 +74,11 @@ def load(purpose: str, token: str) -> LinkClaim:
     except SignatureExpired:
         raise TokenError("expired", "This link has expired.") from None
     except (BadSignature, UnicodeDecodeError, ValueError, TypeError):
-        raise TokenError("bad", "This link is not valid. It may have been cut short or changed.") from None
+        raise TokenError(
+            "bad", "This link is not valid. It may have been cut short or changed."
+        ) from None
+    if not isinstance(data, dict):
+        raise TokenError("bad", "This link is not valid.")
     try:
         return LinkClaim(
             purpose=purpose,
@@ -85,11 +89,13 @@ def load(purpose: str, token: str) -> LinkClaim:
             token_id=str(data["id"]),
             extra=dict(data.get("x") or {}),
         )
-    except (KeyError, TypeError, ValueError):
+    except (KeyError, TypeError, ValueError, AttributeError):
         raise TokenError("bad", "This link is not valid.") from None
 
 
 def check_unspent(claim: LinkClaim, current_version: int) -> None:
     """Raise TokenError("spent") when the state has changed since the token was issued."""
     if current_version != claim.version:
-        raise TokenError("spent", "This link has already been used, or the choice it was for has changed since.")
+        raise TokenError(
+            "spent", "This link has already been used, or the choice it was for has changed since."
+        )

@@ -1,11 +1,164 @@
-"""Pages reached from signed links (issue 4 builds them out)."""
+"""Pages reached from signed links (confirm, preferences, unsubscribe) and the public
+opt-back-in page. GET shows a page and a button; only POST changes anything."""
 
-from flask import Blueprint
+from __future__ import annotations
+
+from flask import Blueprint, abort, flash, redirect, render_template, request, url_for
+from flask_babel import get_locale
+from flask_babel import gettext as _
+
+from consent import signed_links
+from consent.addresses import format_phone
+from consent.app import current_organization
+from consent.extensions import csrf, db, limiter
+from consent.ledger import Origin
+from consent.tokens import TokenError
+from portal.links_forms import ButtonForm, OptBackInForm, PreferencesForm
 
 bp = Blueprint("links", __name__)
 
+PUBLIC_FORM_LIMIT = "10 per minute; 50 per hour"
+LINK_LIMIT = "30 per minute; 300 per hour"
+# Big mail providers send RFC 8058 POSTs for many people from few addresses.
+ONE_CLICK_LIMIT = "300 per minute"
+ONE_CLICK_BODY = "List-Unsubscribe=One-Click"
+
+
+def _origin() -> Origin:
+    return Origin(ip=request.remote_addr, user_agent=request.user_agent.string or None)
+
+
+def _bad_link(error: TokenError, purpose: str):
+    org = current_organization()
+    page = render_template("portal/links/bad_link.html", kind=error.kind, purpose=purpose, org=org)
+    return page, error.status_code
+
+
+def _is_one_click() -> bool:
+    """Is this an RFC 8058 one-click POST (urlencoded or multipart form, or a bare body)?"""
+    if request.method != "POST":
+        return False
+    if request.form.get("List-Unsubscribe") == "One-Click":
+        return True
+    if request.mimetype in ("application/x-www-form-urlencoded", "multipart/form-data"):
+        return False
+    return request.get_data(as_text=True).strip() == ONE_CLICK_BODY
+
+
+@bp.errorhandler(429)
+def too_many(_error):
+    """A plain page when someone asks too often."""
+    return render_template("portal/links/too_many.html"), 429
+
 
 @bp.route("/opt-back-in", methods=["GET", "POST"])
+@limiter.limit(PUBLIC_FORM_LIMIT, methods=["POST"])
 def opt_back_in():
-    """Ask for a confirmation to opt back in."""
-    return "Opt back in", 503
+    """Ask for a confirmation link to opt back in: the same answer whatever is on record."""
+    org = current_organization()
+    if org is None:
+        abort(404)
+    form = OptBackInForm(region=org.default_region or "US")
+    if form.validate_on_submit():
+        signed_links.request_from_public(
+            org,
+            form.channel.data,
+            form.normalized,
+            origin=_origin(),
+            language=str(get_locale() or "en"),
+        )
+        db.session.commit()
+        return render_template(
+            "portal/links/opt_back_in_sent.html",
+            org=org,
+            channel=form.channel.data,
+            entered=form.address.data.strip(),
+            texting_number=format_phone(org.texting_number),
+        )
+    return render_template("portal/links/opt_back_in.html", form=form, org=org)
+
+
+@bp.route("/confirm/<token>", methods=["GET", "POST"])
+@limiter.limit(LINK_LIMIT)
+def confirm(token: str):
+    """Show "Confirm that you want to receive …" and a button; the POST opts back in."""
+    try:
+        link = signed_links.open_link("confirm", token)
+    except TokenError as error:
+        return _bad_link(error, "confirm")
+    words = signed_links.confirm_words(link)
+    blocker = signed_links.confirm_blocker(link)
+    form = ButtonForm()
+    if blocker is None and form.validate_on_submit():
+        outcome = signed_links.confirm(link, words=words, origin=_origin())
+        if outcome.ok:
+            db.session.commit()
+            return render_template("portal/links/confirmed.html", link=link)
+        db.session.rollback()
+        blocker = outcome.reason
+    status = 409 if blocker else (400 if form.errors else 200)
+    page = render_template(
+        "portal/links/confirm.html", link=link, words=words, form=form, blocker=blocker
+    )
+    return page, status
+
+
+@bp.route("/preferences/<token>", methods=["GET", "POST"])
+@limiter.limit(LINK_LIMIT)
+def preferences(token: str):
+    """Yes / No to text messages for the cell numbers of the people at this email address."""
+    try:
+        link = signed_links.open_link("preferences", token)
+    except TokenError as error:
+        return _bad_link(error, "preferences")
+    numbers = signed_links.cell_numbers(link)
+    form = PreferencesForm()
+    if numbers and form.validate_on_submit():
+        wants = bool(form.yes.data)
+        result = signed_links.set_text_preference(link, wants_texts=wants, origin=_origin())
+        db.session.commit()
+        for shown, reason in result.refused:
+            flash(_("%(number)s: %(reason)s", number=shown, reason=reason), "error")
+        if result.changed:
+            flash(
+                _(
+                    "Saved. We will send text messages to %(numbers)s.",
+                    numbers=", ".join(result.changed),
+                )
+                if wants
+                else _(
+                    "Saved. We will not send text messages to %(numbers)s.",
+                    numbers=", ".join(result.changed),
+                ),
+                "success",
+            )
+        elif not result.refused:
+            flash(_("Nothing to change: your choice was already on record."), "info")
+        return redirect(url_for("links.preferences", token=token))
+    status = 400 if form.errors else 200
+    page = render_template("portal/links/preferences.html", link=link, numbers=numbers, form=form)
+    return page, status
+
+
+@bp.route("/unsubscribe/<token>", methods=["GET", "POST"])
+@csrf.exempt  # RFC 8058: mail clients POST with no cookie and no CSRF token
+@limiter.limit(LINK_LIMIT, exempt_when=_is_one_click)
+@limiter.limit(ONE_CLICK_LIMIT)
+def unsubscribe(token: str):
+    """GET shows a button (a link-following scanner unsubscribes no one); a one-click POST or
+    the button opts the email address out and answers 200."""
+    try:
+        link = signed_links.open_link("unsubscribe", token)
+    except TokenError as error:
+        return _bad_link(error, "unsubscribe")
+    if _is_one_click():
+        signed_links.unsubscribe(link, one_click=True, origin=_origin())
+        db.session.commit()
+        return render_template("portal/links/unsubscribed.html", link=link, one_click=True)
+    form = ButtonForm()  # the page's button: CSRF-checked by the form itself
+    if form.validate_on_submit():
+        signed_links.unsubscribe(link, one_click=False, origin=_origin())
+        db.session.commit()
+        return render_template("portal/links/unsubscribed.html", link=link, one_click=False)
+    status = 400 if form.errors else 200
+    return render_template("portal/links/unsubscribe.html", link=link, form=form), status

@@ -11,6 +11,7 @@ from email import message_from_bytes, policy
 import pytest
 import sqlalchemy as sa
 
+import consent.models  # noqa: F401  (the tables, before the schema is created)
 from consent import create_app
 from consent.extensions import db, limiter
 
@@ -199,7 +200,7 @@ def demo(app):
     """The demo organization, families and logins."""
     from consent.demo import load_demo
 
-    load_demo()
+    load_demo(families=30)  # the full 300 are for people; 30 keep each test quick
     from tests import factories
 
     return factories.Demo.load()

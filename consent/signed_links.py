@@ -1,0 +1,327 @@
+"""What a recipient does from a signed link, and from the public opt-back-in page.
+
+Opening a link checks its signature, age and (for confirm and preferences) that the state it
+was issued for has not moved since. Acting on it goes through the ledger with the token's id
+and the words shown as evidence. The views in portal/links.py only parse, call and render.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime, time
+
+import sqlalchemy as sa
+from flask_babel import gettext as _
+
+from consent import ledger, notifications, tokens
+from consent.addresses import format_phone
+from consent.extensions import db
+from consent.ledger import Actor, Origin, Outcome
+from consent.models import (
+    Channel,
+    ConsentState,
+    Organization,
+    OutboxMessage,
+    PhoneKind,
+    Source,
+    Status,
+    utcnow,
+)
+from consent.tokens import LinkClaim, TokenError
+
+# A person can ask to opt back in only from these states: the public page opts no one in
+# who never chose (that would let anyone text any number a link).
+MAY_ASK_AGAIN = frozenset({Status.OPTED_OUT, Status.BOUNCED})
+PUBLIC_ACTOR = "the person, on the public opt-back-in page"
+
+
+@dataclass
+class Link:
+    """An opened signed link: what it claims, its organization and the state now."""
+
+    claim: LinkClaim
+    org: Organization
+    state: ConsentState | None
+
+    @property
+    def channel(self) -> Channel:
+        return Channel(self.claim.channel)
+
+    @property
+    def address(self) -> str:
+        return self.claim.address
+
+    @property
+    def shown(self) -> str:
+        return notifications.shown_address(self.channel, self.address)
+
+    @property
+    def channel_words(self) -> str:
+        return channel_words(self.channel)
+
+    @property
+    def texting_number(self) -> str:
+        return format_phone(self.org.texting_number)
+
+    @property
+    def opted_out(self) -> bool:
+        return bool(self.state and self.state.status == Status.OPTED_OUT)
+
+
+def open_link(purpose: str, token: str) -> Link:
+    """Check a token and load what it is about; raise TokenError ("bad", "expired", "spent").
+
+    Confirm and preferences links are spent once the state they were issued for has changed.
+    Unsubscribe links are not: opting out is always allowed, so an unsubscribe link in an
+    older email keeps working until it expires (and a second click finds the address already
+    opted out).
+    """
+    claim = tokens.load(purpose, token)
+    org = db.session.get(Organization, claim.organization_id)
+    if org is None or claim.channel not in {c.value for c in Channel}:
+        raise TokenError("bad", "This link is not valid.")
+    state = ledger.current(org, claim.channel, claim.address)
+    if purpose != "unsubscribe":
+        tokens.check_unspent(claim, state.version if state else 0)
+    return Link(claim=claim, org=org, state=state)
+
+
+def _recipient(link: Link) -> Actor:
+    return Actor.recipient(f"the recipient at {link.shown}")
+
+
+# --- confirm: opt back in -------------------------------------------------------------------
+
+
+def channel_words(channel: str) -> str:
+    return {
+        Channel.TEXT: _("text messages"),
+        Channel.VOICE: _("calls"),
+        Channel.EMAIL: _("email"),
+    }[Channel(channel)]
+
+
+def confirm_words(link: Link) -> str:
+    """The sentence the confirm page shows; kept as evidence with the opt-in."""
+    return _(
+        "Confirm that you want to receive %(what)s from %(org)s at %(address)s.",
+        what=channel_words(link.channel),
+        org=link.org.name,
+        address=link.shown,
+    )
+
+
+def confirm_blocker(link: Link) -> str | None:
+    """Why confirming cannot work now (a carrier block), else None."""
+    check = ledger.check_opt_back_in(link.org, link.channel, link.address)
+    return check.reason if check.code == "carrier_block" else None
+
+
+def confirm(link: Link, *, words: str, origin: Origin) -> Outcome:
+    """Opt the address back in: the person's own confirmation, with the words they saw."""
+    return ledger.opt_in(
+        link.org,
+        link.channel,
+        link.address,
+        source=Source.EMAIL_LINK,
+        actor=_recipient(link),
+        evidence={"token_id": link.claim.token_id, "words": words, "link": "confirm"},
+        origin=origin,
+    )
+
+
+# --- unsubscribe ----------------------------------------------------------------------------
+
+
+def unsubscribe(link: Link, *, one_click: bool, origin: Origin) -> Outcome:
+    """Opt the address out: `one_click` for an RFC 8058 POST from a mail client, else the
+    button on the page. Already opted out: nothing changes, and that is fine."""
+    return ledger.opt_out(
+        link.org,
+        link.channel,
+        link.address,
+        source=Source.ONE_CLICK if one_click else Source.EMAIL_LINK,
+        actor=_recipient(link),
+        evidence={
+            "token_id": link.claim.token_id,
+            "method": "List-Unsubscribe=One-Click" if one_click else "unsubscribe page button",
+            "issued_for_version": link.claim.version,
+        },
+        origin=origin,
+    )
+
+
+# --- preferences: the text messages of the people at this email address --------------------
+
+
+@dataclass
+class CellNumber:
+    """A cell number a preferences link covers, with its current choice."""
+
+    number: str
+    shown: str
+    owners: list[str]
+    status: str | None
+    carrier_block: bool
+
+    @property
+    def receives_texts(self) -> bool:
+        return self.status == Status.OPTED_IN
+
+
+def cell_numbers(link: Link) -> list[CellNumber]:
+    """The cell numbers of the contacts and students who have this email address."""
+    found: dict[str, list[str]] = {}
+    if link.channel == Channel.EMAIL:
+        for person in notifications.owners_of(Channel.EMAIL, link.address, link.org.id):
+            for phone in person.phones:
+                if phone.kind == PhoneKind.CELL:
+                    found.setdefault(phone.number, []).append(person.name)
+    if not found:
+        return []
+    states = {
+        s.address: s
+        for s in db.session.scalars(
+            sa.select(ConsentState).where(
+                ConsentState.organization_id == link.org.id,
+                ConsentState.channel == Channel.TEXT,
+                ConsentState.address.in_(list(found)),
+            )
+        )
+    }
+    numbers = []
+    for number, owners in found.items():
+        state = states.get(number)
+        numbers.append(
+            CellNumber(
+                number=number,
+                shown=format_phone(number),
+                owners=list(dict.fromkeys(owners)),
+                status=state.status if state else None,
+                carrier_block=bool(state and state.carrier_block),
+            )
+        )
+    return numbers
+
+
+def yes_words() -> str:
+    return _("Yes, send me text messages")
+
+
+def no_words() -> str:
+    return _("No, do not send me text messages")
+
+
+@dataclass
+class PreferencesResult:
+    """What a choice did to each number."""
+
+    wants_texts: bool
+    changed: list[str] = field(default_factory=list)
+    unchanged: list[str] = field(default_factory=list)
+    refused: list[tuple[str, str]] = field(default_factory=list)
+
+
+def set_text_preference(link: Link, *, wants_texts: bool, origin: Origin) -> PreferencesResult:
+    """Opt every cell number of the link in or out of texts, and confirm the choice by email
+    to the person (the ledger tells the organization about each change)."""
+    words = yes_words() if wants_texts else no_words()
+    result = PreferencesResult(wants_texts=wants_texts)
+    events = []
+    for cell in cell_numbers(link):
+        outcome = ledger.change(
+            link.org,
+            Channel.TEXT,
+            cell.number,
+            Status.OPTED_IN if wants_texts else Status.OPTED_OUT,
+            source=Source.EMAIL_LINK,
+            actor=Actor.recipient(f"the recipient at {link.address}"),
+            evidence={
+                "token_id": link.claim.token_id,
+                "words": words,
+                "email": link.address,
+                "link": "preferences",
+            },
+            origin=origin,
+        )
+        if outcome.refused:
+            result.refused.append((cell.shown, outcome.reason or ""))
+        elif outcome.changed:
+            result.changed.append(cell.shown)
+            events.append(outcome.event)
+        else:
+            result.unchanged.append(cell.shown)
+    if events:
+        notifications.queue_email(
+            link.org,
+            to=link.address,
+            purpose="preferences_confirmation",
+            template="preferences_changed",
+            key="prefs:{}:{}:{}".format(
+                link.org.id, link.address, "-".join(str(e.id) for e in events)
+            ),
+            language=notifications.language_for(Channel.EMAIL, link.address, link.org.id),
+            event_id=events[0].id,
+            numbers=result.changed,
+            wants_texts=wants_texts,
+            words=words,
+        )
+    return result
+
+
+# --- the public opt-back-in page ------------------------------------------------------------
+
+
+def request_from_public(
+    org: Organization, channel: str, address: str, *, origin: Origin, language: str = "en"
+) -> str:
+    """A visitor asks to opt `address` (normalized) back in to `channel`. Sends the person a
+    confirmation link only when the address is opted out or bounced, has no carrier block, and
+    got no confirmation request today. Returns a code for the log and tests; the page answers
+    the same whatever it is, so it tells no one what is on record.
+
+    The request is recorded with source `email_link`: it is the recipient's own request, and
+    it completes through a signed link (the ledger's sources have no "public page" of their own).
+    """
+    channel = Channel(channel)
+    state = ledger.current(org, channel, address)
+    if state is None or state.status not in MAY_ASK_AGAIN:
+        return "nothing_to_confirm"
+    if channel != Channel.EMAIL:
+        text_state = (
+            state if channel == Channel.TEXT else ledger.current(org, Channel.TEXT, address)
+        )
+        if state.carrier_block or (text_state and text_state.carrier_block):
+            return "carrier_block"  # the carrier would block the text; START is the way
+    if asked_today(org, address):
+        return "already_sent_today"
+    outcome = ledger.request_opt_back_in(
+        org,
+        channel,
+        address,
+        actor=Actor.recipient(PUBLIC_ACTOR),
+        source=Source.EMAIL_LINK,
+        attested=False,
+        origin=origin,
+        evidence={"page": "/opt-back-in"},
+        language=language,
+    )
+    return outcome.code
+
+
+def asked_today(org: Organization, destination: str) -> bool:
+    """Has a confirmation request gone to this email address or number today (UTC)?"""
+    start = datetime.combine(utcnow().date(), time())
+    return (
+        db.session.scalar(
+            sa.select(OutboxMessage.id)
+            .where(
+                OutboxMessage.organization_id == org.id,
+                OutboxMessage.purpose == "confirm_request",
+                OutboxMessage.to_address == destination,
+                OutboxMessage.created_at >= start,
+            )
+            .limit(1)
+        )
+        is not None
+    )
