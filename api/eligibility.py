@@ -114,8 +114,11 @@ _ROW = '{"address":%s,"normalized":%s,"allowed":%s,"reason":"%s"}'
 # An E.164 number given as such (address and normalized the same "+digits" string) needs no
 # escaping: one template per reason.
 _SAME = {
-    reason: '{"address":"%s","normalized":"%s","allowed":' + ("true" if reason == "ok" else "false")
-    + ',"reason":"' + reason + '"}'
+    reason: '{"address":"%s","normalized":"%s","allowed":'
+    + ("true" if reason == "ok" else "false")
+    + ',"reason":"'
+    + reason
+    + '"}'
     for reason in REASONS
 }
 
@@ -130,5 +133,13 @@ def results_json(rows) -> str:
         if norm is address and address[:1] == "+":  # E.164 as given: digits only
             append(_SAME[reason] % (address, address))
         else:
-            append(_ROW % (enc(address), "null" if norm is None else enc(norm), "true" if ok else "false", reason))
+            append(
+                _ROW
+                % (
+                    enc(address),
+                    "null" if norm is None else enc(norm),
+                    "true" if ok else "false",
+                    reason,
+                )
+            )
     return '{"results":[' + ",".join(parts) + "]}"

@@ -118,7 +118,10 @@ def document() -> dict:
                     "required": ["results"],
                     "additionalProperties": False,
                     "properties": {
-                        "results": {"type": "array", "items": {"$ref": "#/components/schemas/Result"}}
+                        "results": {
+                            "type": "array",
+                            "items": {"$ref": "#/components/schemas/Result"},
+                        }
                     },
                 },
                 "Result": {

@@ -66,7 +66,12 @@ def inbound():
         current_app.logger.warning("inbound text to unknown number %r", form.get("To"))
         return twiml("", 404)
     reply = sms.handle_inbound(
-        org, form.get("From", ""), form.get("Body", ""), sid, _origin(), to_number=form.get("To", "")
+        org,
+        form.get("From", ""),
+        form.get("Body", ""),
+        sid,
+        _origin(),
+        to_number=form.get("To", ""),
     )
     db.session.commit()
     return twiml(reply)

@@ -68,7 +68,9 @@ def build(app, rows: int) -> tuple[int, list[str]]:
 
     with app.app_context():
         db.create_all()
-        org = db.session.scalars(sa.select(Organization).where(Organization.name == ORG_NAME)).first()
+        org = db.session.scalars(
+            sa.select(Organization).where(Organization.name == ORG_NAME)
+        ).first()
         if org is None:
             org = Organization(
                 name=ORG_NAME, texting_number="+12025550199", notification_email="bench@example.org"
@@ -82,7 +84,9 @@ def build(app, rows: int) -> tuple[int, list[str]]:
         if have == rows:
             print(f"reusing {rows:,} opt-outs already in the database")
             addresses = list(
-                db.session.scalars(sa.select(table.c.address).where(table.c.organization_id == org.id))
+                db.session.scalars(
+                    sa.select(table.c.address).where(table.c.organization_id == org.id)
+                )
             )
             return org.id, addresses
         db.session.execute(sa.delete(table).where(table.c.organization_id == org.id))
@@ -127,7 +131,8 @@ def _insert(db, org_id: int, addresses: list[str]) -> None:
     ]  # fmt: skip
     with engine.begin() as conn:
         conn.exec_driver_sql(
-            f"INSERT INTO consent_states ({columns}) VALUES (?,?,?,?,?,?,?,?,?,?,?)", rows
+            f"INSERT INTO consent_states ({columns}) VALUES (?,?,?,?,?,?,?,?,?,?,?)",  # noqa: S608
+            rows,
         )
         conn.exec_driver_sql("ANALYZE consent_states")
 
@@ -182,7 +187,9 @@ def measure(database: str, rows: int, count: int, requests: int) -> list[tuple]:
 
     singles = rng.sample(opted_out, requests // 2) + numbers(rng, requests - requests // 2, known)
     rng.shuffle(singles)
-    one = _latencies(client, [f"/api/v1/eligibility?channel=text&address={a}" for a in singles], headers)
+    one = _latencies(
+        client, [f"/api/v1/eligibility?channel=text&address={a}" for a in singles], headers
+    )
     base = _latencies(client, ["/bench/bare"] * requests, headers)
     p50, p99 = _percentile(one, 50), _percentile(one, 99)
     b50, b99 = _percentile(base, 50), _percentile(base, 99)
@@ -225,7 +232,9 @@ def table(rows: list[tuple]) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m bench.eligibility", description=__doc__.split("\n")[0])
+    parser = argparse.ArgumentParser(
+        prog="python -m bench.eligibility", description=__doc__.split("\n")[0]
+    )
     parser.add_argument("--rows", type=int, default=1_000_000, help="opt-outs in the database")
     parser.add_argument("--database", default=DEFAULT_DB, help="SQLAlchemy URL (default: SQLite)")
     parser.add_argument("--addresses", type=int, default=100_000, help="addresses in the bulk POST")

@@ -56,7 +56,8 @@ class _Region:
             return "(?=(?:" + "|".join(f"[0-9]{{{n}}}" for n in sorted(lengths)) + r")\Z)"
 
         parts = [
-            (sized(lengths) if lengths else "") + f"(?:{pattern})" for lengths, pattern in self.types
+            (sized(lengths) if lengths else "") + f"(?:{pattern})"
+            for lengths, pattern in self.types
         ]
         head = "(?!0)" + (f"(?!(?:{prefix}))" if prefix else "")
         head += sized(self.lengths) if self.lengths else ""

@@ -140,5 +140,5 @@ def statuses_of(org_id: int, channel: str, addresses: Sequence[str]) -> dict[str
     for start in range(0, len(addresses), CHUNK):
         chunk = list(addresses[start : start + CHUNK])
         rows = db.session.execute(stmt, {"chunk": chunk if postgres else json.dumps(chunk)})
-        found.update(rows.tuples().all())
+        found.update(rows.all())
     return found

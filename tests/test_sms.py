@@ -193,9 +193,14 @@ def test_every_stop_notifies_the_office_and_queues_no_second_text(org, client, m
     text(client, "Stop", number)
     (notice,) = mailbox.to("office@example.org")
     assert contact.name in mailbox.text(notice)
-    assert db.session.scalar(
-        sa.select(sa.func.count()).select_from(OutboxMessage).where(OutboxMessage.channel == "text")
-    ) == 0
+    assert (
+        db.session.scalar(
+            sa.select(sa.func.count())
+            .select_from(OutboxMessage)
+            .where(OutboxMessage.channel == "text")
+        )
+        == 0
+    )
 
 
 # --- Spanish ----------------------------------------------------------------------------------
@@ -239,9 +244,7 @@ def spanish(app, tmp_path):
 
 
 @pytest.mark.parametrize("body", ["PARAR", "alto", "Cancelar", "BAJA"])
-def test_spanish_stop_answers_in_spanish_and_remembers_the_language(
-    org, client, spanish, body
-):
+def test_spanish_stop_answers_in_spanish_and_remembers_the_language(org, client, spanish, body):
     """PARAR / ALTO / CANCELAR / BAJA opt out, answer in Spanish, and set the contact's language."""
     family = make_family(org, make_site(org), name="Garcia")
     contact = family.contacts[0]
@@ -434,7 +437,9 @@ def test_callback_finds_the_number_from_our_outbox(org, client):
     number = next_number()
     ledger.opt_in(org, Channel.TEXT, number, source=Source.PORTAL, actor=Actor.recipient())
     db.session.commit()
-    sent = db.session.scalars(sa.select(OutboxMessage).where(OutboxMessage.to_address == number)).one()
+    sent = db.session.scalars(
+        sa.select(OutboxMessage).where(OutboxMessage.to_address == number)
+    ).one()
     sent.provider_id = "SMfromoutbox"
     db.session.commit()
     client.post(
@@ -497,7 +502,9 @@ def test_our_own_texts_obey_eligibility_except_the_opt_out_confirmation(org, app
     outbox.deliver()
     sent = {
         m.purpose: m.status
-        for m in db.session.scalars(sa.select(OutboxMessage).where(OutboxMessage.to_address == number))
+        for m in db.session.scalars(
+            sa.select(OutboxMessage).where(OutboxMessage.to_address == number)
+        )
     }
     assert sent == {"optout_confirmation": "sent", "reminder": "suppressed"}
 
