@@ -14,6 +14,7 @@ import sqlalchemy as sa
 from sqlalchemy.dialects.postgresql import ARRAY
 
 from consent.addresses import AddressError, normalize
+from consent.e164 import SHAPE as E164_SHAPE
 from consent.e164 import verdict
 from consent.extensions import db
 from consent.models import Channel, ConsentState, Organization, Status
@@ -67,9 +68,12 @@ def check_rows(
     """Like check_many, as (address, normalized, allowed, reason) tuples: the bulk API's path
     (no object per address)."""
     channel = Channel(channel)
-    normalized = normalize_all(channel, addresses, org.default_region or "US")
-    wanted = list(dict.fromkeys(a for a in normalized if a is not None))
-    statuses = statuses_of(org.id, channel, wanted)
+    region = org.default_region or "US"
+    normalized, unchecked = _normalize_all(channel, addresses, region)
+    statuses = statuses_of(org.id, channel, list(dict.fromkeys(a for a in normalized if a)))
+    again = _check_e164(channel, normalized, unchecked, statuses, region)
+    if again:  # inputs that phonenumbers writes differently ("+1 1 202…"): rare
+        statuses.update(statuses_of(org.id, channel, again))
     unknown = decide(org, channel, None)
     by_status = {status: decide(org, channel, status) for status in Status}
     results = []
@@ -85,29 +89,53 @@ def check_rows(
     return results
 
 
-def normalize_all(channel: str, addresses: Sequence[str], region: str) -> list[str | None]:
-    """Each address normalized for the channel, or None when it is not an address.
-
-    Phones already in E.164 form take a fast path (consent.e164) that agrees with
-    phonenumbers; anything else is parsed by phonenumbers.
-    """
+def _normalize_all(
+    channel: str, addresses: Sequence[str], region: str
+) -> tuple[list[str | None], list[int]]:
+    """Each address normalized for the channel (None: not an address), and the positions of
+    E.164-looking phones taken as given but not yet checked (see _check_e164)."""
     out: list[str | None] = []
+    unchecked: list[int] = []
     append = out.append
     phones = channel != Channel.EMAIL
-    for raw in addresses:
-        if phones and type(raw) is str:
-            fast = verdict(raw)
-            if fast is True:
-                append(raw)
-                continue
-            if fast is False:
-                append(None)
-                continue
+    shape = E164_SHAPE.fullmatch
+    for index, raw in enumerate(addresses):
+        if phones and type(raw) is str and shape(raw):
+            unchecked.append(index)
+            append(raw)
+            continue
         try:
             append(normalize(channel, raw, region))
         except (AddressError, TypeError):
             append(None)
-    return out
+    return out, unchecked
+
+
+def _check_e164(channel, normalized, unchecked, statuses, region) -> list[str]:
+    """Check the E.164-looking phones that have no state. One with a state needs no check: it
+    was normalized when it was stored. Fast path (consent.e164, which agrees with
+    phonenumbers) first, phonenumbers when it cannot tell. Returns the addresses whose
+    normalized form differs from the input and still needs looking up."""
+    again: dict[str, None] = {}
+    for index in unchecked:
+        raw = normalized[index]
+        if raw in statuses:
+            continue
+        fast = verdict(raw)
+        if fast is True:
+            continue
+        if fast is False:
+            normalized[index] = None
+            continue
+        try:
+            value = normalize(channel, raw, region)
+        except AddressError:
+            normalized[index] = None
+            continue
+        normalized[index] = value
+        if value != raw and value not in statuses:
+            again[value] = None
+    return list(again)
 
 
 def statuses_of(org_id: int, channel: str, addresses: Sequence[str]) -> dict[str, str]:

@@ -310,3 +310,20 @@ def test_bulk_and_single_answers_agree(org):
                  "+1202555011", "x", json.dumps({"a": 1})]  # fmt: skip
     bulk = eligibility.check_many(org, "text", addresses)
     assert bulk == [eligibility.check_one(org, "text", a) for a in addresses]
+
+
+def test_e164_lookalike_that_normalizes_differently_is_still_looked_up(org, client, app):
+    """ "+1 1 202…" (a national prefix after the country code) is the number +1 202…: found,
+    with one more lookup only when that number was not asked for as well."""
+    alone, statements = _count_queries(
+        app, lambda: post(client, {"channel": "text", "addresses": ["+112025550111"]})
+    )
+    assert alone.json["results"] == [{"address": "+112025550111", "normalized": "+12025550111",
+                                      "allowed": False, "reason": "opted_out"}]  # fmt: skip
+    assert len([s for s in statements if "consent_states" in s]) == 2
+    both = ["+112025550111", "+12025550111"]
+    answer, statements = _count_queries(
+        app, lambda: post(client, {"channel": "text", "addresses": both})
+    )
+    assert [r["reason"] for r in answer.json["results"]] == ["opted_out", "opted_out"]
+    assert len([s for s in statements if "consent_states" in s]) == 1
