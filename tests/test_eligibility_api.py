@@ -327,3 +327,9 @@ def test_e164_lookalike_that_normalizes_differently_is_still_looked_up(org, clie
     )
     assert [r["reason"] for r in answer.json["results"]] == ["opted_out", "opted_out"]
     assert len([s for s in statements if "consent_states" in s]) == 1
+
+
+def test_bulk_post_is_marked_read_only(app):
+    """The bulk POST only reads, so it does not take SQLite's write lock."""
+    assert app.view_functions["api.eligibility_many"].read_only is True
+    assert not getattr(app.view_functions["sms.inbound"], "read_only", False)
