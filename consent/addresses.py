@@ -39,7 +39,9 @@ def normalize_phone(value: str, region: str = DEFAULT_REGION) -> str:
     try:
         parsed = phonenumbers.parse(text, region)
     except phonenumbers.NumberParseException as exc:
-        raise AddressError(value, _PARSE_ERRORS.get(exc.error_type, "it is not a phone number")) from None
+        raise AddressError(
+            value, _PARSE_ERRORS.get(exc.error_type, "it is not a phone number")
+        ) from None
     if not phonenumbers.is_valid_number(parsed):
         raise AddressError(value, "it is not a valid phone number")
     return phonenumbers.format_number(parsed, phonenumbers.PhoneNumberFormat.E164)

@@ -34,7 +34,13 @@ def create_app(test_config: dict | None = None) -> Flask:
     import consent.database  # noqa: F401  (engine event listeners)
 
     db.init_app(app)
-    migrate.init_app(app, db, directory=str(ROOT / "migrations"), render_as_batch=True, compare_server_default=False)
+    migrate.init_app(
+        app,
+        db,
+        directory=str(ROOT / "migrations"),
+        render_as_batch=True,
+        compare_server_default=False,
+    )
     login_manager.init_app(app)
     login_manager.login_view = "auth.login"
     login_manager.login_message = "Please sign in to see that page."
@@ -154,5 +160,7 @@ def current_organization():
     from consent.models import Organization
 
     if "organization" not in g:
-        g.organization = db.session.scalars(sa.select(Organization).order_by(Organization.id)).first()
+        g.organization = db.session.scalars(
+            sa.select(Organization).order_by(Organization.id)
+        ).first()
     return g.organization

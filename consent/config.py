@@ -54,7 +54,8 @@ def from_environment(instance_path: str, env: dict[str, str] | None = None) -> d
         "MAIL_PASSWORD": env.get("MAIL_PASSWORD") or None,
         "MAIL_USE_TLS": _bool(env.get("MAIL_USE_TLS")),
         "MAIL_USE_SSL": _bool(env.get("MAIL_USE_SSL")),
-        "MAIL_DEFAULT_SENDER": env.get("MAIL_DEFAULT_SENDER") or "Consent Desk <no-reply@example.org>",
+        "MAIL_DEFAULT_SENDER": env.get("MAIL_DEFAULT_SENDER")
+        or "Consent Desk <no-reply@example.org>",
         # Without an SMTP server, development records email in the outbox instead of sending.
         "EMAIL_TRANSPORT": env.get("EMAIL_TRANSPORT") or ("smtp" if mail_server else "record"),
         "TWILIO_ACCOUNT_SID": env.get("TWILIO_ACCOUNT_SID") or None,

@@ -76,9 +76,15 @@ def load_demo(seed: int = 7) -> bool:
 
     rivera = Family(organization=org, name="Rivera")
     ana = _contact(rivera, "Ana", "Rivera", 1, "parent@example.org", "+12025550123", "P-1001")
-    luis = _contact(rivera, "Luis", "Rivera", 2, "luis.rivera@example.org", "+12025550124", "P-1002")
+    luis = _contact(
+        rivera, "Luis", "Rivera", 2, "luis.rivera@example.org", "+12025550124", "P-1002"
+    )
     sofia = Student(
-        family=rivera, site=elementary, first_name="Sofia", last_name="Rivera", grade="3",
+        family=rivera,
+        site=elementary,
+        first_name="Sofia",
+        last_name="Rivera",
+        grade="3",
         external_id="S-1001",
     )
     sofia.phones.append(Phone(number="+12025550125", kind=PhoneKind.CELL, is_primary=True))
@@ -93,9 +99,14 @@ def load_demo(seed: int = 7) -> bool:
     quiet = dict(confirm=False, notify_org=False)
     for number in ("+12025550123", "+12025550124", "+12025550125"):
         ledger.opt_in(
-            org, Channel.TEXT, number, source=Source.ENROLLMENT,
-            actor=Actor.for_user(parent), evidence={"disclosure": disclosure, "demo": True},
-            origin=Origin("127.0.0.1", "demo"), **quiet,
+            org,
+            Channel.TEXT,
+            number,
+            source=Source.ENROLLMENT,
+            actor=Actor.for_user(parent),
+            evidence={"disclosure": disclosure, "demo": True},
+            origin=Origin("127.0.0.1", "demo"),
+            **quiet,
         )
     del luis
 
@@ -113,8 +124,12 @@ def _user(org, email, password, role, name, site=None) -> User:
 
 def _contact(family, first, last, position, email, cell, external_id=None) -> Contact:
     contact = Contact(
-        family=family, first_name=first, last_name=last, position=position,
-        external_id=external_id, relationship_to_student="Parent",
+        family=family,
+        first_name=first,
+        last_name=last,
+        position=position,
+        external_id=external_id,
+        relationship_to_student="Parent",
     )
     if cell:
         contact.phones.append(Phone(number=cell, kind=PhoneKind.CELL, is_primary=True))
@@ -155,7 +170,13 @@ def _many_families(rng, org, sites, admin, disclosure) -> None:
             first = rng.choice(FIRST_ADULT)
             email = f"{first}.{last}.{i}{position}@example.{rng.choice(('org', 'net', 'com'))}"
             contact = _contact(
-                family, first, last, position, email.lower(), _number(rng, used), f"P-{2000 + i * 4 + position}"
+                family,
+                first,
+                last,
+                position,
+                email.lower(),
+                _number(rng, used),
+                f"P-{2000 + i * 4 + position}",
             )
             if rng.random() < 0.3:
                 contact.phones.append(Phone(number=_number(rng, used), kind=PhoneKind.HOME))
@@ -165,7 +186,10 @@ def _many_families(rng, org, sites, admin, disclosure) -> None:
         for _ in range(rng.choice((1, 1, 2, 3))):
             site = rng.choice(sites)
             student = Student(
-                family=family, site=site, first_name=rng.choice(FIRST_CHILD), last_name=last,
+                family=family,
+                site=site,
+                first_name=rng.choice(FIRST_CHILD),
+                last_name=last,
                 grade=str(rng.randint(0, 5) if site is sites[0] else rng.randint(9, 12)),
                 enrollment_status=rng.choice(("enrolled",) * 9 + ("withdrawn",)),
                 external_id=f"S-{2000 + len(families) * 3 + _}",
@@ -184,56 +208,169 @@ def _many_families(rng, org, sites, admin, disclosure) -> None:
             roll = rng.random()
             evidence = {"demo": True}
             if roll < 0.55:
-                ledger.opt_in(org, Channel.TEXT, cell, source=Source.ENROLLMENT, actor=Actor.recipient(contact.name),
-                              evidence={**evidence, "disclosure": disclosure}, origin=origin, **quiet)
+                ledger.opt_in(
+                    org,
+                    Channel.TEXT,
+                    cell,
+                    source=Source.ENROLLMENT,
+                    actor=Actor.recipient(contact.name),
+                    evidence={**evidence, "disclosure": disclosure},
+                    origin=origin,
+                    **quiet,
+                )
             elif roll < 0.65:
                 ledger.record_staff_entry(org, cell, actor=staff_actor, evidence=evidence)
             elif roll < 0.70:
-                ledger.opt_out(org, Channel.TEXT, cell, source=Source.ENROLLMENT, actor=Actor.recipient(contact.name),
-                               evidence={**evidence, "disclosure": disclosure}, origin=origin, **quiet)
+                ledger.opt_out(
+                    org,
+                    Channel.TEXT,
+                    cell,
+                    source=Source.ENROLLMENT,
+                    actor=Actor.recipient(contact.name),
+                    evidence={**evidence, "disclosure": disclosure},
+                    origin=origin,
+                    **quiet,
+                )
             elif roll < 0.76:
-                ledger.opt_in(org, Channel.TEXT, cell, source=Source.ENROLLMENT, actor=Actor.recipient(contact.name),
-                              evidence=evidence, origin=origin, **quiet)
-                ledger.opt_out(org, Channel.TEXT, cell, source=Source.SMS_KEYWORD, actor=Actor.recipient(cell),
-                               evidence={**evidence, "sms_body": "STOP"}, carrier_block=True, **quiet)
+                ledger.opt_in(
+                    org,
+                    Channel.TEXT,
+                    cell,
+                    source=Source.ENROLLMENT,
+                    actor=Actor.recipient(contact.name),
+                    evidence=evidence,
+                    origin=origin,
+                    **quiet,
+                )
+                ledger.opt_out(
+                    org,
+                    Channel.TEXT,
+                    cell,
+                    source=Source.SMS_KEYWORD,
+                    actor=Actor.recipient(cell),
+                    evidence={**evidence, "sms_body": "STOP"},
+                    carrier_block=True,
+                    **quiet,
+                )
             elif roll < 0.79:
-                ledger.opt_out(org, Channel.TEXT, cell, source=Source.SMS_REPLY, actor=Actor.recipient(cell),
-                               evidence={**evidence, "sms_body": "please stop texting me"}, **quiet)
+                ledger.opt_out(
+                    org,
+                    Channel.TEXT,
+                    cell,
+                    source=Source.SMS_REPLY,
+                    actor=Actor.recipient(cell),
+                    evidence={**evidence, "sms_body": "please stop texting me"},
+                    **quiet,
+                )
             elif roll < 0.81:
-                ledger.opt_out(org, Channel.TEXT, cell, source=Source.CARRIER, actor=Actor.system("carrier"),
-                               evidence={**evidence, "error_code": "21610"}, carrier_block=True, **quiet)
+                ledger.opt_out(
+                    org,
+                    Channel.TEXT,
+                    cell,
+                    source=Source.CARRIER,
+                    actor=Actor.system("carrier"),
+                    evidence={**evidence, "error_code": "21610"},
+                    carrier_block=True,
+                    **quiet,
+                )
             elif roll < 0.84:
-                ledger.mark_bounced(org, Channel.TEXT, cell, evidence={**evidence, "error_code": "30006"})
+                ledger.mark_bounced(
+                    org, Channel.TEXT, cell, evidence={**evidence, "error_code": "30006"}
+                )
             elif roll < 0.88:
-                ledger.opt_out(org, Channel.TEXT, cell, source=Source.PORTAL, actor=Actor.recipient(contact.name),
-                               evidence=evidence, origin=origin, **quiet)
+                ledger.opt_out(
+                    org,
+                    Channel.TEXT,
+                    cell,
+                    source=Source.PORTAL,
+                    actor=Actor.recipient(contact.name),
+                    evidence=evidence,
+                    origin=origin,
+                    **quiet,
+                )
             elif roll < 0.91:
-                ledger.opt_out(org, Channel.TEXT, cell, source=Source.ADMIN, actor=admin_actor,
-                               evidence=evidence, note="Asked at the front desk", **quiet)
+                ledger.opt_out(
+                    org,
+                    Channel.TEXT,
+                    cell,
+                    source=Source.ADMIN,
+                    actor=admin_actor,
+                    evidence=evidence,
+                    note="Asked at the front desk",
+                    **quiet,
+                )
             if rng.random() < 0.08:
-                ledger.opt_out(org, Channel.VOICE, cell, source=rng.choice((Source.ADMIN, Source.IMPORT)),
-                               actor=admin_actor, evidence=evidence, note="Do not call", **quiet)
+                ledger.opt_out(
+                    org,
+                    Channel.VOICE,
+                    cell,
+                    source=rng.choice((Source.ADMIN, Source.IMPORT)),
+                    actor=admin_actor,
+                    evidence=evidence,
+                    note="Do not call",
+                    **quiet,
+                )
             email = contact.emails[0].address
             roll = rng.random()
             if roll < 0.05:
-                ledger.opt_out(org, Channel.EMAIL, email, source=Source.ONE_CLICK, actor=Actor.recipient(email),
-                               evidence=evidence, **quiet)
+                ledger.opt_out(
+                    org,
+                    Channel.EMAIL,
+                    email,
+                    source=Source.ONE_CLICK,
+                    actor=Actor.recipient(email),
+                    evidence=evidence,
+                    **quiet,
+                )
             elif roll < 0.08:
-                ledger.opt_out(org, Channel.EMAIL, email, source=Source.EMAIL_LINK, actor=Actor.recipient(email),
-                               evidence=evidence, **quiet)
+                ledger.opt_out(
+                    org,
+                    Channel.EMAIL,
+                    email,
+                    source=Source.EMAIL_LINK,
+                    actor=Actor.recipient(email),
+                    evidence=evidence,
+                    **quiet,
+                )
             elif roll < 0.10:
-                ledger.mark_bounced(org, Channel.EMAIL, email, evidence={**evidence, "smtp": "550 no such user"})
+                ledger.mark_bounced(
+                    org, Channel.EMAIL, email, evidence={**evidence, "smtp": "550 no such user"}
+                )
             elif roll < 0.12:
-                ledger.opt_out(org, Channel.EMAIL, email, source=Source.IMPORT, actor=admin_actor,
-                               evidence={**evidence, "file": "old-system-optouts.csv", "row": rng.randint(2, 400)},
-                               **quiet)
+                ledger.opt_out(
+                    org,
+                    Channel.EMAIL,
+                    email,
+                    source=Source.IMPORT,
+                    actor=admin_actor,
+                    evidence={
+                        **evidence,
+                        "file": "old-system-optouts.csv",
+                        "row": rng.randint(2, 400),
+                    },
+                    **quiet,
+                )
         for student in family.students:
             for phone in student.phones:
                 if rng.random() < 0.7:
-                    ledger.opt_in(org, Channel.TEXT, phone.number, source=Source.PORTAL,
-                                  actor=Actor.recipient(family.contacts[0].name),
-                                  evidence={"demo": True, "disclosure": disclosure}, origin=origin, **quiet)
+                    ledger.opt_in(
+                        org,
+                        Channel.TEXT,
+                        phone.number,
+                        source=Source.PORTAL,
+                        actor=Actor.recipient(family.contacts[0].name),
+                        evidence={"demo": True, "disclosure": disclosure},
+                        origin=origin,
+                        **quiet,
+                    )
                 else:
-                    ledger.opt_out(org, Channel.TEXT, phone.number, source=Source.PORTAL,
-                                   actor=Actor.recipient(family.contacts[0].name), evidence={"demo": True},
-                                   origin=origin, **quiet)
+                    ledger.opt_out(
+                        org,
+                        Channel.TEXT,
+                        phone.number,
+                        source=Source.PORTAL,
+                        actor=Actor.recipient(family.contacts[0].name),
+                        evidence={"demo": True},
+                        origin=origin,
+                        **quiet,
+                    )

@@ -450,7 +450,8 @@ def request_opt_back_in(
     source = Source(source)
     if source == Source.ADMIN and not attested:
         return _refused(
-            "not_attested", "Tick “This person asked me to opt them back in” to send the confirmation."
+            "not_attested",
+            "Tick “This person asked me to opt them back in” to send the confirmation.",
         )
     state = _lock(org.id, channel, address)
     if state and state.carrier_block:
@@ -481,11 +482,20 @@ def request_opt_back_in(
     db.session.add(event)
     db.session.flush()
     messages = notifications.confirmation_request(
-        org, channel, address, state_version=state.version if state else 0, event=event,
-        send_to=send_to, language=language,
+        org,
+        channel,
+        address,
+        state_version=state.version if state else 0,
+        event=event,
+        send_to=send_to,
+        language=language,
     )
     return Outcome(
-        ok=True, changed=False, code="confirmation_sent", state=state, event=event,
+        ok=True,
+        changed=False,
+        code="confirmation_sent",
+        state=state,
+        event=event,
         messages=messages,
     )
 

@@ -87,7 +87,9 @@ class Organization(db.Model):
         server_default="school closures, attendance, emergencies and events",
     )
     message_frequency: Mapped[str] = mapped_column(
-        sa.String(100), default="up to 10 messages a month", server_default="up to 10 messages a month"
+        sa.String(100),
+        default="up to 10 messages a month",
+        server_default="up to 10 messages a month",
     )
     default_region: Mapped[str] = mapped_column(sa.String(2), default="US", server_default="US")
     # The rules of DESIGN.md, one column each, with their defaults.
@@ -189,7 +191,9 @@ class Contact(Person, db.Model):
 
     @property
     def primary_phone(self) -> Phone | None:
-        return next((p for p in self.phones if p.is_primary), self.phones[0] if self.phones else None)
+        return next(
+            (p for p in self.phones if p.is_primary), self.phones[0] if self.phones else None
+        )
 
 
 class Student(Person, db.Model):
@@ -415,9 +419,7 @@ class User(UserMixin, db.Model):
 
     __tablename__ = "users"
     __table_args__ = (
-        sa.CheckConstraint(
-            "role <> 'parent' OR contact_id IS NOT NULL", name="parent_has_contact"
-        ),
+        sa.CheckConstraint("role <> 'parent' OR contact_id IS NOT NULL", name="parent_has_contact"),
         sa.CheckConstraint(
             "role NOT IN ('site', 'staff') OR site_id IS NOT NULL", name="site_role_has_site"
         ),

@@ -176,11 +176,16 @@ def after_change(
     channel, address, source = state.channel, state.address, event.source
     language = language_for(channel, address, org.id)
     if event.to_status == Status.OPTED_OUT:
-        if confirm and channel == Channel.TEXT and source not in (
-            Source.SMS_KEYWORD,
-            Source.SMS_REPLY,
-            Source.CARRIER,
-            Source.IMPORT,
+        if (
+            confirm
+            and channel == Channel.TEXT
+            and source
+            not in (
+                Source.SMS_KEYWORD,
+                Source.SMS_REPLY,
+                Source.CARRIER,
+                Source.IMPORT,
+            )
         ):
             messages.append(
                 queue_text(

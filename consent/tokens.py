@@ -74,7 +74,9 @@ def load(purpose: str, token: str) -> LinkClaim:
     except SignatureExpired:
         raise TokenError("expired", "This link has expired.") from None
     except (BadSignature, UnicodeDecodeError, ValueError, TypeError):
-        raise TokenError("bad", "This link is not valid. It may have been cut short or changed.") from None
+        raise TokenError(
+            "bad", "This link is not valid. It may have been cut short or changed."
+        ) from None
     try:
         return LinkClaim(
             purpose=purpose,
@@ -92,4 +94,6 @@ def load(purpose: str, token: str) -> LinkClaim:
 def check_unspent(claim: LinkClaim, current_version: int) -> None:
     """Raise TokenError("spent") when the state has changed since the token was issued."""
     if current_version != claim.version:
-        raise TokenError("spent", "This link has already been used, or the choice it was for has changed since.")
+        raise TokenError(
+            "spent", "This link has already been used, or the choice it was for has changed since."
+        )

@@ -8,7 +8,6 @@ import sqlalchemy as sa
 from flask import Blueprint, flash, redirect, render_template, request, session, url_for
 from flask_babel import gettext as _
 from flask_login import current_user, login_required, login_user, logout_user
-
 from werkzeug.security import check_password_hash, generate_password_hash
 
 from consent.extensions import db, limiter

@@ -10,9 +10,15 @@ from email import message_from_bytes, policy
 
 import pytest
 import sqlalchemy as sa
+from flask.testing import FlaskClient
 
-from consent import create_app
+from consent import (
+    create_app,
+    models,  # noqa: F401  (every table in the metadata before the schema is made)
+)
 from consent.extensions import db, limiter
+
+pytest_plugins = ["tests.admin_world"]  # the `world` fixture of the admin tests
 
 POSTGRES_URL = os.environ.get("TEST_DATABASE_URL", "").strip()
 REQUIRE_POSTGRES = os.environ.get("REQUIRE_POSTGRES") == "1"
@@ -146,6 +152,7 @@ def app(database, smtp_server):
             "MAIL_PORT": smtp_server.port,
             "MAIL_DEFAULT_SENDER": "Maple Valley <no-reply@example.org>",
             "EMAIL_TRANSPORT": "smtp",
+            "MAIL_SUPPRESS_SEND": False,  # Flask-Mail suppresses in TESTING; we want the real SMTP
             "TWILIO_ACCOUNT_SID": None,
             "TWILIO_AUTH_TOKEN": None,
             "PUBLIC_BASE_URL": "https://consent.example.org",
@@ -182,9 +189,25 @@ def mailbox(smtp_server):
     return Mailbox(smtp_server)
 
 
+class FreshRequestClient(FlaskClient):
+    """A test client whose every request starts with an empty `g`, as in production.
+
+    The `app` fixture keeps one app context open for the whole test, and a request made inside
+    it reuses that context's `g`: without this, values cached per request (the CSRF token, the
+    organization, the signed-in user) would leak from one request into the next.
+    """
+
+    def open(self, *args, **kwargs):
+        from flask import g
+
+        g.__dict__.clear()
+        return super().open(*args, **kwargs)
+
+
 @pytest.fixture
 def client(app):
     """A test client."""
+    app.test_client_class = FreshRequestClient
     return app.test_client()
 
 
@@ -236,3 +259,39 @@ class Auth:
 def auth(client):
     """Sign-in helper for the client."""
     return Auth(client)
+
+
+class QueryCounter:
+    """The SQL statements run while counting (transaction control left out)."""
+
+    def __init__(self):
+        self.statements: list[str] = []
+
+    @property
+    def count(self) -> int:
+        return len(self.statements)
+
+    def __call__(self, conn, cursor, statement, parameters, context, executemany):
+        if (
+            not statement.lstrip()
+            .upper()
+            .startswith(("BEGIN", "SAVEPOINT", "RELEASE", "ROLLBACK", "COMMIT"))
+        ):
+            self.statements.append(statement)
+
+
+@pytest.fixture
+def count_queries(app):
+    """`with count_queries() as queries: ...` counts the SQL statements (`queries.count`)."""
+    from contextlib import contextmanager
+
+    @contextmanager
+    def counting():
+        counter = QueryCounter()
+        sa.event.listen(db.engine, "before_cursor_execute", counter)
+        try:
+            yield counter
+        finally:
+            sa.event.remove(db.engine, "before_cursor_execute", counter)
+
+    return counting

@@ -71,15 +71,21 @@ def make_family(
 ) -> Family:
     family = Family(organization=org, name=name)
     for position in range(1, contacts + 1):
-        contact = Contact(family=family, first_name=f"Parent{position}", last_name=name, position=position)
+        contact = Contact(
+            family=family, first_name=f"Parent{position}", last_name=name, position=position
+        )
         if cells:
             contact.phones.append(Phone(number=next_number(), kind=PhoneKind.CELL, is_primary=True))
         if emails:
             contact.emails.append(
-                EmailAddress(address=f"parent{position}.{name.lower()}.{next(_numbers)}@example.org")
+                EmailAddress(
+                    address=f"parent{position}.{name.lower()}.{next(_numbers)}@example.org"
+                )
             )
     for index in range(students):
-        student = Student(family=family, site=site, first_name=f"Kid{index}", last_name=name, grade="3")
+        student = Student(
+            family=family, site=site, first_name=f"Kid{index}", last_name=name, grade="3"
+        )
         if cells:
             student.phones.append(Phone(number=next_number(), kind=PhoneKind.CELL))
         db.session.add(student)
@@ -99,7 +105,12 @@ def make_user(
     name: str = "",
 ) -> User:
     user = User(
-        organization=org, email=email, role=role, contact=contact, site=site, name=name,
+        organization=org,
+        email=email,
+        role=role,
+        contact=contact,
+        site=site,
+        name=name,
         password_hash=password_hash(password),
     )
     db.session.add(user)

@@ -42,6 +42,11 @@ def test_demo_is_idempotent_and_has_the_contract_logins(app, runner):
     assert db.session.scalar(sa.select(sa.func.count()).select_from(ConsentEvent)) == counts
     assert db.session.scalar(sa.select(sa.func.count()).select_from(Organization)) == 1
     emails = set(db.session.scalars(sa.select(User.email)))
-    assert {"parent@example.org", "admin@example.org", "site@example.org", "staff@example.org"} <= emails
+    assert {
+        "parent@example.org",
+        "admin@example.org",
+        "site@example.org",
+        "staff@example.org",
+    } <= emails
     sources = set(db.session.scalars(sa.select(ConsentState.source).distinct()))
     assert len(sources) >= 9
