@@ -10,6 +10,7 @@ from email import message_from_bytes, policy
 
 import pytest
 import sqlalchemy as sa
+from flask import g, request_started
 
 from consent import create_app
 from consent.extensions import db, limiter
@@ -155,12 +156,21 @@ def app(database, smtp_server):
         }
     )
     limiter.enabled = False
+    # The fixture's app context outlives each request, so `g` would carry one request's
+    # values (Flask-WTF's csrf_token, Flask-Login's user) into the next: start each request
+    # with an empty `g`, as a real server does.
+    request_started.connect(_fresh_g, app)
     with app.app_context():
         _empty_tables()
         yield app
         db.session.remove()
         db.engine.dispose()
     limiter.enabled = True
+
+
+def _fresh_g(sender, **extra):
+    for name in list(g):
+        g.pop(name, None)
 
 
 def _empty_tables():
