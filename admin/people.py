@@ -8,23 +8,21 @@ from flask_admin import expose
 from flask_babel import gettext as _
 from flask_babel import lazy_gettext as _l
 from flask_login import current_user
-from flask_wtf import FlaskForm
 from wtforms import BooleanField, HiddenField, TextAreaField
 from wtforms.validators import AnyOf, DataRequired, Length, Optional
 
-from admin.base import ALL_ADMINS, SecureView
+from admin.base import ALL_ADMINS, AdminPageForm, SecureView, admin_actor, admin_origin
 from consent import ledger, people
 from consent.addresses import format_phone
 from consent.app import current_organization
 from consent.extensions import db
-from consent.ledger import Actor, Origin
 from consent.models import Channel, Role, Source
 from consent.status import StatusBook, address_rows
 
 ACTIONS = ("opt_out", "opt_back_in", "clear_bounce")
 
 
-class ConsentActionForm(FlaskForm):
+class ConsentActionForm(AdminPageForm):
     """One toggle of one address on one channel: opt out, ask to opt back in, clear a bounce."""
 
     address = HiddenField(validators=[DataRequired()])
@@ -109,8 +107,8 @@ class PeopleView(SecureView):
         if action == "clear_bounce" and not may_clear_bounce(current_user):
             abort(403)
         note = (form.note.data or "").strip() or None
-        actor = Actor.for_user(current_user)
-        origin = Origin(request.remote_addr, request.headers.get("User-Agent"))
+        actor = admin_actor()
+        origin = admin_origin()
         shown = address if channel == Channel.EMAIL else format_phone(address)
         if action == "opt_out":
             outcome = ledger.opt_out(

@@ -10,7 +10,7 @@ from email import message_from_bytes, policy
 
 import pytest
 import sqlalchemy as sa
-from flask.testing import FlaskClient
+from flask import g, request_started
 
 from consent import (
     create_app,
@@ -162,12 +162,21 @@ def app(database, smtp_server):
         }
     )
     limiter.enabled = False
+    # The fixture's app context outlives each request, so `g` would carry one request's
+    # values (Flask-WTF's csrf_token, Flask-Login's user) into the next: start each request
+    # with an empty `g`, as a real server does.
+    request_started.connect(_fresh_g, app)
     with app.app_context():
         _empty_tables()
         yield app
         db.session.remove()
         db.engine.dispose()
     limiter.enabled = True
+
+
+def _fresh_g(sender, **extra):
+    for name in list(g):
+        g.pop(name, None)
 
 
 def _empty_tables():
@@ -189,25 +198,9 @@ def mailbox(smtp_server):
     return Mailbox(smtp_server)
 
 
-class FreshRequestClient(FlaskClient):
-    """A test client whose every request starts with an empty `g`, as in production.
-
-    The `app` fixture keeps one app context open for the whole test, and a request made inside
-    it reuses that context's `g`: without this, values cached per request (the CSRF token, the
-    organization, the signed-in user) would leak from one request into the next.
-    """
-
-    def open(self, *args, **kwargs):
-        from flask import g
-
-        g.__dict__.clear()
-        return super().open(*args, **kwargs)
-
-
 @pytest.fixture
 def client(app):
     """A test client."""
-    app.test_client_class = FreshRequestClient
     return app.test_client()
 
 
