@@ -3,16 +3,20 @@ events are never edited or deleted, here or anywhere."""
 
 from __future__ import annotations
 
-from flask import abort
+from datetime import datetime, timedelta
+
+from flask import abort, request
 from flask_admin import expose
+from flask_admin.contrib.sqla.filters import BaseSQLAFilter, FilterEqual, FilterLike
 from flask_babel import lazy_gettext as _l
 
 from admin.base import ORG
 from admin.readonly import ReadOnlyModelView
 from consent import export
+from consent.addresses import AddressError, normalize_any
 from consent.app import current_organization
 from consent.extensions import db
-from consent.models import ConsentEvent
+from consent.models import Channel, ConsentEvent, Source
 
 EXPORT_COLUMNS = [
     ("id", "Event"),
@@ -40,6 +44,51 @@ def _cell(event: ConsentEvent, name: str) -> object:
     if hasattr(value, "value"):
         return value.value
     return value
+
+
+class AddressFilter(FilterEqual):
+    """An address as staff type it: a phone any way (to E.164) or an email (any case)."""
+
+    def apply(self, query, value, alias=None):
+        try:
+            _kind, address = normalize_any(value)
+        except AddressError:
+            address = value.strip().lower()
+        return query.filter(self.get_column(alias) == address)
+
+
+class DayFilter(BaseSQLAFilter):
+    """Events on or after (`after=True`) or on or before a day typed as YYYY-MM-DD."""
+
+    def __init__(self, column, name, after: bool):
+        super().__init__(column, name)
+        self.after = after
+
+    def validate(self, value):
+        return _day(value) is not None or not value.strip()
+
+    def clean(self, value):
+        return _day(value)
+
+    def apply(self, query, value, alias=None):
+        column = self.get_column(alias)
+        if self.after:
+            return query.filter(column >= value)
+        return query.filter(column < value + timedelta(days=1))
+
+    def operation(self):
+        return _l("on or after") if self.after else _l("on or before")
+
+
+def _day(value: str) -> datetime | None:
+    try:
+        return datetime.strptime(value.strip(), "%Y-%m-%d")
+    except ValueError:
+        return None
+
+
+def _options(enum_cls):
+    return [(member.value, member.value) for member in enum_cls]
 
 
 def _status_words(view, context, model, name):
@@ -75,7 +124,18 @@ class ActivityView(ReadOnlyModelView):
         "actor_label": _l("By"),
         "carrier_block": _l("Carrier block"),
     }
-    column_filters = ("address", "channel", "source", "actor_label", "occurred_at", "kind")
+    named_filter_urls = True
+    column_filters = (
+        AddressFilter(ConsentEvent.address, _l("Address")),
+        FilterEqual(ConsentEvent.channel, _l("Channel"), options=_options(Channel)),
+        FilterEqual(ConsentEvent.source, _l("Source"), options=_options(Source)),
+        FilterLike(ConsentEvent.actor_label, _l("By")),
+        DayFilter(ConsentEvent.occurred_at, _l("Date"), after=True),
+        DayFilter(ConsentEvent.occurred_at, _l("Date"), after=False),
+        FilterEqual(
+            ConsentEvent.kind, _l("Kind"), options=[("change", "change"), ("request", "request")]
+        ),
+    )
     column_details_list = (
         "id",
         "occurred_at",
@@ -101,6 +161,27 @@ class ActivityView(ReadOnlyModelView):
         "source": _status_words,
     }
     list_template = "admin/activity_list.html"
+
+    def render(self, template, **kwargs):
+        if template == self.list_template:
+            kwargs["filter_keys"] = self.filter_keys()
+            kwargs["channels"] = [c.value for c in Channel]
+            kwargs["sources"] = [s.value for s in Source]
+            kwargs["args"] = request.args
+        return super().render(template, **kwargs)
+
+    def _get_list_filter_args(self):
+        # The plain (no-JavaScript) filter form sends every field, the empty ones too.
+        filters = super()._get_list_filter_args()
+        return [f for f in filters if str(f[2]).strip()] if filters else filters
+
+    def filter_keys(self) -> dict[str, str]:
+        """{"address", "channel", "source", "by", "from", "to", "kind"}: URL names of the filters."""
+        names = ("address", "channel", "source", "by", "from", "to", "kind")
+        return {
+            name: self.get_filter_arg(index, flt)
+            for name, (index, flt) in zip(names, enumerate(self._filters), strict=True)
+        }
 
     def get_query(self):
         org = current_organization()
