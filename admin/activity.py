@@ -77,7 +77,7 @@ class DayFilter(BaseSQLAFilter):
         return query.filter(column < value + timedelta(days=1))
 
     def operation(self):
-        return _l("on or after") if self.after else _l("on or before")
+        return "on or after" if self.after else "on or before"
 
 
 def _day(value: str) -> datetime | None:
@@ -121,19 +121,20 @@ class ActivityView(ReadOnlyModelView):
         "occurred_at": _l("When (UTC)"),
         "from_status": _l("From"),
         "to_status": _l("To"),
-        "actor_label": _l("By"),
+        "actor_label": "By",
         "carrier_block": _l("Carrier block"),
     }
     named_filter_urls = True
+    # Plain strings: Flask-Admin reads filter names while the app is built, outside a request.
     column_filters = (
-        AddressFilter(ConsentEvent.address, _l("Address")),
-        FilterEqual(ConsentEvent.channel, _l("Channel"), options=_options(Channel)),
-        FilterEqual(ConsentEvent.source, _l("Source"), options=_options(Source)),
-        FilterLike(ConsentEvent.actor_label, _l("By")),
-        DayFilter(ConsentEvent.occurred_at, _l("Date"), after=True),
-        DayFilter(ConsentEvent.occurred_at, _l("Date"), after=False),
+        AddressFilter(ConsentEvent.address, "Address"),
+        FilterEqual(ConsentEvent.channel, "Channel", options=_options(Channel)),
+        FilterEqual(ConsentEvent.source, "Source", options=_options(Source)),
+        FilterLike(ConsentEvent.actor_label, "By"),
+        DayFilter(ConsentEvent.occurred_at, "Date", after=True),
+        DayFilter(ConsentEvent.occurred_at, "Date", after=False),
         FilterEqual(
-            ConsentEvent.kind, _l("Kind"), options=[("change", "change"), ("request", "request")]
+            ConsentEvent.kind, "Kind", options=[("change", "change"), ("request", "request")]
         ),
     )
     column_details_list = (
@@ -189,7 +190,7 @@ class ActivityView(ReadOnlyModelView):
 
     def get_one(self, id):
         org = current_organization()
-        event = self.session.get(ConsentEvent, id)
+        event = db.session.get(ConsentEvent, id)
         return event if event is not None and event.organization_id == org.id else None
 
     @expose("/download/<fmt>/")
@@ -205,7 +206,7 @@ def register(admin) -> None:
     admin.add_view(
         ActivityView(
             ConsentEvent,
-            db.session,
+            db,
             name=_l("Activity Log"),
             endpoint="activity",
             url="/admin/activity",

@@ -49,7 +49,7 @@ class OutboxView(ReadOnlyModelView):
 
     def get_one(self, id):
         org = current_organization()
-        message = self.session.get(OutboxMessage, id)
+        message = db.session.get(OutboxMessage, id)
         return message if message is not None and message.organization_id == org.id else None
 
     @action(

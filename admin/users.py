@@ -127,7 +127,7 @@ class UsersView(SecureModelView):
         )
 
     def get_one(self, id):
-        user = self.session.get(User, id)
+        user = db.session.get(User, id)
         org = current_organization()
         if user is None or user.organization_id != org.id or user.role not in ADMIN_ROLES:
             return None
@@ -150,12 +150,13 @@ class UsersView(SecureModelView):
             model.set_password(form.password.data)
         if model.id == current_user.id and (not model.active or model.role != Role.ORG):
             raise ValidationError(_("You cannot deactivate yourself or change your own role."))
-        clash = self.session.scalars(
-            sa.select(User.id).where(User.email == model.email, User.id != (model.id or 0))
-        ).first()
+        with db.session.no_autoflush:  # a new user must not find itself
+            clash = db.session.scalars(
+                sa.select(User.id).where(User.email == model.email, User.id != (model.id or 0))
+            ).first()
         if clash is not None:
             raise ValidationError(_("That email already has an account."))
-        self.session.flush()
+        db.session.flush()
         after = self._values(model)
         changes = {
             name: (before.get(name), after[name])

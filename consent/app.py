@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from flask import Flask, g, request, session
+from flask import Flask, g, has_request_context, request, session
 from flask_babel import Babel
 from werkzeug.middleware.proxy_fix import ProxyFix
 
@@ -79,7 +79,10 @@ def _register_blueprints(app: Flask) -> None:
 
 def select_language() -> str:
     """The language: ?lang=, then the one chosen this session, then the person's, then the
-    browser's Accept-Language."""
+    browser's Accept-Language. English outside a request (Flask-Admin reads its lazy labels
+    while the admin is built)."""
+    if not has_request_context():
+        return "en"
     chosen = request.args.get("lang")
     if chosen in LANGUAGES:
         session["lang"] = chosen

@@ -72,7 +72,7 @@ def student_scope(user: User) -> sa.ColumnElement[bool]:
 def search_clause(model: type[Contact] | type[Student], query: str, region: str = "US"):
     """A WHERE clause for a search box: an email (has @), a phone (digits, dashed or E.164;
     a partial number matches anywhere in it) or a name (every word starts a first or last name)."""
-    text = query.strip()
+    text = "".join(ch for ch in query if ch.isprintable()).strip()  # no NULs or controls
     if not text:
         return None
     owner = Phone.contact_id if model is Contact else Phone.student_id
