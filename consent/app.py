@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from flask import Flask, g, request, session
+from flask import Flask, g, has_request_context, request, session
 from flask_babel import Babel
 from werkzeug.middleware.proxy_fix import ProxyFix
 
@@ -34,7 +34,13 @@ def create_app(test_config: dict | None = None) -> Flask:
     import consent.database  # noqa: F401  (engine event listeners)
 
     db.init_app(app)
-    migrate.init_app(app, db, directory=str(ROOT / "migrations"), render_as_batch=True, compare_server_default=False)
+    migrate.init_app(
+        app,
+        db,
+        directory=str(ROOT / "migrations"),
+        render_as_batch=True,
+        compare_server_default=False,
+    )
     login_manager.init_app(app)
     login_manager.login_view = "auth.login"
     login_manager.login_message = "Please sign in to see that page."
@@ -73,7 +79,9 @@ def _register_blueprints(app: Flask) -> None:
 
 def select_language() -> str:
     """The language: ?lang=, then the one chosen this session, then the person's, then the
-    browser's Accept-Language."""
+    browser's Accept-Language. Outside a request (CLI, outbox worker): English."""
+    if not has_request_context():
+        return "en"
     chosen = request.args.get("lang")
     if chosen in LANGUAGES:
         session["lang"] = chosen
@@ -154,5 +162,7 @@ def current_organization():
     from consent.models import Organization
 
     if "organization" not in g:
-        g.organization = db.session.scalars(sa.select(Organization).order_by(Organization.id)).first()
+        g.organization = db.session.scalars(
+            sa.select(Organization).order_by(Organization.id)
+        ).first()
     return g.organization
