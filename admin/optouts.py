@@ -136,7 +136,7 @@ class OptBackInForm(AdminPageForm):
 
 
 class ClearBounceForm(AdminPageForm):
-    note = TextAreaField(_l("Note"), validators=[Optional(), Length(max=1000)])
+    bounce_note = TextAreaField(_l("Note"), validators=[Optional(), Length(max=1000)])
 
 
 # --- the view -------------------------------------------------------------------------------
@@ -220,7 +220,9 @@ class OptOutListView(SecureModelView):
         )
 
     def _apply_search(self, query, count_query, joins, count_joins, search):
-        for term in search.split():
+        # A phone typed with spaces, "(202) 555-0123", is one term; words of an email are not.
+        phone_like = not any(ch.isalpha() or ch == "@" for ch in search)
+        for term in [search] if phone_like else search.split():
             query = query.filter(optout_list.search_condition(term))
             if count_query is not None:
                 count_query = count_query.filter(optout_list.search_condition(term))
@@ -376,8 +378,8 @@ class OptOutListView(SecureModelView):
         """One address: Opt Back In (the person confirms), or clear a bounce."""
         state = self._state_or_404(id)
         org = current_organization()
-        form = OptBackInForm(prefix="back")
-        bounce_form = ClearBounceForm(prefix="bounce")
+        form = OptBackInForm()
+        bounce_form = ClearBounceForm()
         check = ledger.check_opt_back_in(org, state.channel, state.address)
         if request.method == "POST" and request.form.get("do") == "clear_bounce":
             if bounce_form.validate_on_submit():
@@ -387,7 +389,7 @@ class OptOutListView(SecureModelView):
                     state.address,
                     actor=admin_actor(),
                     origin=admin_origin(),
-                    note=(bounce_form.note.data or "").strip() or None,
+                    note=(bounce_form.bounce_note.data or "").strip() or None,
                 )
                 if outcome.refused:
                     flash(outcome.reason, "error")

@@ -147,6 +147,7 @@ def app(database, smtp_server):
             "MAIL_PORT": smtp_server.port,
             "MAIL_DEFAULT_SENDER": "Maple Valley <no-reply@example.org>",
             "EMAIL_TRANSPORT": "smtp",
+            "MAIL_SUPPRESS_SEND": False,  # Flask-Mail suppresses sending when TESTING otherwise
             "TWILIO_ACCOUNT_SID": None,
             "TWILIO_AUTH_TOKEN": None,
             "PUBLIC_BASE_URL": "https://consent.example.org",
