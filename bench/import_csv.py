@@ -52,7 +52,7 @@ def reset(db) -> None:
 
     tables = [ConsentState.__tablename__, ConsentEvent.__tablename__, ImportBatch.__tablename__]
     if db.engine.dialect.name == "postgresql":
-        db.session.execute(sa.text("TRUNCATE " + ", ".join(tables)))
+        db.session.execute(sa.text("TRUNCATE " + ", ".join(tables) + " CASCADE"))
     else:
         for table in tables:
             db.session.execute(sa.text(f"DELETE FROM {table}"))  # noqa: S608 - our table names
