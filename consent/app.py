@@ -43,7 +43,7 @@ def create_app(test_config: dict | None = None) -> Flask:
     )
     login_manager.init_app(app)
     login_manager.login_view = "auth.login"
-    login_manager.login_message = "Please sign in to see that page."
+    login_manager.login_message = N_("Please sign in to see that page.")
     login_manager.localize_callback = gettext  # the message in the visitor's language
     csrf.init_app(app)
     mail.init_app(app)
@@ -99,6 +99,11 @@ def compile_translations(directory: Path, logger=None) -> None:
         except OSError as error:  # a read-only install: say so, serve what there is
             if logger is not None:
                 logger.warning("Could not compile %s: %s", po_path, error)
+
+
+def N_(message: str) -> str:
+    """Mark a message for the catalog; it is translated where it is shown."""
+    return message
 
 
 def switch_language_url(language: str) -> str:

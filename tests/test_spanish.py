@@ -238,3 +238,9 @@ def test_carrier_block_is_explained_in_spanish(client, family):
     with client.application.test_request_context("/?lang=es"):
         refusal = ledger.check_opt_back_in(family.org, "text", phone.number)
         assert refusal.reason.startswith("Este número respondió STOP a nuestros mensajes")
+
+
+def test_signed_out_visitor_is_told_in_spanish_to_sign_in(client, family):
+    """Flask-Login's message on the way to the sign-in page is in the visitor's language."""
+    response = client.get("/account/settings", headers=SPANISH, follow_redirects=True)
+    assert "Inicie sesión para ver esa página." in text_of(response)
