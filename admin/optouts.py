@@ -24,7 +24,7 @@ from flask_admin.model.template import EndpointLinkRowAction
 from flask_babel import gettext as _
 from flask_babel import lazy_gettext as _l
 from markupsafe import Markup
-from wtforms import BooleanField, EmailField, RadioField, StringField, TextAreaField
+from wtforms import BooleanField, EmailField, RadioField, SelectChoice, StringField, TextAreaField
 from wtforms.validators import DataRequired, Length, Optional
 
 from admin.base import (
@@ -47,10 +47,10 @@ CHANNEL_OPTIONS = (("text", "Text"), ("voice", "Voice"), ("email", "Email"))
 STATUS_OPTIONS = (("opted_out", "Opted out"), ("bounced", "Bounced"))
 SOURCE_OPTIONS = tuple((s.value, SOURCE_WORDS[s].capitalize()) for s in Source)
 CHANNEL_CHOICES = [
-    ("text", _l("Text messages")),
-    ("voice", _l("Calls (voice)")),
-    ("email", _l("Email")),
-    ("all", _l("All channels that fit the address")),
+    SelectChoice("text", _l("Text messages")),
+    SelectChoice("voice", _l("Calls (voice)")),
+    SelectChoice("email", _l("Email")),
+    SelectChoice("all", _l("All channels that fit the address")),
 ]
 
 
