@@ -59,6 +59,9 @@ def create_app(test_config: dict | None = None) -> Flask:
 
     _register_blueprints(app)
     _register_hooks(app)
+    from consent import errors
+
+    errors.register(app)
 
     from consent import cli
 

@@ -10,6 +10,7 @@ from email import message_from_bytes, policy
 
 import pytest
 import sqlalchemy as sa
+from flask import g, request_started
 
 import consent.models  # noqa: F401  (the tables, before the schema is created)
 from consent import create_app
@@ -157,12 +158,21 @@ def app(database, smtp_server):
         }
     )
     limiter.enabled = False
+    request_started.connect(_fresh_request_globals, app)
     with app.app_context():
         _empty_tables()
         yield app
         db.session.remove()
         db.engine.dispose()
     limiter.enabled = True
+
+
+def _fresh_request_globals(sender, **_extra):
+    """Each request starts with an empty `g`, as in production. The test holds an app context
+    open, and Flask reuses it for the client's requests, so without this `g` (the signed-in
+    user, the CSRF token, the organization) would leak from one request into the next."""
+    for key in list(g):
+        g.pop(key)
 
 
 def _empty_tables():

@@ -1,0 +1,115 @@
+"""Error answers: a plain page in the site's style for people, JSON for machines (/api/, /sms/).
+
+A database that cannot be reached (or stays busy) is a 503 with a page that says to try again
+shortly, never a traceback; the transaction is rolled back, so nothing is half-written.
+"""
+
+from __future__ import annotations
+
+import logging
+
+import sqlalchemy as sa
+from flask import Flask, g, jsonify, make_response, render_template, request
+from flask_babel import lazy_gettext as _l
+from werkzeug.exceptions import HTTPException, InternalServerError
+
+from consent.extensions import db
+
+log = logging.getLogger(__name__)
+
+MACHINE_PREFIXES = ("/api/", "/sms/")
+
+# (title, sentence) per status; the page says what happened and what to do next.
+MESSAGES = {
+    400: (
+        _l("Something was wrong with that request"),
+        _l("Please go back, reload the page and try again."),
+    ),
+    401: (_l("Please sign in"), _l("You need to sign in to see that page.")),
+    403: (_l("Not allowed"), _l("Your account may not see that page.")),
+    404: (
+        _l("Page not found"),
+        _l("There is no page at this address. Check the link, or start again from the home page."),
+    ),
+    405: (_l("Not allowed"), _l("That page cannot be used this way.")),
+    410: (_l("This page is gone"), _l("What you were looking for is no longer available.")),
+    413: (
+        _l("Too large"),
+        _l("What you sent is larger than we accept. Send a smaller file or less text."),
+    ),
+    429: (
+        _l("Too many requests"),
+        _l(
+            "This page was asked for too often from your connection. Please wait a few minutes and try again."
+        ),
+    ),
+    500: (
+        _l("Something went wrong on our side"),
+        _l("Nothing was changed. Please try again in a moment."),
+    ),
+    503: (
+        _l("Temporarily unavailable"),
+        _l(
+            "We cannot reach our records right now. Nothing was changed. Please try again in a minute."
+        ),
+    ),
+}
+
+
+def wants_json() -> bool:
+    """Machines (the API and the SMS webhooks) get JSON; people get a page."""
+    return request.path.startswith(MACHINE_PREFIXES)
+
+
+def error_response(code: int, description: str | None = None):
+    """The answer for an error status: JSON for machines, the plain page for people."""
+    title, sentence = MESSAGES.get(code, MESSAGES[500] if code >= 500 else MESSAGES[400])
+    if wants_json():
+        return make_response(jsonify(error=str(description or title)), code)
+    page = render_template("errors/error.html", code=code, title=title, sentence=sentence)
+    return make_response(page, code)
+
+
+def _forget_database_work() -> None:
+    """Roll back whatever the request started; keep the error page from asking the database."""
+    try:
+        db.session.rollback()
+    except Exception:  # noqa: BLE001 - the connection may be gone; the pool will replace it
+        log.debug("rollback after a database error failed", exc_info=True)
+    try:
+        db.session.close()
+    except Exception:  # noqa: BLE001
+        log.debug("close after a database error failed", exc_info=True)
+    g.database_down = True
+    g.organization = None
+    if "_login_user" not in g:
+        from consent.extensions import login_manager
+
+        g._login_user = login_manager.anonymous_user()
+
+
+def register(app: Flask) -> None:
+    @app.errorhandler(HTTPException)
+    def _http_error(error: HTTPException):
+        if error.code is None or error.code < 400:
+            return error
+        if error.response is not None:  # an answer built by the code that raised it
+            return error.response
+        description = error.description if wants_json() else None
+        if error.code == 413 and wants_json():
+            description = "The request body is too large."
+        return error_response(error.code, description)
+
+    @app.errorhandler(sa.exc.OperationalError)
+    @app.errorhandler(sa.exc.InterfaceError)
+    def _database_unavailable(error):
+        log.warning("database unavailable: %s", str(error).splitlines()[0])
+        _forget_database_work()
+        response = error_response(503, "The database is unavailable; try again shortly.")
+        response.headers["Retry-After"] = "30"
+        return response
+
+    @app.errorhandler(InternalServerError)
+    def _internal_error(error):
+        _forget_database_work()
+        return error_response(500)
