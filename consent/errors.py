@@ -70,22 +70,26 @@ def error_response(code: int, description: str | None = None):
     return make_response(page, code)
 
 
-def _forget_database_work() -> None:
-    """Roll back whatever the request started; keep the error page from asking the database."""
+def _roll_back() -> None:
+    """Undo whatever the request wrote; nothing half-written survives an error."""
     try:
         db.session.rollback()
     except Exception:  # noqa: BLE001 - the connection may be gone; the pool will replace it
-        log.debug("rollback after a database error failed", exc_info=True)
+        log.debug("rollback after an error failed", exc_info=True)
+
+
+def _forget_database_work() -> None:
+    """Roll back and let go of the connection; the error page asks the database nothing
+    (no organization name, the visitor shown as signed out)."""
+    _roll_back()
     try:
         db.session.close()
     except Exception:  # noqa: BLE001
         log.debug("close after a database error failed", exc_info=True)
-    g.database_down = True
-    g.organization = None
-    if "_login_user" not in g:
-        from consent.extensions import login_manager
+    from consent.extensions import login_manager
 
-        g._login_user = login_manager.anonymous_user()
+    g.organization = None
+    g._login_user = login_manager.anonymous_user()
 
 
 def register(app: Flask) -> None:
@@ -111,5 +115,5 @@ def register(app: Flask) -> None:
 
     @app.errorhandler(InternalServerError)
     def _internal_error(error):
-        _forget_database_work()
+        _roll_back()
         return error_response(500)

@@ -178,24 +178,31 @@ def _deliver_one(message_id: int, report: DeliveryReport, *, inline: bool = Fals
     if message is None or message.status != "sending":
         return
     blocked = _suppression_reason(message)
-    try:
-        if blocked:
-            message.status = "suppressed"
-            message.last_error = blocked
-            report.suppressed += 1
-        else:
+    provider_id = error = None
+    if not blocked:
+        try:
             provider_id = _send(message)
-            message.status = "sent"
-            message.sent_at = utcnow()
-            message.provider_id = provider_id
-            message.last_error = None
-            report.sent += 1
-        message.attempts += 1
-        message.locked_until = None
-    except Exception as exc:  # noqa: BLE001 - any transport failure is retried
-        message.attempts += 1
-        message.last_error = f"{type(exc).__name__}: {exc}"[:2000]
-        message.locked_until = None
+        except Exception as exc:  # noqa: BLE001 - any transport failure is retried
+            error = f"{type(exc).__name__}: {exc}"[:2000]
+    # The result is written in a write transaction taken only now: the send may take seconds,
+    # and on SQLite a read transaction that turns into a write after another writer committed
+    # fails with "database is locked" (the message would be sent again after its lease).
+    begin_write()
+    message = db.session.get(OutboxMessage, message_id, populate_existing=True)
+    message.attempts += 1
+    message.locked_until = None
+    if blocked:
+        message.status = "suppressed"
+        message.last_error = blocked
+        report.suppressed += 1
+    elif error is None:
+        message.status = "sent"
+        message.sent_at = utcnow()
+        message.provider_id = provider_id
+        message.last_error = None
+        report.sent += 1
+    else:
+        message.last_error = error
         if message.attempts >= current_app.config.get("OUTBOX_MAX_ATTEMPTS", 8):
             message.status = "failed"
         else:
@@ -204,8 +211,7 @@ def _deliver_one(message_id: int, report: DeliveryReport, *, inline: bool = Fals
                 timedelta(0) if inline else backoff(message.attempts)
             )
         report.failed += 1
-        report.errors.append(f"#{message.id} to {message.to_address}: {message.last_error}")
-    begin_write()
+        report.errors.append(f"#{message.id} to {message.to_address}: {error}")
     db.session.commit()
 
 
