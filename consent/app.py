@@ -100,7 +100,7 @@ def select_language() -> str:
 
 def _register_hooks(app: Flask) -> None:
     from consent import outbox
-    from consent.database import begin_write, is_sqlite
+    from consent.database import begin_write_on_first_use
     from consent.models import User
 
     @login_manager.user_loader
@@ -112,13 +112,12 @@ def _register_hooks(app: Flask) -> None:
 
     @app.before_request
     def _write_lock_for_posts():
-        # SQLite: a form post is a write unit, so it starts with BEGIN IMMEDIATE.
+        # SQLite: a form post is a write unit, so its transaction is BEGIN IMMEDIATE.
         view = app.view_functions.get(request.endpoint) if request.endpoint else None
         if request.method in ("POST", "PUT", "PATCH", "DELETE") and not getattr(
             view, "read_only", False
         ):
-            if is_sqlite():
-                begin_write()
+            begin_write_on_first_use()
 
     @app.context_processor
     def _template_globals():

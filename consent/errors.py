@@ -7,10 +7,13 @@ shortly, never a traceback; the transaction is rolled back, so nothing is half-w
 from __future__ import annotations
 
 import logging
+from functools import lru_cache
 
 import sqlalchemy as sa
 from flask import Flask, g, jsonify, make_response, render_template, request
+from flask_babel import get_locale
 from flask_babel import lazy_gettext as _l
+from flask_login import current_user
 from werkzeug.exceptions import HTTPException, InternalServerError
 
 from consent.extensions import db
@@ -66,8 +69,20 @@ def error_response(code: int, description: str | None = None):
     title, sentence = MESSAGES.get(code, MESSAGES[500] if code >= 500 else MESSAGES[400])
     if wants_json():
         return make_response(jsonify(error=str(description or title)), code)
+    if code == 429 and not current_user.is_authenticated:
+        return make_response(_too_many_page(str(get_locale()), request.path), code)
     page = render_template("errors/error.html", code=code, title=title, sentence=sentence)
     return make_response(page, code)
+
+
+@lru_cache(maxsize=256)
+def _too_many_page(_language: str, _path: str) -> str:
+    """The 429 page for signed-out visitors, rendered once per language and path: a flood of
+    refused requests (10,000 password guesses) costs almost nothing and never reaches the
+    database."""
+    title, sentence = MESSAGES[429]
+    g.setdefault("organization", None)
+    return render_template("errors/error.html", code=429, title=title, sentence=sentence)
 
 
 def _roll_back() -> None:

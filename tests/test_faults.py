@@ -268,3 +268,37 @@ def test_email_waits_while_smtp_is_down_then_arrives_once(app, demo, mailbox, ru
     assert len(arrived) == 1
     db.session.expire_all()
     assert db.session.get(OutboxMessage, waiting_id).status == "sent"
+
+
+def test_a_rate_limited_post_does_not_wait_for_the_sqlite_write_lock(sqlite_app, demo):
+    """While another process holds the write lock, a sign-in refused by the rate limit answers
+    429 at once: only requests that use the database take the lock, so a flood of refused
+    guesses cannot hold up the people who are changing their choices."""
+    from consent.extensions import limiter
+
+    limited = create_app({**sqlite_app.config, "RATELIMIT_ENABLED": True})
+    limiter.reset()
+    client = limited.test_client()
+    token = csrf_token(client)
+    guess = {"email": "nobody@example.org", "password": "guess", "csrf_token": token}
+    try:
+        for _ in range(10):
+            assert client.post("/login", data=guess).status_code == 200
+        db.session.commit()
+        db.session.close()
+        uri = sqlite_app.config["SQLALCHEMY_DATABASE_URI"]
+        path = urlsplit(uri.replace("sqlite:///", "file:///")).path
+        context = multiprocessing.get_context("spawn")
+        ready = context.Event()
+        holder = context.Process(target=_hold_write_lock, args=(path, 4.0, ready))
+        holder.start()
+        try:
+            assert ready.wait(20)
+            started = time.monotonic()
+            assert client.post("/login", data=guess).status_code == 429
+            assert time.monotonic() - started < 2.0
+        finally:
+            holder.join(20)
+    finally:
+        limiter.reset()
+        limiter.enabled = False
