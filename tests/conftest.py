@@ -16,6 +16,8 @@ import consent.models  # noqa: F401  (the tables, before the schema is created)
 from consent import create_app
 from consent.extensions import db, limiter
 
+pytest_plugins = ["tests.admin_world"]  # the `world` fixture of the admin tests
+
 POSTGRES_URL = os.environ.get("TEST_DATABASE_URL", "").strip()
 REQUIRE_POSTGRES = os.environ.get("REQUIRE_POSTGRES") == "1"
 REQUIRE_BROWSER = os.environ.get("REQUIRE_BROWSER") == "1"
@@ -158,7 +160,10 @@ def app(database, smtp_server):
         }
     )
     limiter.enabled = False
-    request_started.connect(_fresh_request_globals, app)
+    # The fixture's app context outlives each request, so `g` would carry one request's
+    # values (Flask-WTF's csrf_token, Flask-Login's user) into the next: start each request
+    # with an empty `g`, as a real server does.
+    request_started.connect(_fresh_g, app)
     with app.app_context():
         _empty_tables()
         yield app
@@ -167,12 +172,9 @@ def app(database, smtp_server):
     limiter.enabled = True
 
 
-def _fresh_request_globals(sender, **_extra):
-    """Each request starts with an empty `g`, as in production. The test holds an app context
-    open, and Flask reuses it for the client's requests, so without this `g` (the signed-in
-    user, the CSRF token, the organization) would leak from one request into the next."""
-    for key in list(g):
-        g.pop(key)
+def _fresh_g(sender, **extra):
+    for name in list(g):
+        g.pop(name, None)
 
 
 def _empty_tables():
@@ -266,3 +268,39 @@ def browser_page(live_server):
 
     with chromium_page(CHROMIUM) as page:
         yield page
+
+
+class QueryCounter:
+    """The SQL statements run while counting (transaction control left out)."""
+
+    def __init__(self):
+        self.statements: list[str] = []
+
+    @property
+    def count(self) -> int:
+        return len(self.statements)
+
+    def __call__(self, conn, cursor, statement, parameters, context, executemany):
+        if (
+            not statement.lstrip()
+            .upper()
+            .startswith(("BEGIN", "SAVEPOINT", "RELEASE", "ROLLBACK", "COMMIT"))
+        ):
+            self.statements.append(statement)
+
+
+@pytest.fixture
+def count_queries(app):
+    """`with count_queries() as queries: ...` counts the SQL statements (`queries.count`)."""
+    from contextlib import contextmanager
+
+    @contextmanager
+    def counting():
+        counter = QueryCounter()
+        sa.event.listen(db.engine, "before_cursor_execute", counter)
+        try:
+            yield counter
+        finally:
+            sa.event.remove(db.engine, "before_cursor_execute", counter)
+
+    return counting
