@@ -9,7 +9,7 @@ import sqlalchemy as sa
 from consent import config as config_module
 from consent import create_app, ledger, tokens
 from consent.extensions import db
-from consent.models import Channel, ConsentState
+from consent.models import Channel, ConsentState, ImportBatch, Status
 from tests.conftest import Auth
 
 HEADERS = {
@@ -36,6 +36,15 @@ def argument_values(app, demo) -> dict[str, dict[str, object]]:
     state = ledger.current(demo.org, Channel.EMAIL, email)
     version = state.version if state else 0
     token = {p: tokens.make(p, demo.org.id, "email", email, version) for p in tokens.PURPOSES}
+    opted_out = db.session.scalars(
+        sa.select(ConsentState).where(ConsentState.status == Status.OPTED_OUT)
+    ).first()
+    batch = db.session.scalars(sa.select(ImportBatch)).first()
+    if batch is None:
+        batch = ImportBatch(organization_id=demo.org.id, filename="list.csv", channels="text")
+        db.session.add(batch)
+        db.session.commit()
+    csv = {"fmt": "csv"}
     return {
         "static": {"filename": "css/site.css"},
         "admin.static": {"filename": "admin/css/bootstrap4/admin.css"},
@@ -46,6 +55,20 @@ def argument_values(app, demo) -> dict[str, dict[str, object]]:
         "links.unsubscribe": {"token": token["unsubscribe"]},
         # query arguments, not rule arguments: url_for puts them in the query string
         "api.eligibility_one": {"channel": "text", "address": "(202) 555-0123"},
+        "optouts.row_view": {"id": opted_out.id},
+        "optouts.export_view": csv,
+        "optouts.export_people_view": csv,
+        "optout_import.batch": {"batch_id": batch.id},
+        "contacts.details": {"record_id": demo.parent.contact_id},
+        "students.details": {"record_id": family.students[0].id},
+        "reports.parents": {"status": "opted_out"},
+        "reports.parents_export": {"status": "opted_out", "fmt": "xlsx"},
+        "reports.students_export": csv,
+        "activity.download": csv,
+        **{
+            f"{view}.export": {"export_type": "csv"}
+            for view in ("activity", "optouts", "outbox", "users")
+        },
     }
 
 
@@ -72,8 +95,22 @@ def every_get_page(app, demo) -> list[tuple[str, str]]:
                 who = "parent@example.org"
             else:
                 who = None
-            pages.append((who, path))
+            pages.append((who, path, rule.endpoint))
     return pages
+
+
+def disabled_in_admin(app, endpoint: str) -> bool:
+    """Flask-Admin registers create/edit/ajax routes on every model view; a view that turns
+    the feature off answers them 404, which is right."""
+    name, _dot, method = endpoint.partition(".")
+    views = {view.endpoint: view for admin in app.extensions["admin"] for view in admin._views}
+    view = views.get(name)
+    if view is None:
+        return False
+    return method == "ajax_lookup" or (
+        (method == "create_view" and view.can_create is False)
+        or (method == "edit_view" and view.can_edit is False)
+    )
 
 
 def test_every_page_has_the_security_headers(app, demo):
@@ -82,7 +119,8 @@ def test_every_page_has_the_security_headers(app, demo):
     pages = every_get_page(app, demo)
     assert len(pages) >= 14
     clients = {}
-    for who, path in pages:
+    errors = []
+    for who, path, endpoint in pages:
         if who not in clients:
             clients[who] = app.test_client()
             if who == "api":
@@ -90,19 +128,25 @@ def test_every_page_has_the_security_headers(app, demo):
             elif who:
                 assert Auth(clients[who]).login(who).status_code == 302
         response = clients[who].get(path)
-        assert response.status_code < 400, (who, path, response.status_code)
+        response.get_data()  # let streamed exports finish before the next request
         check_security_headers(response, path)
+        if response.status_code >= 400 and not disabled_in_admin(app, endpoint):
+            errors.append((who, path, response.status_code))
         # and signed out (a redirect to sign-in, or the page itself)
         anonymous = app.test_client().get(path)
+        anonymous.get_data()
         assert anonymous.status_code in (200, 302, 401, 403), (path, anonymous.status_code)
         check_security_headers(anonymous, path)
+    # Flask-Admin's ajax lookup needs a field name: without one it is a 404.
+    print(errors)
+    assert [e for e in errors if "/ajax/lookup/" not in e[1]] == [], errors
 
 
 def test_pages_with_personal_data_are_not_cached(app, demo):
     """Account pages and signed-link pages say Cache-Control: no-store."""
     client = app.test_client()
     Auth(client).login("parent@example.org")
-    for who, path in every_get_page(app, demo):
+    for who, path, _endpoint in every_get_page(app, demo):
         if path.startswith(("/account", "/confirm/", "/preferences/", "/unsubscribe/")):
             response = (client if who else app.test_client()).get(path)
             assert response.headers.get("Cache-Control") == "no-store", path
