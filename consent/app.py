@@ -26,6 +26,9 @@ def create_app(test_config: dict | None = None) -> Flask:
         template_folder=str(ROOT / "templates"),
         static_folder=str(ROOT / "static"),
     )
+    from consent import errors
+
+    errors.register_converters(app)
     app.config.from_mapping(config_module.from_environment(app.instance_path))
     if test_config:
         app.config.update(test_config)
@@ -59,8 +62,6 @@ def create_app(test_config: dict | None = None) -> Flask:
 
     _register_blueprints(app)
     _register_hooks(app)
-    from consent import errors
-
     errors.register(app)
 
     from consent import cli

@@ -15,6 +15,7 @@ from flask_babel import get_locale
 from flask_babel import lazy_gettext as _l
 from flask_login import current_user
 from werkzeug.exceptions import HTTPException, InternalServerError
+from werkzeug.routing import IntegerConverter
 
 from consent.extensions import db
 
@@ -107,6 +108,19 @@ def _forget_database_work() -> None:
     g._login_user = login_manager.anonymous_user()
 
 
+class IdConverter(IntegerConverter):
+    """`<int:…>` in routes: ids our tables can hold (32-bit), so a longer number is a 404."""
+
+    def __init__(self, map, *args, **kwargs):  # noqa: A002 - werkzeug's signature
+        kwargs.setdefault("max", 2**31 - 1)
+        super().__init__(map, *args, **kwargs)
+
+
+def register_converters(app: Flask) -> None:
+    """Before any route is added."""
+    app.url_map.converters["int"] = IdConverter
+
+
 def register(app: Flask) -> None:
     @app.errorhandler(HTTPException)
     def _http_error(error: HTTPException):
@@ -127,6 +141,15 @@ def register(app: Flask) -> None:
         response = error_response(503, "The database is unavailable; try again shortly.")
         response.headers["Retry-After"] = "30"
         return response
+
+    @app.errorhandler(OverflowError)
+    @app.errorhandler(sa.exc.DataError)
+    def _value_out_of_range(error):
+        # A number too big for the database, a negative page, a value too long for its column:
+        # the request was wrong, and nothing of it is kept.
+        log.warning("request value refused by the database: %s", str(error).splitlines()[0])
+        _roll_back()
+        return error_response(400, "A value in the request is out of range.")
 
     @app.errorhandler(InternalServerError)
     def _internal_error(error):

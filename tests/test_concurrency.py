@@ -109,6 +109,38 @@ def sms_client(run, base, numbers, seed, sid_counter):
         run.record("sms", response, ok=(200,))
 
 
+def import_runner(run, database, numbers, tmp_path):
+    """`flask optouts import` of a list with both numbers, again and again, in its own process."""
+    import os
+    import subprocess
+    import sys
+
+    from tests.gunicorn_server import ROOT
+
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "DATABASE_URL": database}
+    env.update(SECRET_KEY="import-secret", EMAIL_TRANSPORT="record")
+    n = 0
+    while not run.stop.is_set():
+        n += 1
+        path = tmp_path / f"optouts-{n}.csv"
+        path.write_text("Phone\n" + "\n".join(numbers) + "\n")
+        done = subprocess.run(
+            [sys.executable, "-m", "flask", "--app", "run", "optouts", "import", str(path)]
+            + ["--channel", "text", "--note", f"list {n}"],
+            cwd=ROOT,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+        with run.lock:
+            run.statuses[("import", done.returncode)] += 1
+            if done.returncode != 0:
+                run.errors.append(
+                    f"import: {done.returncode} {done.stdout[-300:]} {done.stderr[-500:]}"
+                )
+
+
 def eligibility_poller(run, base, numbers, engine, org_id):
     """Ask about each number in turn, reading the committed version just before and after."""
 
@@ -136,8 +168,8 @@ def eligibility_poller(run, base, numbers, engine, org_id):
                         run.answers.append((number, before, after, response.json()["allowed"]))
 
 
-def test_many_clients_at_once_never_lose_or_double_a_decision(app, family, database):
-    """Portal toggles, STOP/START webhooks and eligibility questions at once, for ~12 s."""
+def test_many_clients_at_once_never_lose_or_double_a_decision(app, family, database, tmp_path):
+    """Portal toggles, STOP/START webhooks, imports and eligibility questions at once, ~12 s."""
     student, own = family["student_phone"], family["own_phone"]
     numbers = [student.number, own.number]
     student_path = f"/account/students/{family['student_id']}"
@@ -164,6 +196,9 @@ def test_many_clients_at_once_never_lose_or_double_a_decision(app, family, datab
             for n in range(3)
         ]
         threads.append(
+            threading.Thread(target=import_runner, args=(run, database, numbers, tmp_path))
+        )
+        threads.append(
             threading.Thread(target=eligibility_poller, args=(run, base, numbers, engine, org_id))
         )
         for thread in threads:
@@ -178,6 +213,7 @@ def test_many_clients_at_once_never_lose_or_double_a_decision(app, family, datab
     assert run.statuses[("portal", 302)] >= 10, run.statuses
     assert sum(n for (what, _), n in run.statuses.items() if what == "sms") >= 10
     assert len(run.answers) >= 10
+    assert run.statuses[("import", 0)] >= 1
 
     states = db.session.scalars(
         sa.select(ConsentState).where(ConsentState.organization_id == org_id)

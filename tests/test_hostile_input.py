@@ -466,3 +466,58 @@ def test_known_unknown_and_inactive_emails_take_about_as_long(app, people, clien
     )
     for other in (unknown, inactive):
         assert 0.5 < other / known < 2, (known, unknown, inactive)
+
+
+def test_sql_looking_searches_in_the_admin_find_nothing_and_break_nothing(client, people):
+    """SQL in the admin's search boxes and filters is a search for that text: 200, no rows,
+    and the data is all still there."""
+    Auth(client).login("admin@example.org", factories.PASSWORD)
+    before = db.session.scalar(sa.select(sa.func.count()).select_from(Family))
+    for text in [*SQLISH, "%", "_", "\\", "%' --", MEGABYTE[:5000]]:
+        for path, field in (
+            ("/admin/contacts/", "q"),
+            ("/admin/students/", "q"),
+            ("/admin/optouts/", "search"),
+            ("/admin/activity/", "search"),
+        ):
+            response = client.get(path, query_string={field: text})
+            assert response.status_code == 200, (path, text[:40], response.status_code)
+    for value in ("1 OR 1=1", "-1", "99999999999999999999", "<x>"):
+        response = client.get("/admin/reports/", query_string={"site": value, "page": value})
+        assert response.status_code in (200, 400), value
+    assert db.session.scalar(sa.select(sa.func.count()).select_from(Family)) == before
+
+
+BIG = "99999999999999999999"
+
+
+@pytest.mark.parametrize(
+    "path",
+    [
+        f"/admin/contacts/{BIG}/",
+        f"/admin/students/{BIG}/",
+        f"/admin/optouts/row/{BIG}/",
+        f"/admin/optouts/import/batch/{BIG}",
+        "/admin/contacts/2147483648/",
+        f"/admin/contacts/?page={BIG}",
+        f"/admin/optouts/?page={BIG}",
+        "/admin/optouts/?page=-5",
+        f"/admin/activity/?page={BIG}",
+        f"/admin/outbox/?page={BIG}",
+        f"/admin/reports/?page={BIG}&site={BIG}",
+        f"/admin/reports/parents/opted_out/?page={BIG}",
+        f"/admin/users/details/?id={BIG}",
+        f"/account/contacts/{BIG}",
+    ],
+)
+def test_numbers_out_of_range_in_ids_and_pages_are_a_clean_400_or_404(app, client, people, path):
+    """An id or page number too big for the database (or negative) is a 404 or a 400 page,
+    never a 500."""
+    app.config["PROPAGATE_EXCEPTIONS"] = False
+    Auth(client).login(
+        "me@example.org" if path.startswith("/account") else "admin@example.org",
+        factories.PASSWORD,
+    )
+    response = client.get(path)
+    assert response.status_code in (200, 302, 400, 404), response.status_code
+    assert "Traceback" not in response.get_data(as_text=True)
