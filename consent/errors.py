@@ -1,4 +1,5 @@
-"""Error answers: a plain page in the site's style for people, JSON for machines (/api/, /sms/).
+"""Error answers: a plain page in the site's style for people, JSON for machines (/api/, /sms/,
+/healthz).
 
 A database that cannot be reached (or stays busy) is a 503 with a page that says to try again
 shortly, never a traceback; the transaction is rolled back, so nothing is half-written.
@@ -21,7 +22,7 @@ from consent.extensions import db
 
 log = logging.getLogger(__name__)
 
-MACHINE_PREFIXES = ("/api/", "/sms/")
+MACHINE_PREFIXES = ("/api/", "/sms/", "/healthz")
 
 # (title, sentence) per status; the page says what happened and what to do next.
 MESSAGES = {
@@ -138,7 +139,10 @@ def register(app: Flask) -> None:
     def _database_unavailable(error):
         log.warning("database unavailable: %s", str(error).splitlines()[0])
         _forget_database_work()
-        response = error_response(503, "The database is unavailable; try again shortly.")
+        if request.path == "/healthz":  # failed before the check itself (loading the user)
+            response = make_response(jsonify(status="unavailable", database="unreachable"), 503)
+        else:
+            response = error_response(503, "The database is unavailable; try again shortly.")
         response.headers["Retry-After"] = "30"
         return response
 
