@@ -193,7 +193,9 @@ def _too_large(error):
             "error",
         )
         return redirect(url_for("optout_import.index"))
-    return error
+    from consent.errors import error_response
+
+    return error_response(413)  # elsewhere: the site's own 413 page (JSON for the API)
 
 
 def register(admin) -> None:

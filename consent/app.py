@@ -26,6 +26,9 @@ def create_app(test_config: dict | None = None) -> Flask:
         template_folder=str(ROOT / "templates"),
         static_folder=str(ROOT / "static"),
     )
+    from consent import errors
+
+    errors.register_converters(app)
     app.config.from_mapping(config_module.from_environment(app.instance_path))
     if test_config:
         app.config.update(test_config)
@@ -60,6 +63,7 @@ def create_app(test_config: dict | None = None) -> Flask:
 
     _register_blueprints(app)
     _register_hooks(app)
+    errors.register(app)
 
     from consent import cli
 
@@ -133,7 +137,7 @@ def select_language() -> str:
 
 def _register_hooks(app: Flask) -> None:
     from consent import outbox
-    from consent.database import begin_write, is_sqlite
+    from consent.database import begin_write_on_first_use
     from consent.models import User
 
     @login_manager.user_loader
@@ -145,13 +149,12 @@ def _register_hooks(app: Flask) -> None:
 
     @app.before_request
     def _write_lock_for_posts():
-        # SQLite: a form post is a write unit, so it starts with BEGIN IMMEDIATE.
+        # SQLite: a form post is a write unit, so its transaction is BEGIN IMMEDIATE.
         view = app.view_functions.get(request.endpoint) if request.endpoint else None
         if request.method in ("POST", "PUT", "PATCH", "DELETE") and not getattr(
             view, "read_only", False
         ):
-            if is_sqlite():
-                begin_write()
+            begin_write_on_first_use()
 
     @app.before_request
     def _person_language():

@@ -83,6 +83,9 @@ def from_environment(instance_path: str, env: dict[str, str] | None = None) -> d
             "unsubscribe": int(env.get("UNSUBSCRIBE_LINK_DAYS") or 60) * 86400,
         },
         "OUTBOX_MAX_ATTEMPTS": int(env.get("OUTBOX_MAX_ATTEMPTS") or 8),
+        # How long a worker holds the messages it claimed; a worker that dies loses its
+        # claim when the lease runs out, and another worker delivers them.
+        "OUTBOX_LEASE_SECONDS": int(env.get("OUTBOX_LEASE_SECONDS") or 300),
         "OUTBOX_DELIVER_AFTER_COMMIT": _bool(env.get("OUTBOX_DELIVER_AFTER_COMMIT"), True),
         "DEFAULT_PHONE_REGION": env.get("DEFAULT_PHONE_REGION") or "US",
         "SQLALCHEMY_ENGINE_OPTIONS": {"pool_pre_ping": True},

@@ -14,6 +14,7 @@ from sqlalchemy.engine import Engine
 from consent.extensions import db
 
 WRITE_OPTION = "consent_write"
+PENDING_WRITE = "consent_write_pending"
 BUSY_TIMEOUT_MS = 30_000
 
 
@@ -45,8 +46,39 @@ def _on_connect(dbapi_connection, _record):
 def _on_begin(conn):
     if conn.dialect.name != "sqlite":
         return
-    immediate = conn.get_execution_options().get(WRITE_OPTION)
+    immediate = conn.get_execution_options().get(WRITE_OPTION) or _take_pending_write()
     conn.exec_driver_sql("BEGIN IMMEDIATE" if immediate else "BEGIN")
+    if immediate:
+        conn.info[WRITE_OPTION] = True
+
+
+@sa.event.listens_for(sa.orm.Session, "after_begin")
+def _note_write_lock(session, _transaction, connection):
+    if connection.info.pop(WRITE_OPTION, False):
+        session.info[WRITE_OPTION] = True
+
+
+def _take_pending_write() -> bool:
+    from flask import g, has_request_context
+
+    return has_request_context() and bool(g.pop(PENDING_WRITE, False))
+
+
+def begin_write_on_first_use(session=None) -> None:
+    """Make this request a write unit, but take SQLite's write lock only when it first uses
+    the database: a request refused before its view runs (rate limit, bad CSRF token) never
+    touches the lock, so a flood of them cannot hold up real writers."""
+    from flask import g
+
+    session = session or db.session
+    if isinstance(session, sa.orm.scoped_session):
+        session = session()
+    if not is_sqlite(session):
+        return
+    if session.in_transaction():
+        begin_write(session)
+    else:
+        g.setdefault(PENDING_WRITE, True)
 
 
 def begin_write(session=None) -> None:

@@ -17,6 +17,7 @@ from typing import BinaryIO
 import sqlalchemy as sa
 
 from consent import ledger
+from consent.database import begin_write
 from consent.extensions import db
 from consent.importfile import ImportFileError, ImportRow, read_rows
 from consent.models import Channel, ConsentState, ImportBatch, Organization, Source, Status
@@ -237,6 +238,9 @@ def import_file(
         channels=choice,
         created_by_user_id=actor.user_id,
     )
+    # SQLite: each write unit takes the write lock before it writes (see begin_write); a read
+    # transaction that starts writing after another writer committed fails as "locked".
+    begin_write()
     db.session.add(batch)
     db.session.commit()
     report = ImportReport(filename=filename, choice=choice, batch_id=batch.id)
@@ -253,6 +257,7 @@ def import_file(
     except ImportFileError as exc:
         db.session.rollback()
         report.stopped = str(exc)
+    begin_write()
     batch = db.session.get(ImportBatch, report.batch_id)
     batch.imported, batch.already, batch.rejected = report.imported, report.already, report.rejected
     batch.report = report.as_dict()

@@ -2,7 +2,14 @@
 calls for it, delivered after the commit and by `flask outbox send`, with retries.
 
 An idempotency key per message: queueing the same key twice gives the one message, and a
-message once sent is never sent again.
+message once sent is never sent again. Several workers may run at once: each claims its batch
+(PostgreSQL: `FOR UPDATE SKIP LOCKED`; SQLite: the write lock) and holds it for a lease.
+
+The one window where a message can go out twice: a worker dies after the SMTP server (or the
+SMS provider) accepted the message and before "sent" was recorded. The message stays claimed
+until its lease runs out (OUTBOX_LEASE_SECONDS), then another worker sends it again. Every
+email carries a Message-ID derived from the idempotency key, the same on each try, so the
+receiving side can recognise the repeat.
 """
 
 from __future__ import annotations
@@ -27,7 +34,6 @@ log = logging.getLogger(__name__)
 # Sent whatever the recipient's consent: the one confirmation of an opt-out, the link a person
 # asked for to opt back in, and notices to the organization's own address.
 EXEMPT_PURPOSES = frozenset({"optout_confirmation", "confirm_request", "org_notification"})
-LEASE = timedelta(minutes=5)
 SMTP_TIMEOUT = 10
 
 
@@ -112,6 +118,11 @@ class DeliveryReport:
     errors: list[str] = field(default_factory=list)
 
 
+def lease() -> timedelta:
+    """How long a claimed message belongs to the worker that claimed it."""
+    return timedelta(seconds=current_app.config.get("OUTBOX_LEASE_SECONDS", 300))
+
+
 def backoff(attempts: int) -> timedelta:
     """Wait before the next try: 30 s, 1 min, 2 min … capped at 1 hour."""
     return timedelta(seconds=min(30 * 2 ** max(attempts - 1, 0), 3600))
@@ -166,7 +177,7 @@ def _claim(ids: list[int] | None, limit: int) -> list[int]:
         db.session.execute(
             sa.update(OutboxMessage)
             .where(OutboxMessage.id.in_(claimed))
-            .values(status="sending", locked_until=now + LEASE)
+            .values(status="sending", locked_until=now + lease())
             .execution_options(synchronize_session=False)
         )
     db.session.commit()
@@ -178,24 +189,31 @@ def _deliver_one(message_id: int, report: DeliveryReport, *, inline: bool = Fals
     if message is None or message.status != "sending":
         return
     blocked = _suppression_reason(message)
-    try:
-        if blocked:
-            message.status = "suppressed"
-            message.last_error = blocked
-            report.suppressed += 1
-        else:
+    provider_id = error = None
+    if not blocked:
+        try:
             provider_id = _send(message)
-            message.status = "sent"
-            message.sent_at = utcnow()
-            message.provider_id = provider_id
-            message.last_error = None
-            report.sent += 1
-        message.attempts += 1
-        message.locked_until = None
-    except Exception as exc:  # noqa: BLE001 - any transport failure is retried
-        message.attempts += 1
-        message.last_error = f"{type(exc).__name__}: {exc}"[:2000]
-        message.locked_until = None
+        except Exception as exc:  # noqa: BLE001 - any transport failure is retried
+            error = f"{type(exc).__name__}: {exc}"[:2000]
+    # The result is written in a write transaction taken only now: the send may take seconds,
+    # and on SQLite a read transaction that turns into a write after another writer committed
+    # fails with "database is locked" (the message would be sent again after its lease).
+    begin_write()
+    message = db.session.get(OutboxMessage, message_id, populate_existing=True)
+    message.attempts += 1
+    message.locked_until = None
+    if blocked:
+        message.status = "suppressed"
+        message.last_error = blocked
+        report.suppressed += 1
+    elif error is None:
+        message.status = "sent"
+        message.sent_at = utcnow()
+        message.provider_id = provider_id
+        message.last_error = None
+        report.sent += 1
+    else:
+        message.last_error = error
         if message.attempts >= current_app.config.get("OUTBOX_MAX_ATTEMPTS", 8):
             message.status = "failed"
         else:
@@ -204,8 +222,7 @@ def _deliver_one(message_id: int, report: DeliveryReport, *, inline: bool = Fals
                 timedelta(0) if inline else backoff(message.attempts)
             )
         report.failed += 1
-        report.errors.append(f"#{message.id} to {message.to_address}: {message.last_error}")
-    begin_write()
+        report.errors.append(f"#{message.id} to {message.to_address}: {error}")
     db.session.commit()
 
 

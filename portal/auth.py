@@ -50,8 +50,16 @@ def home_for(user: User) -> str:
     return "/admin/" if user.is_admin else url_for("account.settings")
 
 
+def _attempted_email() -> str:
+    """The email a sign-in attempt names, as the limiter's key: one account, many addresses."""
+    return "login:" + (request.form.get("email") or "").strip().lower()[:320]
+
+
 @bp.route("/login", methods=["GET", "POST"])
 @limiter.limit("10 per minute; 100 per hour", methods=["POST"])
+# Per email too, whoever asks (known or not, so it tells nothing): many addresses guessing
+# one account's password are stopped as well.
+@limiter.limit("30 per hour", methods=["POST"], key_func=_attempted_email)
 def login():
     """Show the sign-in form; sign a parent or an admin in."""
     form = LoginForm(next=request.args.get("next", ""))
@@ -62,7 +70,8 @@ def login():
         user = db.session.scalars(sa.select(User).where(User.email == email)).first()
         if user is None:
             _spend_equal_time(form.password.data)
-        if user is not None and user.active and user.check_password(form.password.data):
+        # The password is checked before `active`, so an inactive account answers as slowly.
+        if user is not None and user.check_password(form.password.data) and user.active:
             destination = safe_next(form.next.data) or home_for(user)
             _fresh_session()
             login_user(user)

@@ -185,3 +185,12 @@ class Pages:
         for context in self.contexts:
             context.close()
         self.contexts.clear()
+
+
+def sign_in_page(page, server, email: str, password: str) -> None:
+    """Sign in through the form, as a person would."""
+    page.goto(server.url("/login"))
+    page.fill("input[name=email]", email)
+    page.fill("input[name=password]", password)
+    page.click("button[type=submit]")
+    page.wait_for_load_state()

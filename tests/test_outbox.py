@@ -135,7 +135,7 @@ def test_a_claimed_but_abandoned_message_is_reclaimed_after_its_lease(org, mailb
     message = queue_email(org)
     assert outbox._claim(None, 10) == [message.id]  # claimed by a worker that then dies
     assert outbox.deliver().sent == 0  # leased: no one else takes it
-    clock.forward(outbox.LEASE.total_seconds() + 1)
+    clock.forward(outbox.lease().total_seconds() + 1)
     assert outbox.deliver().sent == 1
     assert fresh(message.id).status == "sent"
     assert len(mailbox.messages) == 1
