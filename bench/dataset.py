@@ -262,7 +262,6 @@ def app_for(url: str):
             "RATELIMIT_ENABLED": False,
             "EMAIL_TRANSPORT": "record",
             "OUTBOX_DELIVER_AFTER_COMMIT": False,
-            "WTF_CSRF_ENABLED": False,
         }
     )
     limiter.enabled = False
