@@ -6,12 +6,16 @@ invalid (not an address). Many addresses cost one query per chunk of CHUNK, neve
 
 from __future__ import annotations
 
+import json
 from collections.abc import Sequence
 from dataclasses import dataclass
 
 import sqlalchemy as sa
+from sqlalchemy.dialects.postgresql import ARRAY
 
 from consent.addresses import AddressError, normalize
+from consent.e164 import SHAPE as E164_SHAPE
+from consent.e164 import verdict
 from consent.extensions import db
 from consent.models import Channel, ConsentState, Organization, Status
 
@@ -55,40 +59,114 @@ def check_one(org: Organization, channel: str, address: str) -> Eligibility:
 
 def check_many(org: Organization, channel: str, addresses: Sequence[str]) -> list[Eligibility]:
     """Eligibility of each address, in the order given."""
+    return [Eligibility(*row) for row in check_rows(org, channel, addresses)]
+
+
+def check_rows(
+    org: Organization, channel: str, addresses: Sequence[str]
+) -> list[tuple[str, str | None, bool, str]]:
+    """Like check_many, as (address, normalized, allowed, reason) tuples: the bulk API's path
+    (no object per address)."""
     channel = Channel(channel)
     region = org.default_region or "US"
-    normalized: list[str | None] = []
-    for raw in addresses:
-        try:
-            normalized.append(normalize(channel, raw, region))
-        except (AddressError, TypeError):
-            normalized.append(None)
-    wanted = list(dict.fromkeys(a for a in normalized if a is not None))
-    statuses = statuses_of(org.id, channel, wanted)
+    normalized, unchecked = _normalize_all(channel, addresses, region)
+    statuses = statuses_of(org.id, channel, list(dict.fromkeys(a for a in normalized if a)))
+    again = _check_e164(channel, normalized, unchecked, statuses, region)
+    if again:  # inputs that phonenumbers writes differently ("+1 1 202…"): rare
+        statuses.update(statuses_of(org.id, channel, again))
+    unknown = decide(org, channel, None)
+    by_status = {status: decide(org, channel, status) for status in Status}
     results = []
+    append = results.append
+    get = statuses.get
     for raw, norm in zip(addresses, normalized, strict=True):
         if norm is None:
-            results.append(Eligibility(str(raw), None, False, "invalid"))
+            append((str(raw), None, False, "invalid"))
             continue
-        reason = decide(org, channel, statuses.get(norm))
-        results.append(Eligibility(raw, norm, reason == "ok", reason))
+        status = get(norm)
+        reason = unknown if status is None else by_status[status]
+        append((raw, norm, reason == "ok", reason))
     return results
 
 
+def _normalize_all(
+    channel: str, addresses: Sequence[str], region: str
+) -> tuple[list[str | None], list[int]]:
+    """Each address normalized for the channel (None: not an address), and the positions of
+    E.164-looking phones taken as given but not yet checked (see _check_e164)."""
+    out: list[str | None] = []
+    unchecked: list[int] = []
+    append = out.append
+    phones = channel != Channel.EMAIL
+    shape = E164_SHAPE.fullmatch
+    for index, raw in enumerate(addresses):
+        if phones and type(raw) is str and shape(raw):
+            unchecked.append(index)
+            append(raw)
+            continue
+        try:
+            append(normalize(channel, raw, region))
+        except (AddressError, TypeError):
+            append(None)
+    return out, unchecked
+
+
+def _check_e164(channel, normalized, unchecked, statuses, region) -> list[str]:
+    """Check the E.164-looking phones that have no state. One with a state needs no check: it
+    was normalized when it was stored. Fast path (consent.e164, which agrees with
+    phonenumbers) first, phonenumbers when it cannot tell. Returns the addresses whose
+    normalized form differs from the input and still needs looking up."""
+    again: dict[str, None] = {}
+    for index in unchecked:
+        raw = normalized[index]
+        if raw in statuses:
+            continue
+        fast = verdict(raw)
+        if fast is True:
+            continue
+        if fast is False:
+            normalized[index] = None
+            continue
+        try:
+            value = normalize(channel, raw, region)
+        except AddressError:
+            normalized[index] = None
+            continue
+        normalized[index] = value
+        if value != raw and value not in statuses:
+            again[value] = None
+    return list(again)
+
+
 def statuses_of(org_id: int, channel: str, addresses: Sequence[str]) -> dict[str, str]:
-    """{address: status} for the addresses that have a state, CHUNK addresses per query."""
+    """{address: status} for the addresses that have a state, CHUNK addresses per query.
+
+    Each chunk travels as one parameter (a PostgreSQL array, a JSON list on SQLite), so a
+    chunk is one short statement however many addresses it holds.
+    """
     found: dict[str, str] = {}
+    if not addresses:
+        return found
     table = ConsentState.__table__
-    channel_value = Channel(channel).value
-    for start in range(0, len(addresses), CHUNK):
-        chunk = addresses[start : start + CHUNK]
-        rows = db.session.execute(
-            sa.select(table.c.address, table.c.status).where(
-                table.c.organization_id == org_id,
-                table.c.channel == channel_value,
-                table.c.address.in_(chunk),
-            )
+    # Plain strings back (no enum conversion per row): the bulk path reads many rows.
+    columns = (table.c.address, sa.type_coerce(table.c.status, sa.String))
+    postgres = db.session.get_bind().dialect.name == "postgresql"
+    if postgres:
+        wanted = sa.any_(sa.bindparam("chunk", type_=ARRAY(sa.String)))
+        stmt = sa.select(*columns).where(
+            table.c.organization_id == org_id,
+            table.c.channel == Channel(channel).value,
+            table.c.address == wanted,
         )
-        for address, status in rows:
-            found[address] = status
+    else:
+        values = sa.func.json_each(sa.bindparam("chunk")).table_valued("value")
+        stmt = sa.select(*columns).where(
+            table.c.organization_id == org_id,
+            table.c.channel == Channel(channel).value,
+            table.c.address.in_(sa.select(values.c.value)),
+        )
+    for start in range(0, len(addresses), CHUNK):
+        chunk = list(addresses[start : start + CHUNK])
+        rows = db.session.execute(stmt, {"chunk": chunk if postgres else json.dumps(chunk)})
+        found.update(rows.all())
     return found

@@ -1,0 +1,293 @@
+"""Texts from recipients and delivery callbacks from the SMS provider.
+
+`handle_inbound` answers one text sent to an organization's number (once per MessageSid: a
+replay gets the reply given the first time) and returns the reply text: STOP opts the number
+out with a carrier block, START opts it back in, HELP says who we are. `handle_status` records
+one delivery callback (once per sid, status and error): 21610 is a carrier opt-out, 30003 /
+30005 / 30006 mark the number bounced. Every consent change goes through the ledger; the
+caller commits.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import sqlalchemy as sa
+from flask import render_template
+from flask_babel import force_locale
+from sqlalchemy.exc import IntegrityError
+
+from consent import keywords, ledger
+from consent.addresses import AddressError, format_phone, normalize_phone
+from consent.extensions import db
+from consent.ledger import Actor, Origin
+from consent.models import (
+    Channel,
+    DeliveryReceipt,
+    InboundMessage,
+    Organization,
+    OutboxMessage,
+    Source,
+    Status,
+)
+from consent.notifications import owners_of
+
+CARRIER_OPT_OUT = "21610"  # the recipient replied STOP: the carrier blocks our texts
+BOUNCES = {
+    "30003": "unreachable handset",
+    "30005": "unknown or inactive number",
+    "30006": "landline or unreachable carrier",
+}
+MAX_SID = 64
+
+
+def clean(text: object, limit: int | None = None) -> str:
+    """Text from outside, safe to store on both databases (no NUL; optionally cut)."""
+    value = text if isinstance(text, str) else ""
+    value = value.replace("\x00", "\ufffd")
+    return value[:limit] if limit else value
+
+
+def organization_for(number: str) -> Organization | None:
+    """The organization whose texting number this is (E.164, or a short code as written)."""
+    raw = clean(number, 64).strip()
+    if not raw:
+        return None
+    candidates = {raw}
+    try:
+        candidates.add(normalize_phone(raw))
+    except AddressError:
+        pass
+    return db.session.scalars(
+        sa.select(Organization)
+        .where(Organization.texting_number.in_(sorted(candidates)))
+        .order_by(Organization.id)
+    ).first()
+
+
+# --- inbound texts --------------------------------------------------------------------------
+
+
+def handle_inbound(
+    org: Organization,
+    from_number: str,
+    body: str,
+    message_sid: str,
+    origin: Origin | None = None,
+    *,
+    to_number: str = "",
+) -> str:
+    """Answer one text sent to `org`'s number and return the reply ("" for none).
+
+    The same `message_sid` twice changes nothing the second time and returns the same reply.
+    """
+    sid = clean(message_sid, MAX_SID)
+    seen = _inbound(sid)
+    if seen is not None:
+        return seen.reply
+    body = clean(body)
+    reading = keywords.read(body)
+    message = InboundMessage(
+        organization_id=org.id,
+        message_sid=sid,
+        from_number=clean(from_number, 64),
+        to_number=clean(to_number, 64),
+        body=body,
+        intent=reading.intent,
+        reply="",
+    )
+    try:
+        with db.session.begin_nested():
+            db.session.add(message)
+    except IntegrityError:  # the provider retried while the first delivery was being answered
+        return _inbound(sid).reply
+    try:
+        number = normalize_phone(clean(from_number, 64), org.default_region or "US")
+    except AddressError:
+        number = None
+    message.reply = _answer(org, number, reading, message, origin or Origin())
+    db.session.flush()
+    return message.reply
+
+
+def _inbound(sid: str) -> InboundMessage | None:
+    return db.session.scalars(
+        sa.select(InboundMessage).where(InboundMessage.message_sid == sid)
+    ).one_or_none()
+
+
+def _answer(org, number, reading, message, origin) -> str:
+    if reading.intent is None:
+        return ""  # ordinary talk: kept, not answered
+    language = reading.language or "en"
+    if number is not None and language != "en":
+        # A Spanish keyword is a clear sign of the person's language; English keywords are
+        # the carriers' universal words and say nothing about it.
+        for person in owners_of(Channel.TEXT, number, org.id):
+            person.language = language
+    if reading.intent == keywords.HELP:
+        return reply(org, "reply_help", language)
+    if number is None:
+        return ""  # not a phone number we could ever text: nothing to record
+    evidence = {
+        "body": message.body,
+        "message_sid": message.message_sid,
+        "to": message.to_number,
+        "keyword": reading.keyword,
+        "exact": reading.exact,
+        "language": language,
+    }
+    actor = Actor.recipient(f"the person at {format_phone(number)} (text reply)")
+    if reading.intent == keywords.STOP:
+        return _stop(org, number, reading, evidence, actor, origin, language)
+    return _start(org, number, evidence, actor, origin, language)
+
+
+def _stop(org, number, reading, evidence, actor, origin, language) -> str:
+    # A bare keyword is what carriers act on (they block us until START), so it carries the
+    # carrier block; a plain-language request opts out just as surely, without the block.
+    source = Source.SMS_KEYWORD if reading.exact else Source.SMS_REPLY
+    ledger.opt_out(
+        org,
+        Channel.TEXT,
+        number,
+        source=source,
+        actor=actor,
+        evidence=evidence,
+        origin=origin,
+        carrier_block=reading.exact,
+    )
+    voice = reading.exact and org.stop_blocks_voice
+    if voice:
+        _block_voice(org, number, source, actor, evidence, origin)
+    return reply(org, "reply_stop", language, voice=voice)
+
+
+def _block_voice(org, number, source, actor, evidence, origin) -> None:
+    """STOP also blocks calls (a setting): opt voice out with the block, unless already out."""
+    state = ledger.current(org, Channel.VOICE, number)
+    if state is not None and state.status == Status.OPTED_OUT:
+        return  # an earlier choice stands; START will not lift it
+    ledger.opt_out(
+        org,
+        Channel.VOICE,
+        number,
+        source=source,
+        actor=actor,
+        evidence=evidence,
+        origin=origin,
+        carrier_block=True,
+    )
+
+
+def _start(org, number, evidence, actor, origin, language) -> str:
+    outcome = ledger.opt_in(
+        org, Channel.TEXT, number, source=Source.SMS_KEYWORD, actor=actor, evidence=evidence,
+        origin=origin,
+    )  # fmt: skip
+    if not outcome.ok:
+        return reply(org, "reply_start_off", language)
+    voice = ledger.current(org, Channel.VOICE, number)
+    if voice is not None and voice.carrier_block:  # blocked by an earlier STOP: lifted with it
+        ledger.opt_in(
+            org, Channel.VOICE, number, source=Source.SMS_KEYWORD, actor=actor,
+            evidence=evidence, origin=origin,
+        )  # fmt: skip
+    return reply(org, "reply_start", language)
+
+
+def reply(org: Organization, template: str, language: str = "en", **context) -> str:
+    """Render templates/sms/<template>.txt in `language` as one line of text."""
+    with force_locale(language):
+        text = render_template(
+            f"sms/{template}.txt",
+            org=org,
+            texting_number=format_phone(org.texting_number),
+            help_contact=org.help_contact or org.notification_email,
+            **context,
+        )
+    return " ".join(text.split())
+
+
+# --- delivery callbacks ---------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class StatusResult:
+    """What a delivery callback did: recorded it, and which consent outcome (if any)."""
+
+    code: str  # "duplicate", "recorded", "carrier_opt_out", "bounced", "unknown_number"
+    address: str | None = None
+
+
+def handle_status(
+    message_sid: str,
+    message_status: str,
+    *,
+    to_number: str = "",
+    from_number: str = "",
+    error_code: str = "",
+    origin: Origin | None = None,
+) -> StatusResult:
+    """Record one delivery callback; 21610 opts the number out with a carrier block, 30003 /
+    30005 / 30006 mark it bounced. The same callback twice changes nothing the second time."""
+    sid = clean(message_sid, MAX_SID)
+    status = clean(message_status, 32)
+    error = clean(error_code, 16).strip()
+    receipt = DeliveryReceipt(
+        message_sid=sid, message_status=status, error_code=error, to_number=clean(to_number, 64)
+    )
+    if _receipt_seen(sid, status, error):
+        return StatusResult("duplicate")
+    try:
+        with db.session.begin_nested():
+            db.session.add(receipt)
+    except IntegrityError:
+        return StatusResult("duplicate")
+    if error != CARRIER_OPT_OUT and error not in BOUNCES:
+        return StatusResult("recorded")
+    org, recipient = _sender_and_recipient(sid, from_number, to_number)
+    if org is None:
+        return StatusResult("unknown_number")
+    try:
+        number = normalize_phone(clean(recipient, 64), org.default_region or "US")
+    except AddressError:
+        return StatusResult("unknown_number")
+    evidence = {"message_sid": sid, "message_status": status, "error_code": error}
+    if error == CARRIER_OPT_OUT:
+        actor = Actor.system("the mobile carrier (delivery callback)")
+        ledger.opt_out(
+            org, Channel.TEXT, number, source=Source.CARRIER, actor=actor, evidence=evidence,
+            origin=origin, carrier_block=True,
+        )  # fmt: skip
+        if org.stop_blocks_voice:
+            _block_voice(org, number, Source.CARRIER, actor, evidence, origin)
+        return StatusResult("carrier_opt_out", number)
+    evidence["meaning"] = BOUNCES[error]
+    ledger.mark_bounced(org, Channel.TEXT, number, evidence=evidence, origin=origin)
+    return StatusResult("bounced", number)
+
+
+def _receipt_seen(sid: str, status: str, error: str) -> bool:
+    return (
+        db.session.scalar(
+            sa.select(DeliveryReceipt.id).where(
+                DeliveryReceipt.message_sid == sid,
+                DeliveryReceipt.message_status == status,
+                DeliveryReceipt.error_code == error,
+            )
+        )
+        is not None
+    )
+
+
+def _sender_and_recipient(sid, from_number, to_number) -> tuple[Organization | None, str]:
+    """The organization and number a callback is about: our outbox's record of the message
+    when we have it, else the callback's own From (our number) and To."""
+    if sid:
+        sent = db.session.scalars(
+            sa.select(OutboxMessage).where(OutboxMessage.provider_id == sid).limit(1)
+        ).first()
+        if sent is not None:
+            return db.session.get(Organization, sent.organization_id), sent.to_address
+    return organization_for(from_number), to_number
