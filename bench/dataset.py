@@ -199,8 +199,9 @@ class Layout:
 
     # Samples for the benchmarks, computed, not read back.
     def text_opted_out(self, k: int, rng: random.Random) -> list[str]:
-        """k distinct text numbers that are opted out."""
-        picks = rng.sample(range(self.text_out_history), min(k, self.text_out_history))
+        """k text numbers that are opted out (distinct when the data set has that many)."""
+        total = self.text_out_history
+        picks = rng.sample(range(total), k) if k <= total else rng.choices(range(total), k=k)
         return [phone(self.history_phone_start + i) for i in picks]
 
     def unknown_numbers(self, k: int, rng: random.Random) -> list[str]:
@@ -290,6 +291,7 @@ def ensure(app, scale: float, rebuild: bool = False, quiet: bool = False) -> Dat
         if not rebuild and marker == {"scale": scale, "version": VERSION}:
             if not quiet:
                 print(f"reusing the data set of scale {scale:g} in {engine.url.database}")
+            _add_missing_indexes(db, quiet)
             return _handles(db, layout)
         started = time.perf_counter()
         _build(db, layout)
@@ -299,6 +301,20 @@ def ensure(app, scale: float, rebuild: bool = False, quiet: bool = False) -> Dat
                 f"{layout.events:,} events) in {time.perf_counter() - started:.0f} s"
             )
         return _handles(db, layout)
+
+
+def _add_missing_indexes(db, quiet: bool) -> None:
+    """Indexes the models gained since the data set was built (a new migration's)."""
+    engine = db.engine
+    inspector = sa.inspect(engine)
+    for table in db.metadata.sorted_tables:
+        have = {index["name"] for index in inspector.get_indexes(table.name)}
+        for index in table.indexes:
+            if index.name not in have:
+                if not quiet:
+                    print(f"adding index {index.name}")
+                index.create(engine)
+                _analyze(engine)
 
 
 def _marker(engine) -> dict | None:

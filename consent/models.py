@@ -279,6 +279,11 @@ class ConsentState(db.Model):
         sa.Index("ix_consent_states_list", "organization_id", "status", "channel", "sort_key"),
         sa.Index("ix_consent_states_digits", "organization_id", "digits"),
         sa.Index("ix_consent_states_changed", "organization_id", "status", "changed_at"),
+        # Eligibility reads (address -> status) from the index alone: no table look-up per
+        # address (PostgreSQL index-only scans; a covering index on SQLite).
+        sa.Index(
+            "ix_consent_states_eligibility", "organization_id", "channel", "address", "status"
+        ),
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)
