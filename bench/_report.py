@@ -50,8 +50,12 @@ def _num(value: float) -> str:
     return f"{value:.3g}"
 
 
+RECORDED: list[tuple[str, Figure]] = []  # every figure printed in this process, with its engine
+
+
 def table(figures: list[Figure], engine: str = "") -> str:
     """The figures as a fixed-width table: value, baseline, ratio, budget, pass/miss."""
+    RECORDED.extend((engine, f) for f in figures)
     head = f"{'figure':46} {'value':>14} {'baseline':>14} {'(of)':22} {'ratio':>8} {'budget':>16}  result"
     lines = [head]
     for f in figures:
@@ -115,3 +119,8 @@ def median_ms(action: Callable[[], object], repeat: int) -> float:
 def percentile(values: list[float], pct: float) -> float:
     ordered = sorted(values)
     return ordered[min(len(ordered) - 1, max(0, round(pct / 100 * len(ordered)) - 1))]
+
+
+def engine_name(url: str) -> str:
+    """ "sqlite" or "postgresql": the engine of a SQLAlchemy URL."""
+    return url.split(":", 1)[0].split("+", 1)[0]

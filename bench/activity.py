@@ -17,7 +17,7 @@ import random
 import sqlalchemy as sa
 
 from bench import dataset
-from bench._report import Figure, arguments, median_ms, table
+from bench._report import Figure, arguments, engine_name, median_ms, table
 
 BUDGET_MS = 100.0
 RAW = {
@@ -124,7 +124,7 @@ def main(argv: list[str] | None = None) -> int:
     for value in args.database:
         url = dataset.database_url(value, args.scale)
         figures = measure(url, args.scale, args.repeat)
-        print(table(figures, url.split(":", 1)[0]))
+        print(table(figures, engine_name(url)))
         failed |= any(f.verdict == "MISS" for f in figures)
     return 1 if failed else 0
 

@@ -247,6 +247,54 @@ def _opt_in_source(index: int) -> str:
     return ("enrollment", "enrollment", "portal", "staff_entry")[(index * 40503 >> 3) % 4]
 
 
+IMPORT_ORG_NAME = "Bench Import District"
+
+
+def import_org(app) -> int:
+    """A second organization in the same database, for import benchmarks: emptied of its
+    consent rows and batches (the shared data set stays as built). Returns its id."""
+    from consent.extensions import db
+    from consent.models import ConsentEvent, ConsentState, ImportBatch, Organization
+
+    with app.app_context():
+        org_id = db.session.scalar(
+            sa.select(Organization.id).where(Organization.name == IMPORT_ORG_NAME)
+        )
+        if org_id is None:
+            org = Organization(
+                name=IMPORT_ORG_NAME,
+                texting_number="+12025550199",
+                notification_email="office@import.example.org",
+            )
+            db.session.add(org)
+            db.session.commit()
+            org_id = org.id
+        for model in (ConsentState, ConsentEvent, ImportBatch):
+            db.session.execute(sa.delete(model).where(model.organization_id == org_id))
+        db.session.commit()
+        db.session.remove()
+    return org_id
+
+
+def write_import_csv(path: str | Path, layout: Layout, rows: int) -> int:
+    """A CSV of `rows` phone numbers with no state, as staff files have them (E.164, (202)
+    555-0123, 202-555-0123 in turn) under a "Phone,Note" header. Returns its size in bytes."""
+    numbers = layout.unknown_numbers(rows, random.Random(17))
+    with open(path, "w", encoding="utf-8", newline="") as out:
+        out.write("Phone,Note\r\n")
+        for i, e164 in enumerate(numbers):
+            national = e164[2:]
+            form = i % 3
+            if form == 0:
+                shown = e164
+            elif form == 1:
+                shown = f"({national[:3]}) {national[3:6]}-{national[6:]}"
+            else:
+                shown = f"{national[:3]}-{national[3:6]}-{national[6:]}"
+            out.write(f"{shown},row {i}\r\n")
+    return Path(path).stat().st_size
+
+
 # --- the build -------------------------------------------------------------------------------
 
 

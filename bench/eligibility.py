@@ -21,7 +21,7 @@ import time
 import sqlalchemy as sa
 
 from bench import dataset
-from bench._report import Figure, arguments, percentile, table
+from bench._report import Figure, arguments, engine_name, percentile, table
 
 API_KEY = "bench-api-key"
 BUDGET_BULK_S = 0.5
@@ -129,7 +129,7 @@ def main(argv: list[str] | None = None) -> int:
     for value in args.database:
         url = dataset.database_url(value, args.scale)
         figures = measure(url, args.scale, more.addresses, more.requests)
-        print(table(figures, url.split(":", 1)[0]))
+        print(table(figures, engine_name(url)))
         failed |= any(f.verdict == "MISS" for f in figures)
     return 1 if failed else 0
 

@@ -26,7 +26,7 @@ import urllib.parse
 from pathlib import Path
 
 from bench import dataset
-from bench._report import Figure, arguments, table
+from bench._report import Figure, arguments, engine_name, table
 
 ROOT = Path(__file__).resolve().parent.parent
 THREADS = 4
@@ -234,7 +234,7 @@ def main(argv: list[str] | None = None) -> int:
     for value in args.database:
         url = dataset.database_url(value, args.scale)
         figures = measure(url, args.scale, args.seconds)
-        print(table(figures, url.split(":", 1)[0]))
+        print(table(figures, engine_name(url)))
         failed |= any(f.verdict == "MISS" for f in figures)
     return 1 if failed else 0
 
