@@ -124,3 +124,26 @@ def percentile(values: list[float], pct: float) -> float:
 def engine_name(url: str) -> str:
     """ "sqlite" or "postgresql": the engine of a SQLAlchemy URL."""
     return url.split(":", 1)[0].split("+", 1)[0]
+
+
+def database_cpu_seconds(engine) -> float:
+    """CPU seconds used so far by the PostgreSQL server processes of this database, when the
+    server runs on this machine (read from /proc); 0 for SQLite, whose work is in-process."""
+    import sqlalchemy as sa
+
+    if engine.dialect.name != "postgresql":
+        return 0.0
+    with engine.connect() as conn:
+        pids = conn.execute(
+            sa.text("SELECT pid FROM pg_stat_activity WHERE datname = current_database()")
+        ).scalars()
+        total = 0.0
+        tick = os.sysconf("SC_CLK_TCK")
+        for pid in pids:
+            try:
+                with open(f"/proc/{pid}/stat") as stat:
+                    fields = stat.read().rsplit(")", 1)[1].split()
+            except OSError:
+                continue
+            total += (int(fields[11]) + int(fields[12])) / tick
+    return total
