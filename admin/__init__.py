@@ -2,19 +2,47 @@
 
 from flask import Flask
 from flask_admin import Admin, AdminIndexView, expose
+from flask_admin.contrib.sqla import ModelView
 from flask_admin.theme import Bootstrap4Theme
+from flask_login import current_user
+from werkzeug.routing import BuildError
 
 from admin.base import ALL_ADMINS, RoleAccess
+from consent.models import Role
 
 
 class HomeView(RoleAccess, AdminIndexView):
-    """The admin dashboard: any admin role."""
+    """The admin dashboard: any admin role; the counts and links its role may use."""
 
     roles = ALL_ADMINS
 
     @expose("/")
     def index(self):
-        return self.render("admin/home.html")
+        from consent import reports
+        from consent.app import current_organization
+
+        org = current_organization()
+        counts = reports.dashboard_counts(org.id) if current_user.role != Role.STAFF else None
+        return self.render("admin/home.html", counts=counts, links=self._links(), org=org)
+
+    def _links(self) -> list[tuple[str, str]]:
+        """(name, url) of every other view this admin may use, in menu order."""
+        from flask import url_for
+
+        links = []
+        for view in self.admin._views:
+            if view is self or not view.is_accessible():
+                continue
+            endpoint = (
+                f"{view.endpoint}.index_view"
+                if isinstance(view, ModelView)
+                else f"{view.endpoint}.index"
+            )
+            try:
+                links.append((str(view.name), url_for(endpoint)))
+            except BuildError:
+                links.append((str(view.name), view.url + "/"))
+        return links
 
 
 def init_admin(app: Flask) -> Admin:

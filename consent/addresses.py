@@ -114,6 +114,13 @@ def _is_valid_e164(value: str) -> bool:
 
 def phone_digits(e164: str) -> str:
     """The national digits of an E.164 number, as staff type them ("2025550123")."""
+    if _E164.match(e164):
+        # E.164 is "+", the country code, then the national number; country codes are
+        # prefix-free, so the first 1-3 digits that name one are it (no parse: imports call
+        # this for every row).
+        for length in (1, 2, 3):
+            if int(e164[1 : 1 + length]) in phonenumbers.COUNTRY_CODE_TO_REGION_CODE:
+                return e164[1 + length :]
     parsed = phonenumbers.parse(e164, None)
     return phonenumbers.national_significant_number(parsed)
 

@@ -109,3 +109,81 @@ def create_admin(email: str, role: str, site_name: str | None, name: str, passwo
     user.set_password(password)
     db.session.commit()
     click.echo(f"Admin {email} ({role}{', ' + site.name if site else ''}) is ready.")
+
+
+@optouts_cli.command("import")
+@click.argument("file", type=click.Path(exists=True, dir_okay=False))
+@click.option(
+    "--channel",
+    type=click.Choice(["text", "voice", "email", "all"]),
+    default="all",
+    show_default=True,
+    help="Phones go to text and/or voice, emails to email; all = every channel that fits.",
+)
+@click.option("--dry-run", is_flag=True, help="Show what would happen; change nothing.")
+@click.option("--note", default=None, help="A note kept with every opt-out.")
+def optouts_import(file: str, channel: str, dry_run: bool, note: str | None):
+    """Opt out every address of a CSV or XLSX file; prints a per-row report.
+
+    Exits 1 when any row was rejected (or the file could not be read).
+    """
+    import os
+
+    from consent import optout_import
+    from consent.ledger import Actor
+
+    org = _organization()
+    words = optout_import.PREVIEW_WORDS if dry_run else optout_import.WORDS
+
+    def show(result):
+        reason = f": {result.reason}" if result.reason else ""
+        address = f" ({result.address})" if result.address and result.address != result.raw else ""
+        click.echo(
+            f"row {result.row_number}: {result.raw}{address}: {words[result.outcome]}{reason}"
+        )
+
+    name = os.path.basename(file)
+    try:
+        with open(file, "rb") as stream:
+            if dry_run:
+                report = optout_import.preview_file(org, stream, name, channel, on_row=show)
+            else:
+                report = optout_import.import_file(
+                    org,
+                    stream,
+                    name,
+                    channel,
+                    actor=Actor.system("command-line import"),
+                    note=note,
+                    on_row=show,
+                )
+    except optout_import.ImportFileError as exc:
+        raise click.ClickException(str(exc)) from None
+    verb = "would be imported" if dry_run else "imported"
+    click.echo(
+        f"{report.imported} {verb}, {report.already} already opted out, {report.rejected} rejected."
+    )
+    if report.stopped:
+        click.echo(f"The import stopped part-way: {report.stopped}", err=True)
+    if report.rejected or report.stopped:
+        raise SystemExit(1)
+
+
+@optouts_cli.command("export")
+@click.argument("file", type=click.Path(dir_okay=False, writable=True))
+def optouts_export(file: str):
+    """Write the opt-out list to FILE: XLSX when it ends in .xlsx, else CSV."""
+    from consent import optout_list
+
+    org = _organization()
+    optout_list.write_file(file, optout_list.list_rows(optout_list.list_statement(org)))
+    click.echo(f"Wrote the opt-out list to {file}.")
+
+
+def _organization():
+    from consent.models import Organization
+
+    org = db.session.scalars(sa.select(Organization).order_by(Organization.id)).first()
+    if org is None:
+        raise click.ClickException("No organization yet: run `flask --app run demo` first.")
+    return org

@@ -548,7 +548,7 @@ def opt_out_many(
 
     result: dict[str, str] = {}
     events: list[dict] = []
-    changed_rows: list[tuple[BulkRow, ConsentState]] = []
+    changed_rows: list[tuple[BulkRow, sa.Row]] = []
     for row in rows:
         state = states[row.address]
         fresh = state.version == 0
@@ -580,13 +580,21 @@ def opt_out_many(
         )
     if not events:
         return result
-    event_ids = db.session.scalars(
-        sa.insert(ConsentEvent).returning(ConsentEvent.id, sort_by_parameter_order=True),
-        events,
-    ).all()
+    # Core statements, not ORM ones: an import sends a thousand rows per call, and the ORM's
+    # per-row bookkeeping cost more than the database did.
+    events_table = ConsentEvent.__table__
+    event_ids = (
+        db.session.execute(
+            sa.insert(events_table).returning(events_table.c.id, sort_by_parameter_order=True),
+            events,
+        )
+        .scalars()
+        .all()
+    )
+    states_table = ConsentState.__table__
     updates = [
         {
-            "id": state.id,
+            "state_id": state.id,
             "status": Status.OPTED_OUT,
             "carrier_block": bool(state.carrier_block) and state.version > 0,
             "source": source,
@@ -599,28 +607,46 @@ def opt_out_many(
         }
         for (row, state), event_id in zip(changed_rows, event_ids, strict=True)
     ]
-    db.session.execute(sa.update(ConsentState), updates)
+    db.session.execute(
+        sa.update(states_table)
+        .where(states_table.c.id == sa.bindparam("state_id"))
+        .values({name: sa.bindparam(name) for name in updates[0] if name != "state_id"}),
+        updates,
+    )
     if confirm:
-        for (_row, state), _id in zip(changed_rows, event_ids, strict=True):
-            db.session.refresh(state)
-            event = db.session.get(ConsentEvent, _id)
-            notifications.after_change(org, state, event, confirm=True, notify_org=False)
+        for (_row, state), event_id in zip(changed_rows, event_ids, strict=True):
+            loaded = db.session.get(ConsentState, state.id, populate_existing=True)
+            event = db.session.get(ConsentEvent, event_id)
+            notifications.after_change(org, loaded, event, confirm=True, notify_org=False)
     return result
 
 
-def _lock_many(org_id: int, channel: str, addresses: list[str]) -> dict[str, ConsentState]:
-    stmt = (
-        sa.select(ConsentState)
-        .where(
-            ConsentState.organization_id == org_id,
-            ConsentState.channel == channel,
-            ConsentState.address.in_(addresses),
+def _lock_many(org_id: int, channel: str, addresses: list[str]) -> dict[str, sa.Row]:
+    """The current (id, address, status, carrier_block, version) of these addresses, locked."""
+    table = ConsentState.__table__
+    columns = (table.c.id, table.c.address, table.c.status, table.c.carrier_block, table.c.version)
+    if is_sqlite():
+        stmt = sa.select(*columns).where(
+            table.c.organization_id == org_id,
+            table.c.channel == channel,
+            table.c.address.in_(addresses),
         )
-        .execution_options(populate_existing=True)
-    )
-    if not is_sqlite():
-        stmt = stmt.with_for_update()
-    return {state.address: state for state in db.session.scalars(stmt)}
+    else:
+        # A join on the unnested list, not "IN (1,000 values)": with a table whose statistics
+        # are stale (it grows during the import) PostgreSQL then hashes instead of comparing
+        # every row with every value.
+        from sqlalchemy.dialects.postgresql import ARRAY
+
+        wanted = sa.func.unnest(sa.bindparam("wanted", addresses, type_=ARRAY(sa.String))).alias(
+            "wanted"
+        )
+        stmt = (
+            sa.select(*columns)
+            .join(wanted, table.c.address == wanted.column)
+            .where(table.c.organization_id == org_id, table.c.channel == channel)
+            .with_for_update(of=table)
+        )
+    return {row.address: row for row in db.session.execute(stmt)}
 
 
 def _insert_placeholders(org_id, channel, rows, source, label, user_id, now) -> None:
@@ -646,11 +672,11 @@ def _insert_placeholders(org_id, channel, rows, source, label, user_id, now) -> 
             }
         )
     if is_sqlite():
-        db.session.execute(sa.insert(ConsentState), values)
+        db.session.execute(sa.insert(ConsentState.__table__), values)
         return
     from sqlalchemy.dialects.postgresql import insert as pg_insert
 
-    stmt = pg_insert(ConsentState).on_conflict_do_nothing(
+    stmt = pg_insert(ConsentState.__table__).on_conflict_do_nothing(
         index_elements=["organization_id", "channel", "address"]
     )
     db.session.execute(stmt, values)

@@ -209,6 +209,27 @@ def _deliver_one(message_id: int, report: DeliveryReport, *, inline: bool = Fals
     db.session.commit()
 
 
+RETRYABLE = ("failed", "queued")
+
+
+def retry(ids: list[int]) -> int:
+    """Make these failed or queued messages due now (not a consent change); how many were.
+
+    A sent or suppressed message is left alone. The attempts so far are kept, so a message
+    that failed its last try gets one more; the caller commits.
+    """
+    if not ids:
+        return 0
+    begin_write()
+    result = db.session.execute(
+        sa.update(OutboxMessage)
+        .where(OutboxMessage.id.in_(list(ids)), OutboxMessage.status.in_(RETRYABLE))
+        .values(status="queued", next_attempt_at=utcnow(), locked_until=None)
+        .execution_options(synchronize_session=False)
+    )
+    return result.rowcount or 0
+
+
 def _suppression_reason(message: OutboxMessage) -> str | None:
     """Our own texts and emails obey eligibility, except the exempt purposes."""
     if message.purpose in EXEMPT_PURPOSES or message.purpose.startswith("keyword_"):
@@ -284,4 +305,4 @@ def _send_text(message: OutboxMessage) -> str:
     return client.messages.create(**kwargs).sid
 
 
-__all__ = ["queue", "deliver", "deliver_pending", "backoff", "DeliveryReport", "mail"]
+__all__ = ["queue", "deliver", "deliver_pending", "retry", "backoff", "DeliveryReport", "mail"]

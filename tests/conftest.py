@@ -10,10 +10,13 @@ from email import message_from_bytes, policy
 
 import pytest
 import sqlalchemy as sa
+from flask import g, request_started
 
 import consent.models  # noqa: F401  (the tables, before the schema is created)
 from consent import create_app
 from consent.extensions import db, limiter
+
+pytest_plugins = ["tests.admin_world"]  # the `world` fixture of the admin tests
 
 POSTGRES_URL = os.environ.get("TEST_DATABASE_URL", "").strip()
 REQUIRE_POSTGRES = os.environ.get("REQUIRE_POSTGRES") == "1"
@@ -157,12 +160,21 @@ def app(database, smtp_server):
         }
     )
     limiter.enabled = False
+    # The fixture's app context outlives each request, so `g` would carry one request's
+    # values (Flask-WTF's csrf_token, Flask-Login's user) into the next: start each request
+    # with an empty `g`, as a real server does.
+    request_started.connect(_fresh_g, app)
     with app.app_context():
         _empty_tables()
         yield app
         db.session.remove()
         db.engine.dispose()
     limiter.enabled = True
+
+
+def _fresh_g(sender, **extra):
+    for name in list(g):
+        g.pop(name, None)
 
 
 def _empty_tables():
@@ -256,3 +268,39 @@ def browser_page(live_server):
 
     with chromium_page(CHROMIUM) as page:
         yield page
+
+
+class QueryCounter:
+    """The SQL statements run while counting (transaction control left out)."""
+
+    def __init__(self):
+        self.statements: list[str] = []
+
+    @property
+    def count(self) -> int:
+        return len(self.statements)
+
+    def __call__(self, conn, cursor, statement, parameters, context, executemany):
+        if (
+            not statement.lstrip()
+            .upper()
+            .startswith(("BEGIN", "SAVEPOINT", "RELEASE", "ROLLBACK", "COMMIT"))
+        ):
+            self.statements.append(statement)
+
+
+@pytest.fixture
+def count_queries(app):
+    """`with count_queries() as queries: ...` counts the SQL statements (`queries.count`)."""
+    from contextlib import contextmanager
+
+    @contextmanager
+    def counting():
+        counter = QueryCounter()
+        sa.event.listen(db.engine, "before_cursor_execute", counter)
+        try:
+            yield counter
+        finally:
+            sa.event.remove(db.engine, "before_cursor_execute", counter)
+
+    return counting

@@ -1,0 +1,214 @@
+"""The Activity Log: every consent event, newest first, with filters and export. Read-only:
+events are never edited or deleted, here or anywhere."""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+
+from flask import abort, request
+from flask_admin import expose
+from flask_admin.contrib.sqla.filters import BaseSQLAFilter, FilterEqual, FilterLike
+from flask_babel import lazy_gettext as _l
+
+from admin.base import ORG
+from admin.readonly import ReadOnlyModelView
+from consent import export
+from consent.addresses import AddressError, normalize_any
+from consent.app import current_organization
+from consent.extensions import db
+from consent.models import Channel, ConsentEvent, Source
+
+EXPORT_COLUMNS = [
+    ("id", "Event"),
+    ("occurred_at", "When (UTC)"),
+    ("channel", "Channel"),
+    ("address", "Address"),
+    ("kind", "Kind"),
+    ("from_status", "From"),
+    ("to_status", "To"),
+    ("carrier_block", "Carrier block"),
+    ("source", "Source"),
+    ("actor_label", "By"),
+    ("ip", "IP"),
+    ("note", "Note"),
+    ("evidence", "Evidence"),
+]
+
+
+def _cell(event: ConsentEvent, name: str) -> object:
+    value = getattr(event, name)
+    if name == "occurred_at":
+        return export.when(value)
+    if name == "carrier_block":
+        return "Yes" if value else "No"
+    if hasattr(value, "value"):
+        return value.value
+    return value
+
+
+class AddressFilter(FilterEqual):
+    """An address as staff type it: a phone any way (to E.164) or an email (any case)."""
+
+    def apply(self, query, value, alias=None):
+        try:
+            _kind, address = normalize_any(value)
+        except AddressError:
+            address = value.strip().lower()
+        return query.filter(self.get_column(alias) == address)
+
+
+class DayFilter(BaseSQLAFilter):
+    """Events on or after (`after=True`) or on or before a day typed as YYYY-MM-DD."""
+
+    def __init__(self, column, name, after: bool):
+        super().__init__(column, name)
+        self.after = after
+
+    def validate(self, value):
+        return _day(value) is not None or not value.strip()
+
+    def clean(self, value):
+        return _day(value)
+
+    def apply(self, query, value, alias=None):
+        column = self.get_column(alias)
+        if self.after:
+            return query.filter(column >= value)
+        return query.filter(column < value + timedelta(days=1))
+
+    def operation(self):
+        return "on or after" if self.after else "on or before"
+
+
+def _day(value: str) -> datetime | None:
+    try:
+        return datetime.strptime(value.strip(), "%Y-%m-%d")
+    except ValueError:
+        return None
+
+
+def _options(enum_cls):
+    return [(member.value, member.value) for member in enum_cls]
+
+
+def _status_words(view, context, model, name):
+    value = getattr(model, name)
+    return value.value if value is not None else "—"
+
+
+class ActivityView(ReadOnlyModelView):
+    """Every consent event of the organization, newest first (no COUNT on each page)."""
+
+    roles = ORG
+    simple_list_pager = True
+    page_size = 50
+    can_set_page_size = False
+    column_default_sort = ("id", True)
+    column_list = (
+        "occurred_at",
+        "channel",
+        "address",
+        "kind",
+        "from_status",
+        "to_status",
+        "carrier_block",
+        "source",
+        "actor_label",
+        "note",
+    )
+    column_sortable_list = ("occurred_at",)
+    column_labels = {
+        "occurred_at": _l("When (UTC)"),
+        "from_status": _l("From"),
+        "to_status": _l("To"),
+        "actor_label": "By",
+        "carrier_block": _l("Carrier block"),
+    }
+    named_filter_urls = True
+    # Plain strings: Flask-Admin reads filter names while the app is built, outside a request.
+    column_filters = (
+        AddressFilter(ConsentEvent.address, "Address"),
+        FilterEqual(ConsentEvent.channel, "Channel", options=_options(Channel)),
+        FilterEqual(ConsentEvent.source, "Source", options=_options(Source)),
+        FilterLike(ConsentEvent.actor_label, "By"),
+        DayFilter(ConsentEvent.occurred_at, "Date", after=True),
+        DayFilter(ConsentEvent.occurred_at, "Date", after=False),
+        FilterEqual(
+            ConsentEvent.kind, "Kind", options=[("change", "change"), ("request", "request")]
+        ),
+    )
+    column_details_list = (
+        "id",
+        "occurred_at",
+        "channel",
+        "address",
+        "kind",
+        "from_status",
+        "to_status",
+        "carrier_block",
+        "source",
+        "actor",
+        "actor_label",
+        "ip",
+        "user_agent",
+        "note",
+        "evidence",
+        "state_version",
+    )
+    column_formatters = {
+        "from_status": _status_words,
+        "to_status": _status_words,
+        "channel": _status_words,
+        "source": _status_words,
+    }
+    list_template = "admin/activity_list.html"
+
+    def render(self, template, **kwargs):
+        if template == self.list_template:
+            kwargs["filter_keys"] = self.filter_keys()
+            kwargs["channels"] = [c.value for c in Channel]
+            kwargs["sources"] = [s.value for s in Source]
+            kwargs["args"] = request.args
+        return super().render(template, **kwargs)
+
+    def _get_list_filter_args(self):
+        # The plain (no-JavaScript) filter form sends every field, the empty ones too.
+        filters = super()._get_list_filter_args()
+        return [f for f in filters if str(f[2]).strip()] if filters else filters
+
+    def filter_keys(self) -> dict[str, str]:
+        """{"address", "channel", "source", "by", "from", "to", "kind"}: URL names of the filters."""
+        names = ("address", "channel", "source", "by", "from", "to", "kind")
+        return {
+            name: self.get_filter_arg(index, flt)
+            for name, (index, flt) in zip(names, enumerate(self._filters), strict=True)
+        }
+
+    def get_query(self):
+        org = current_organization()
+        return super().get_query().filter(ConsentEvent.organization_id == org.id)
+
+    def get_one(self, id):
+        org = current_organization()
+        event = db.session.get(ConsentEvent, id)
+        return event if event is not None and event.organization_id == org.id else None
+
+    @expose("/download/<fmt>/")
+    def download(self, fmt: str):
+        """The log under the current filters, as CSV or XLSX."""
+        if fmt not in ("csv", "xlsx"):
+            abort(404)
+        rows = self.export_rows(EXPORT_COLUMNS, _cell)
+        return export.response(rows, fmt, "activity-log", "Activity log")
+
+
+def register(admin) -> None:
+    admin.add_view(
+        ActivityView(
+            ConsentEvent,
+            db,
+            name=_l("Activity Log"),
+            endpoint="activity",
+            url="/admin/activity",
+        )
+    )

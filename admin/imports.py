@@ -1,0 +1,204 @@
+"""Import an opt-out file (seed 003): upload, preview each row's problem, import, report.
+
+The organization team's only: an import changes the whole organization's list at once.
+Between the preview and the import the upload waits in `instance/uploads` under a random name
+that starts with the uploader's id (never in the session); it is deleted after the import, and
+leftovers older than a day are swept at the next upload.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import secrets
+import time
+from pathlib import Path
+
+import sqlalchemy as sa
+from flask import abort, current_app, flash, redirect, request, url_for
+from flask_admin import expose
+from flask_babel import gettext as _
+from flask_babel import lazy_gettext as _l
+from flask_login import current_user
+from flask_wtf.file import FileField, FileRequired
+from werkzeug.exceptions import RequestEntityTooLarge
+from wtforms import HiddenField, RadioField, TextAreaField
+from wtforms.validators import DataRequired, Length, Optional
+
+from admin.base import ORG, AdminPageForm, SecureView, admin_actor, admin_origin
+from admin.optouts import CHANNEL_CHOICES
+from consent import importfile, optout_import
+from consent.app import current_organization
+from consent.extensions import db
+from consent.importfile import ImportFileError
+from consent.models import ImportBatch
+
+UPLOAD_NAME = re.compile(r"^(\d+)-[0-9a-f]{32}\.(csv|xlsx)$")
+STALE_SECONDS = 24 * 3600
+
+
+class UploadForm(AdminPageForm):
+    file = FileField(_l("CSV or Excel (XLSX) file"), validators=[FileRequired()])
+    channel = RadioField(_l("Opt these addresses out of"), choices=CHANNEL_CHOICES, default="all")
+    note = TextAreaField(
+        _l("Note (kept with every opt-out)"), validators=[Optional(), Length(max=500)]
+    )
+
+
+class RunForm(AdminPageForm):
+    upload = HiddenField(validators=[DataRequired()])
+    filename = HiddenField(validators=[DataRequired(), Length(max=300)])
+    channel = HiddenField(validators=[DataRequired()])
+    note = HiddenField(validators=[Optional(), Length(max=500)])
+
+
+def upload_dir() -> Path:
+    path = Path(current_app.instance_path) / "uploads"
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+def _sweep(folder: Path) -> None:
+    cutoff = time.time() - STALE_SECONDS
+    for entry in folder.iterdir():
+        if UPLOAD_NAME.match(entry.name) and entry.stat().st_mtime < cutoff:
+            entry.unlink(missing_ok=True)
+
+
+def _upload_path(name: str) -> Path | None:
+    """The stored upload of this name, when it is one of the current user's; else None."""
+    match = UPLOAD_NAME.match(name or "")
+    if not match or int(match.group(1)) != current_user.id:
+        return None
+    path = upload_dir() / name
+    return path if path.exists() else None
+
+
+def _max_bytes() -> int:
+    return current_app.config.get("IMPORT_MAX_BYTES") or importfile.MAX_BYTES
+
+
+class ImportView(SecureView):
+    """Upload a file of addresses to opt out, check the preview, then import it."""
+
+    roles = ORG
+
+    @expose("/", methods=("GET",))
+    def index(self):
+        """The upload form."""
+        return self.render("admin/imports/upload.html", form=UploadForm(formdata=None))
+
+    @expose("/preview", methods=("POST",))
+    def preview(self):
+        """Keep the upload and show what importing it would do, row by row (writes nothing)."""
+        form = UploadForm()
+        if not form.validate_on_submit():
+            return self.render("admin/imports/upload.html", form=form)
+        org = current_organization()
+        upload = form.file.data
+        filename = os.path.basename(upload.filename or "upload.csv")[:300]
+        ext = "xlsx" if filename.lower().endswith(".xlsx") else "csv"
+        folder = upload_dir()
+        _sweep(folder)
+        name = f"{current_user.id}-{secrets.token_hex(16)}.{ext}"
+        path = folder / name
+        upload.save(path)
+        try:
+            with path.open("rb") as stream:
+                report = optout_import.preview_file(
+                    org, stream, filename, form.channel.data, max_bytes=_max_bytes()
+                )
+        except ImportFileError as exc:
+            path.unlink(missing_ok=True)
+            form.file.errors.append(str(exc))
+            return self.render("admin/imports/upload.html", form=form)
+        run = RunForm(
+            formdata=None,
+            upload=name,
+            filename=filename,
+            channel=form.channel.data,
+            note=form.note.data or "",
+        )
+        return self.render(
+            "admin/imports/preview.html",
+            report=report,
+            run=run,
+            preview_words=optout_import.PREVIEW_WORDS,
+        )
+
+    @expose("/run", methods=("POST",))
+    def run(self):
+        """Import the previewed upload, then show the report."""
+        form = RunForm()
+        if not form.validate_on_submit() or form.channel.data not in optout_import.CHANNEL_CHOICES:
+            abort(400)
+        path = _upload_path(form.upload.data)
+        if path is None:
+            flash(
+                _(
+                    "That upload is no longer here (it was imported already, or too long ago). Upload the file again."
+                ),
+                "error",
+            )
+            return redirect(url_for(".index"))
+        org = current_organization()
+        try:
+            with path.open("rb") as stream:
+                report = optout_import.import_file(
+                    org,
+                    stream,
+                    form.filename.data,
+                    form.channel.data,
+                    actor=admin_actor(),
+                    origin=admin_origin(),
+                    note=form.note.data,
+                    max_bytes=_max_bytes(),
+                )
+        except ImportFileError as exc:
+            flash(str(exc), "error")
+            return redirect(url_for(".index"))
+        finally:
+            path.unlink(missing_ok=True)
+        return redirect(url_for(".batch", batch_id=report.batch_id))
+
+    @expose("/batch/<int:batch_id>")
+    def batch(self, batch_id: int):
+        """The report of one import: imported, already opted out, rejected with reasons."""
+        org = current_organization()
+        batch = db.session.scalars(
+            sa.select(ImportBatch).where(
+                ImportBatch.id == batch_id, ImportBatch.organization_id == org.id
+            )
+        ).first()
+        if batch is None:
+            abort(404)
+        return self.render(
+            "admin/imports/report.html",
+            batch=batch,
+            report=batch.report or {},
+            words=optout_import.WORDS,
+        )
+
+
+def _too_large(error):
+    """An upload over the request limit: say so on the import page instead of a bare 413."""
+    if request.path.startswith("/admin/optouts/import"):
+        limit = current_app.config.get("MAX_CONTENT_LENGTH") or 0
+        flash(
+            _(
+                "The file is larger than %(mb)d MB, the most that can be uploaded at once; "
+                "split it into smaller files and upload each one.",
+                mb=limit // (1024 * 1024),
+            ),
+            "error",
+        )
+        return redirect(url_for("optout_import.index"))
+    return error
+
+
+def register(admin) -> None:
+    admin.add_view(
+        ImportView(name="Import Opt-Outs", endpoint="optout_import", url="/admin/optouts/import")
+    )
+    if admin.app is not None:
+        admin.app.register_error_handler(RequestEntityTooLarge, _too_large)

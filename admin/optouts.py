@@ -1,0 +1,545 @@
+"""The Opt-Out List (seeds 000, 003, 004): search, filters, Add Opt-Out, Opt Back In, exports.
+
+Who: the organization team and site teams (seed 000: "Sign in with an Organization or Site
+Communication Team account"; opt-outs are organization-wide, so a site team sees the whole
+list and may add an opt-out or send an opt-back-in confirmation). Staff have no opt-out list.
+Importing a file is the organization team's (admin/imports.py).
+
+Statuses: the list shows opted-out addresses; bounced ones (seed 004's "SMS Bounce") are a
+separate status chosen with the Status filter, where an admin can clear the bounce.
+Paging never counts the table (simple pager); order is per channel, then address (phones by
+their digits, emails alphabetically), which the list index serves.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+
+import sqlalchemy as sa
+from flask import Response, abort, flash, g, redirect, request, stream_with_context, url_for
+from flask_admin import expose
+from flask_admin.actions import action
+from flask_admin.contrib.sqla import filters as sqla_filters
+from flask_admin.model.template import EndpointLinkRowAction
+from flask_babel import gettext as _
+from flask_babel import lazy_gettext as _l
+from markupsafe import Markup
+from wtforms import BooleanField, EmailField, RadioField, StringField, TextAreaField
+from wtforms.validators import DataRequired, Length, Optional
+
+from admin.base import (
+    ORG,
+    ORG_AND_SITE,
+    AdminPageForm,
+    SecureModelView,
+    admin_actor,
+    admin_origin,
+    has_role,
+)
+from consent import ledger, optout_list
+from consent.addresses import AddressError, format_phone, normalize_any, normalize_email
+from consent.app import current_organization
+from consent.extensions import db
+from consent.models import Channel, ConsentState, Source, Status
+from consent.notifications import SOURCE_WORDS
+
+CHANNEL_OPTIONS = (("text", "Text"), ("voice", "Voice"), ("email", "Email"))
+STATUS_OPTIONS = (("opted_out", "Opted out"), ("bounced", "Bounced"))
+SOURCE_OPTIONS = tuple((s.value, SOURCE_WORDS[s].capitalize()) for s in Source)
+CHANNEL_CHOICES = [
+    ("text", _l("Text messages")),
+    ("voice", _l("Calls (voice)")),
+    ("email", _l("Email")),
+    ("all", _l("All channels that fit the address")),
+]
+
+
+# --- filters --------------------------------------------------------------------------------
+
+
+class EnumEqual(sqla_filters.FilterEqual):
+    """Equal on an enum column, the value read as the enum."""
+
+    def __init__(self, column, name, enum_cls, options):
+        super().__init__(column, name, options=options)
+        self.enum_cls = enum_cls
+
+    def validate(self, value):
+        return value in {m.value for m in self.enum_cls}
+
+    def clean(self, value):
+        return self.enum_cls(value)
+
+
+class DateAddedFrom(sqla_filters.BaseSQLAFilter):
+    """Date added on or after a day (YYYY-MM-DD)."""
+
+    def __init__(self, column, name):
+        super().__init__(column, name, data_type="datepicker")
+
+    def validate(self, value):
+        try:
+            self.clean(value)
+        except ValueError:
+            return False
+        return True
+
+    def clean(self, value):
+        return datetime.strptime(value.strip(), "%Y-%m-%d")
+
+    def apply(self, query, value, alias=None):
+        return query.filter(self.get_column(alias) >= value)
+
+    def operation(self):
+        return _l("on or after")
+
+
+class DateAddedTo(DateAddedFrom):
+    """Date added on or before a day (YYYY-MM-DD), the whole day included."""
+
+    def apply(self, query, value, alias=None):
+        return query.filter(self.get_column(alias) < value + timedelta(days=1))
+
+    def operation(self):
+        return _l("on or before")
+
+
+STATUS_FILTER = EnumEqual(ConsentState.status, "Status", Status, STATUS_OPTIONS)
+FILTERS = [
+    STATUS_FILTER,
+    EnumEqual(ConsentState.channel, "Channel", Channel, CHANNEL_OPTIONS),
+    EnumEqual(ConsentState.source, "Source", Source, SOURCE_OPTIONS),
+    DateAddedFrom(ConsentState.changed_at, "Date added"),
+    DateAddedTo(ConsentState.changed_at, "Date added"),
+    sqla_filters.BooleanEqualFilter(ConsentState.carrier_block, "Carrier block"),
+]
+
+
+# --- forms ----------------------------------------------------------------------------------
+
+
+class AddOptOutForm(AdminPageForm):
+    address = StringField(
+        _l("Phone number or email address"), validators=[DataRequired(), Length(max=320)]
+    )
+    channel = RadioField(_l("Opt out of"), choices=CHANNEL_CHOICES, default="all")
+    note = TextAreaField(_l("Note (who asked, and how)"), validators=[Optional(), Length(max=1000)])
+
+
+class OptBackInForm(AdminPageForm):
+    attested = BooleanField(_l("This person asked me to opt them back in"))
+    send_to = EmailField(
+        _l("Send the link by email to (optional, for a phone)"),
+        validators=[Optional(), Length(max=320)],
+    )
+    note = TextAreaField(_l("Note"), validators=[Optional(), Length(max=1000)])
+
+
+class ClearBounceForm(AdminPageForm):
+    bounce_note = TextAreaField(_l("Note"), validators=[Optional(), Length(max=1000)])
+
+
+# --- the view -------------------------------------------------------------------------------
+
+
+def _address_cell(view, context, model, name):
+    text = optout_list.shown(model)
+    if model.carrier_block:
+        return Markup('{} <span class="badge badge-danger">{}</span>').format(
+            text, _("Carrier block (replied STOP)")
+        )
+    return text
+
+
+def _owner_cell(view, context, model, name):
+    owners = g.get("optout_owners", {})
+    return owners.get((optout_list.kind_of(model.channel), model.address), "")
+
+
+class OptOutListView(SecureModelView):
+    """Every opted-out address of the organization, per channel, with its source and note."""
+
+    roles = ORG_AND_SITE
+    list_template = "admin/optouts/list.html"
+    can_view_details = False
+    simple_list_pager = True
+    can_set_page_size = True
+    page_size = 50
+    named_filter_urls = True
+    column_list = (
+        "address",
+        "channel",
+        "status",
+        "source",
+        "changed_at",
+        "changed_by",
+        "note",
+        "owner",
+    )
+    column_labels = {
+        "address": _l("Address"),
+        "channel": _l("Channel"),
+        "status": _l("Status"),
+        "source": _l("Source"),
+        "changed_at": _l("Date added (UTC)"),
+        "changed_by": _l("Added by"),
+        "note": _l("Note"),
+        "owner": _l("Contact or student"),
+    }
+    column_sortable_list = (
+        ("address", ("channel", "sort_key")),
+        ("changed_at", "changed_at"),
+    )
+    column_default_sort = [("channel", False), ("sort_key", False)]
+    column_searchable_list = ("address",)
+    column_filters = FILTERS
+    column_formatters = {
+        "address": _address_cell,
+        "channel": lambda v, c, m, n: optout_list.CHANNEL_WORDS[m.channel],
+        "status": lambda v, c, m, n: optout_list.STATUS_WORDS[m.status],
+        "source": lambda v, c, m, n: SOURCE_WORDS.get(m.source, m.source),
+        "changed_at": lambda v, c, m, n: m.changed_at.strftime("%Y-%m-%d %H:%M"),
+        "owner": _owner_cell,
+    }
+    column_extra_row_actions = [
+        EndpointLinkRowAction("fa fa-undo", ".row_view", title=_l("Opt Back In / manage"))
+    ]
+
+    # --- the list query ---------------------------------------------------------------------
+
+    def get_query(self):
+        org = current_organization()
+        return db.session.query(ConsentState).filter(
+            ConsentState.organization_id == (org.id if org else None)
+        )
+
+    def get_count_query(self):
+        org = current_organization()
+        return db.session.query(sa.func.count(ConsentState.id)).filter(
+            ConsentState.organization_id == (org.id if org else None)
+        )
+
+    def _apply_search(self, query, count_query, joins, count_joins, search):
+        # A phone typed with spaces, "(202) 555-0123", is one term; words of an email are not.
+        phone_like = not any(ch.isalpha() or ch == "@" for ch in search)
+        for term in [search] if phone_like else search.split():
+            query = query.filter(optout_list.search_condition(term))
+            if count_query is not None:
+                count_query = count_query.filter(optout_list.search_condition(term))
+        return query, count_query, joins, count_joins
+
+    def _with_default_status(self, filters):
+        """Filters, plus "Status: opted out" unless a status was chosen."""
+        filters = list(filters or [])
+        index = self._filters.index(STATUS_FILTER)
+        if not any(idx == index for idx, _name, _value in filters):
+            filters.append((index, STATUS_FILTER.name, Status.OPTED_OUT.value))
+        return filters
+
+    def get_list(self, page, sort_column, sort_desc, search, filters, execute=True, page_size=None):
+        count, data = super().get_list(
+            page,
+            sort_column,
+            sort_desc,
+            search,
+            self._with_default_status(filters),
+            execute=execute,
+            page_size=page_size,
+        )
+        if execute and data:
+            g.optout_owners = optout_list.owners_by_address(data[0].organization_id, data)
+        return count, data
+
+    # --- list action: clear bounces ---------------------------------------------------------
+
+    @action("clear_bounce", _l("Clear bounce"), _l("Clear the bounce of the selected addresses?"))
+    def action_clear_bounce(self, ids):
+        """Clear the bounce of each selected bounced address (through the ledger)."""
+        org = current_organization()
+        cleared = 0
+        for state in self._states(ids):
+            outcome = ledger.clear_bounce(
+                org, state.channel, state.address, actor=admin_actor(), origin=admin_origin()
+            )
+            cleared += outcome.changed
+        db.session.commit()
+        flash(_("Cleared the bounce of %(n)d address(es).", n=cleared), "success")
+
+    def _states(self, ids):
+        org = current_organization()
+        wanted = [int(i) for i in ids if str(i).isdigit()]
+        return db.session.scalars(
+            sa.select(ConsentState).where(
+                ConsentState.organization_id == org.id, ConsentState.id.in_(wanted)
+            )
+        ).all()
+
+    # --- pages ------------------------------------------------------------------------------
+
+    def render(self, template, **kwargs):
+        kwargs.setdefault("may_import", has_role(*ORG))
+        kwargs.setdefault("filter_form", self._filter_form_values())
+        kwargs.setdefault("source_options", SOURCE_OPTIONS)
+        return super().render(template, **kwargs)
+
+    def _get_list_filter_args(self):
+        """Active filters from the URL, in order; the plain form's empty "Any" choices skipped."""
+        found = []
+        for arg, value in request.args.items():
+            if not arg.startswith("flt") or "_" not in arg or value == "":
+                continue
+            position, key = arg[3:].split("_", 1)
+            if key not in self._filter_args:
+                continue
+            index, flt = self._filter_args[key]
+            if flt.validate(value):
+                found.append((position, (index, str(flt.name), value)))
+            else:
+                flash(self.get_invalid_value_msg(value, flt), "error")
+        return [item for _position, item in sorted(found, key=lambda f: f[0])]
+
+    def _filter_form_values(self):
+        """The no-JavaScript filter form: each filter's URL name and current value."""
+        values = {}
+        for index, flt in enumerate(self._filters or []):
+            arg = self.get_filter_arg(index, flt)
+            for key, value in request.args.items():
+                if key.startswith("flt") and key.split("_", 1)[-1] == arg:
+                    values[arg] = value
+        return {
+            "values": values,
+            "args": [self.get_filter_arg(i, f) for i, f in enumerate(self._filters or [])],
+        }
+
+    @expose("/add/", methods=("GET", "POST"))
+    def add_view(self):
+        """Add Opt-Out: an address, the channels and a note; each channel through the ledger."""
+        form = AddOptOutForm()
+        if form.validate_on_submit():
+            done = self._add(form)
+            if done:
+                return redirect(url_for(".index_view"))
+        return self.render("admin/optouts/add.html", form=form)
+
+    def _add(self, form) -> bool:
+        org = current_organization()
+        try:
+            kind, address = normalize_any(form.address.data)
+        except AddressError as exc:
+            form.address.errors.append(
+                _("This is not a phone number or email address: %(why)s.", why=exc.why)
+            )
+            return False
+        channels = _channels(kind, form.channel.data)
+        if not channels:
+            form.channel.errors.append(
+                _("An email address can only be opted out of email.")
+                if kind == "email"
+                else _("A phone number can be opted out of text messages or calls, not email.")
+            )
+            return False
+        note = (form.note.data or "").strip() or None
+        changed, already = [], []
+        for channel in channels:
+            outcome = ledger.opt_out(
+                org,
+                channel,
+                address,
+                source=Source.ADMIN,
+                actor=admin_actor(),
+                note=note,
+                origin=admin_origin(),
+            )
+            if outcome.refused:
+                db.session.rollback()
+                flash(outcome.reason, "error")
+                return False
+            (changed if outcome.changed else already).append(ledger.CHANNEL_WORDS[channel])
+        db.session.commit()
+        shown = address if kind == "email" else format_phone(address)
+        if changed:
+            flash(
+                _("%(who)s is now opted out of %(what)s.", who=shown, what=" and ".join(changed)),
+                "success",
+            )
+        if already:
+            flash(
+                _(
+                    "%(who)s was already opted out of %(what)s.",
+                    who=shown,
+                    what=" and ".join(already),
+                ),
+                "info",
+            )
+        return True
+
+    @expose("/row/<int:id>/", methods=("GET", "POST"))
+    def row_view(self, id: int):  # noqa: A002 - Flask-Admin row actions pass "id"
+        """One address: Opt Back In (the person confirms), or clear a bounce."""
+        state = self._state_or_404(id)
+        org = current_organization()
+        form = OptBackInForm()
+        bounce_form = ClearBounceForm()
+        check = ledger.check_opt_back_in(org, state.channel, state.address)
+        if request.method == "POST" and request.form.get("do") == "clear_bounce":
+            if bounce_form.validate_on_submit():
+                outcome = ledger.clear_bounce(
+                    org,
+                    state.channel,
+                    state.address,
+                    actor=admin_actor(),
+                    origin=admin_origin(),
+                    note=(bounce_form.bounce_note.data or "").strip() or None,
+                )
+                if outcome.refused:
+                    flash(outcome.reason, "error")
+                else:
+                    db.session.commit()
+                    flash(
+                        _("The bounce of %(who)s is cleared.", who=optout_list.shown(state)),
+                        "success",
+                    )
+                    return redirect(url_for(".index_view"))
+        elif request.method == "POST" and form.validate_on_submit():
+            sent = self._opt_back_in(org, state, form)
+            if sent:
+                return redirect(url_for(".index_view"))
+        return self.render(
+            "admin/optouts/row.html",
+            state=state,
+            shown=optout_list.shown(state),
+            form=form,
+            bounce_form=bounce_form,
+            check=check,
+            owners=optout_list.owners_by_address(org.id, [state]).get(
+                (optout_list.kind_of(state.channel), state.address), ""
+            ),
+            status_words=optout_list.STATUS_WORDS,
+            channel_words=optout_list.CHANNEL_WORDS,
+            source_words=SOURCE_WORDS,
+        )
+
+    def _opt_back_in(self, org, state, form) -> bool:
+        if not form.attested.data:
+            form.attested.errors.append(
+                _("Tick this box to confirm the person asked you; otherwise nothing is sent.")
+            )
+            return False
+        send_to = None
+        if form.send_to.data:
+            try:
+                send_to = normalize_email(form.send_to.data)
+            except AddressError as exc:
+                form.send_to.errors.append(_("This is not an email address: %(why)s.", why=exc.why))
+                return False
+        outcome = ledger.request_opt_back_in(
+            org,
+            state.channel,
+            state.address,
+            actor=admin_actor(),
+            source=Source.ADMIN,
+            attested=True,
+            note=(form.note.data or "").strip() or None,
+            origin=admin_origin(),
+            send_to=send_to if state.channel != Channel.EMAIL else None,
+        )
+        if outcome.refused:
+            db.session.rollback()
+            flash(outcome.reason, "error")
+            return False
+        db.session.commit()
+        if outcome.code == "already_opted_in":
+            flash(_("%(who)s is already opted in.", who=optout_list.shown(state)), "info")
+            return True
+        to = send_to or state.address
+        how = _("by email") if "@" in to else _("by text message")
+        shown = to if "@" in to else format_phone(to)
+        flash(
+            _(
+                "We sent a confirmation link %(how)s to %(to)s. Nothing changes until they "
+                "confirm: %(who)s stays opted out of %(what)s until then.",
+                how=how,
+                to=shown,
+                who=optout_list.shown(state),
+                what=ledger.CHANNEL_WORDS[state.channel],
+            ),
+            "success",
+        )
+        return True
+
+    def _state_or_404(self, state_id: int) -> ConsentState:
+        org = current_organization()
+        state = db.session.get(ConsentState, state_id)
+        if state is None or org is None or state.organization_id != org.id:
+            abort(404)
+        return state
+
+    # --- exports ----------------------------------------------------------------------------
+
+    @expose("/export.<fmt>")
+    def export_view(self, fmt: str):
+        """The list as shown (search and filters applied), as CSV (streamed) or XLSX."""
+        view_args = self._get_list_extra_args()
+        sort = self._get_column_by_idx(view_args.sort)
+        _count, query = self.get_list(
+            None,
+            sort[0] if sort else None,
+            view_args.sort_desc,
+            view_args.search,
+            view_args.filters,
+            execute=False,
+            page_size=0,
+        )
+        return _send(optout_list.list_rows(query.statement), fmt, "opt-outs")
+
+    @expose("/export-people.<fmt>")
+    def export_people_view(self, fmt: str):
+        """Seed 002's export: each contact's and student's opted-out numbers, with ID and type."""
+        org = current_organization()
+        return _send(optout_list.people_rows(org), fmt, "opted-out-numbers")
+
+
+def _channels(kind: str, choice: str) -> list[Channel]:
+    from consent.optout_import import channels_for
+
+    return channels_for(kind, choice) if choice in ("text", "voice", "email", "all") else []
+
+
+def _send(rows, fmt: str, name: str) -> Response:
+    stamp = datetime.now().strftime("%Y-%m-%d")
+    if fmt == "csv":
+        response = Response(
+            stream_with_context(optout_list.csv_chunks(rows)), mimetype="text/csv; charset=utf-8"
+        )
+    elif fmt == "xlsx":
+        import tempfile
+
+        spool = tempfile.SpooledTemporaryFile(max_size=8 * 1024 * 1024)
+        optout_list.write_xlsx(rows, spool)
+        spool.seek(0)
+        response = Response(
+            _read_chunks(spool),
+            mimetype="application/vnd.openxmlformats-officedocument.spreadsheetml.sheet",
+        )
+    else:
+        abort(404)
+    response.headers["Content-Disposition"] = f'attachment; filename="{name}-{stamp}.{fmt}"'
+    return response
+
+
+def _read_chunks(spool, size: int = 64 * 1024):
+    with spool:
+        while chunk := spool.read(size):
+            yield chunk
+
+
+def register(admin) -> None:
+    admin.add_view(
+        OptOutListView(
+            ConsentState,
+            db,
+            name="Opt-Out List",
+            endpoint="optouts",
+            url="/admin/optouts",
+        )
+    )

@@ -1,0 +1,92 @@
+"""The Outbox: every message we send, with its status, attempts and last error, and a retry
+action (a delivery matter, not a consent change). Message bodies are not shown: they hold
+signed links that only their recipient should follow."""
+
+from __future__ import annotations
+
+from flask import flash
+from flask_admin.actions import action
+from flask_babel import gettext as _
+from flask_babel import lazy_gettext as _l
+
+from admin.base import ORG
+from admin.readonly import ReadOnlyModelView
+from consent import outbox
+from consent.app import current_organization
+from consent.extensions import db
+from consent.models import OutboxMessage
+
+
+class OutboxView(ReadOnlyModelView):
+    """Queued, sent, failed and suppressed messages, newest first."""
+
+    roles = ORG
+    simple_list_pager = True
+    page_size = 50
+    can_set_page_size = False
+    column_default_sort = ("id", True)
+    column_list = (
+        "id",
+        "created_at",
+        "channel",
+        "purpose",
+        "to_address",
+        "subject",
+        "status",
+        "attempts",
+        "next_attempt_at",
+        "last_error",
+        "sent_at",
+    )
+    column_sortable_list = ("created_at",)
+    column_labels = {"id": "#", "to_address": _l("To"), "created_at": _l("Queued (UTC)")}
+    column_filters = ("status", "channel", "purpose", "to_address")
+    column_details_list = column_list + ("language", "provider_id", "event_id")
+
+    def get_query(self):
+        org = current_organization()
+        return super().get_query().filter(OutboxMessage.organization_id == org.id)
+
+    def get_one(self, id):
+        org = current_organization()
+        message = db.session.get(OutboxMessage, id)
+        return message if message is not None and message.organization_id == org.id else None
+
+    @action(
+        "retry",
+        _l("Retry now"),
+        _l("Send the selected failed or queued messages again now?"),
+    )
+    def action_retry(self, ids):
+        """Make the selected failed or queued messages due now, and try them."""
+        org = current_organization()
+        wanted = [
+            m.id
+            for m in db.session.scalars(
+                db.select(OutboxMessage).where(
+                    OutboxMessage.id.in_([int(i) for i in ids]),
+                    OutboxMessage.organization_id == org.id,
+                )
+            )
+        ]
+        count = outbox.retry(wanted)
+        db.session.commit()
+        report = outbox.deliver(ids=wanted) if count else None
+        if count:
+            flash(
+                _(
+                    "%(count)s message(s) retried: %(sent)s sent, %(failed)s failed again.",
+                    count=count,
+                    sent=report.sent,
+                    failed=report.failed,
+                ),
+                "success",
+            )
+        else:
+            flash(_("Nothing to retry: only failed or queued messages can be retried."), "info")
+
+
+def register(admin) -> None:
+    admin.add_view(
+        OutboxView(OutboxMessage, db, name=_l("Outbox"), endpoint="outbox", url="/admin/outbox")
+    )

@@ -1,0 +1,42 @@
+"""A model list that can only be read: its create, edit and delete URLs answer 404."""
+
+from __future__ import annotations
+
+from flask import abort
+
+from admin.base import SecureModelView
+
+WRITE_VIEWS = frozenset({"create_view", "edit_view", "delete_view", "ajax_update"})
+
+
+class ReadOnlyModelView(SecureModelView):
+    """Lists and details only; no row can be created, edited or deleted from the admin."""
+
+    can_create = False
+    can_edit = False
+    can_delete = False
+
+    def _handle_view(self, name, **kwargs):
+        refused = super()._handle_view(name, **kwargs)
+        if refused is not None:
+            return refused
+        if name in WRITE_VIEWS:
+            abort(404)
+        return None
+
+    def export_rows(self, columns: list[tuple[str, str]], value) -> object:
+        """The list's rows under the current filters and sort, header first, streamed."""
+        view_args = self._get_list_extra_args()
+        sort = self._get_column_by_idx(view_args.sort)
+        _count, query = self.get_list(
+            0,
+            sort[0] if sort else None,
+            view_args.sort_desc,
+            view_args.search,
+            view_args.filters,
+            execute=False,
+            page_size=0,
+        )
+        yield [label for _name, label in columns]
+        for row in query.yield_per(1000):
+            yield [value(row, name) for name, _label in columns]

@@ -1,0 +1,106 @@
+"""Settings (organization team): the texting number, the notification address, and each rule
+of DESIGN.md with a line of help. Every change is audited (who, what, from, to)."""
+
+from __future__ import annotations
+
+from flask import flash, redirect, request, url_for
+from flask_admin import expose
+from flask_babel import gettext as _
+from flask_babel import lazy_gettext as _l
+from flask_login import current_user
+from wtforms import BooleanField, StringField
+from wtforms.validators import DataRequired, Length, ValidationError
+
+from admin.base import ORG, AdminPageForm, SecureView
+from consent import settings
+from consent.addresses import AddressError, format_phone, normalize_email, normalize_phone
+from consent.app import current_organization
+from consent.extensions import db
+from consent.models import Organization
+
+RULE_LABELS = {
+    "text_requires_consent": _l("Text needs consent"),
+    "stop_blocks_voice": _l("STOP also blocks calls"),
+    "start_opts_in": _l("START opts back in"),
+    "admin_may_record_opt_out": _l("Admins may record an opt-out"),
+    "staff_cell_starts_opted_in": _l("Staff-entered cell numbers start opted in"),
+}
+
+
+class SettingsForm(AdminPageForm):
+    """The organization's settings."""
+
+    texting_number = StringField(
+        _l("Texting number"),
+        validators=[DataRequired(), Length(max=40)],
+        description=_l("The number our texts come from; people reply STOP or START to it."),
+    )
+    notification_email = StringField(
+        _l("Notification address"),
+        validators=[DataRequired(), Length(max=320)],
+        description=_l("Where we send notices of opt-outs (seed 001's Organization Email)."),
+    )
+    help_contact = StringField(
+        _l("Help contact"),
+        validators=[Length(max=200)],
+        description=_l("Given in the answer to a HELP text."),
+    )
+    texts_about = StringField(
+        _l("What our texts are about"), validators=[DataRequired(), Length(max=300)]
+    )
+    message_frequency = StringField(
+        _l("How often we text"), validators=[DataRequired(), Length(max=100)]
+    )
+
+    def validate_texting_number(self, field):
+        try:
+            field.data = normalize_phone(field.data)
+        except AddressError as error:
+            raise ValidationError(
+                _("This is not a phone number: %(why)s.", why=error.why)
+            ) from None
+
+    def validate_notification_email(self, field):
+        try:
+            field.data = normalize_email(field.data)
+        except AddressError as error:
+            raise ValidationError(
+                _("This is not an email address: %(why)s.", why=error.why)
+            ) from None
+
+
+for _name, _help in Organization.RULES.items():
+    setattr(SettingsForm, _name, BooleanField(RULE_LABELS[_name], description=_help))
+
+
+class SettingsView(SecureView):
+    """Change the organization's settings."""
+
+    roles = ORG
+
+    @expose("/", methods=("GET", "POST"))
+    def index(self):
+        """The settings form; a POST saves the changed fields and audits them."""
+        org = current_organization()
+        form = SettingsForm(obj=org) if request.method == "GET" else SettingsForm()
+        if request.method == "GET":
+            form.texting_number.data = format_phone(org.texting_number)
+        if form.validate_on_submit():
+            values = {name: form[name].data for name in settings.TEXT_FIELDS + settings.RULE_FIELDS}
+            changes = settings.update(org, values, current_user)
+            db.session.commit()
+            if changes:
+                flash(_("Settings saved: %(fields)s.", fields=", ".join(changes)), "success")
+            else:
+                flash(_("Nothing changed."), "info")
+            return redirect(url_for(".index"))
+        return self.render(
+            "admin/settings.html",
+            form=form,
+            text_fields=settings.TEXT_FIELDS,
+            rule_fields=settings.RULE_FIELDS,
+        )
+
+
+def register(admin) -> None:
+    admin.add_view(SettingsView(name=_l("Settings"), endpoint="settings", url="/admin/settings"))

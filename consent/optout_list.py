@@ -1,0 +1,330 @@
+"""The opt-out list: its search, who an address belongs to, and its exports (CSV and XLSX).
+
+Read-only: nothing here changes consent. The list is one status (opted out, or bounced) in
+address order per channel, using the `ix_consent_states_list` index; searches use the
+`digits` index (phones) or the address (emails).
+
+Exports neutralize spreadsheet formulas (OWASP "CSV injection"): in CSV a cell that starts with
+`=`, `+`, `-`, `@`, tab or carriage return gets a leading single quote, so Excel shows it as text
+(`'+12025550123`; our importer reads such cells back). In XLSX every cell is written as a text
+cell, never a formula, and those cells also get Excel's "quote prefix" style, so they show as
+typed, without a visible quote.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import re
+from collections import defaultdict
+from collections.abc import Iterable, Iterator
+from datetime import datetime
+from typing import BinaryIO
+
+import sqlalchemy as sa
+
+from consent.addresses import AddressError, format_phone, normalize_phone
+from consent.extensions import db
+from consent.models import (
+    Channel,
+    ConsentState,
+    Contact,
+    EmailAddress,
+    Family,
+    Organization,
+    Phone,
+    Status,
+    Student,
+)
+from consent.notifications import SOURCE_WORDS
+
+FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
+CHANNEL_WORDS = {Channel.TEXT: "Text", Channel.VOICE: "Voice", Channel.EMAIL: "Email"}
+STATUS_WORDS = {
+    Status.OPTED_OUT: "Opted out",
+    Status.BOUNCED: "Bounced",
+    Status.OPTED_IN: "Opted in",
+    Status.UNKNOWN: "No choice",
+}
+LIST_HEADER = [
+    "Address",
+    "Channel",
+    "Status",
+    "Carrier block",
+    "Source",
+    "Date added (UTC)",
+    "Added by",
+    "Note",
+    "Contact or student",
+]
+PEOPLE_HEADER = [
+    "Person",
+    "ID",
+    "Name",
+    "Family",
+    "Number",
+    "Type",
+    "Opted out of",
+    "Date opted out (UTC)",
+]
+EXPORT_CHUNK = 1_000
+
+
+# --- search -------------------------------------------------------------------------------
+
+
+def search_condition(term: str) -> sa.ColumnElement[bool]:
+    """Rows matching one search term: a phone in any form people type it, or part of an email.
+
+    "2025550123", "202-555-0123", "(202) 555-0123" and "+12025550123" find the number; fewer
+    digits find numbers whose national digits start with them; a term with letters or "@" finds
+    email addresses containing it.
+    """
+    term = term.strip()
+    if not term:
+        return sa.true()
+    if "@" in term or any(ch.isalpha() for ch in term):
+        pattern = "%" + _escape_like(term.lower()) + "%"
+        return sa.and_(
+            ConsentState.channel == Channel.EMAIL, ConsentState.address.like(pattern, escape="\\")
+        )
+    digits = re.sub(r"\D", "", term)
+    if not digits:
+        return sa.false()
+    conditions = []
+    try:
+        e164 = normalize_phone(term)
+    except AddressError:
+        e164 = None
+    if e164:
+        conditions.append(
+            sa.and_(
+                ConsentState.channel.in_([Channel.TEXT, Channel.VOICE]),
+                ConsentState.address == e164,
+            )
+        )
+    prefixes = {digits}
+    if term.lstrip().startswith("+") and digits.startswith("1") and len(digits) > 1:
+        prefixes.add(digits[1:])  # "+1202…" typed part-way: the national digits follow the 1
+    for prefix in sorted(prefixes):
+        conditions.append(
+            sa.and_(ConsentState.digits >= prefix, ConsentState.digits < _after(prefix))
+        )
+    return sa.or_(*conditions)
+
+
+def _after(prefix: str) -> str:
+    """The smallest string greater than every string starting with `prefix` (digits only)."""
+    return prefix[:-1] + chr(ord(prefix[-1]) + 1)
+
+
+def _escape_like(text: str) -> str:
+    return text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+
+
+# --- whose address is it ------------------------------------------------------------------
+
+
+def owners_by_address(org_id: int, states: Iterable[ConsentState]) -> dict[tuple[str, str], str]:
+    """{(kind, address): "Ana Rivera (contact), Sofia Rivera (student)"} for a page of rows,
+    in two queries (phones, emails) whatever the page size."""
+    phones = {s.address for s in states if s.channel != Channel.EMAIL}
+    emails = {s.address for s in states if s.channel == Channel.EMAIL}
+    found: dict[tuple[str, str], list[str]] = defaultdict(list)
+    for kind, model, column, values in (
+        ("phone", Phone, Phone.number, phones),
+        ("email", EmailAddress, EmailAddress.address, emails),
+    ):
+        if not values:
+            continue
+        for address, contact, student in _owner_rows(org_id, model, column, values):
+            if contact is not None:
+                found[(kind, address)].append(f"{contact.name} (contact)")
+            if student is not None:
+                found[(kind, address)].append(f"{student.name} (student)")
+    return {key: ", ".join(dict.fromkeys(names)) for key, names in found.items()}
+
+
+def _owner_rows(org_id, model, column, values):
+    contact_family = sa.orm.aliased(Family)
+    student_family = sa.orm.aliased(Family)
+    stmt = (
+        sa.select(column, Contact, Student)
+        .select_from(model)
+        .outerjoin(Contact, model.contact_id == Contact.id)
+        .outerjoin(contact_family, Contact.family_id == contact_family.id)
+        .outerjoin(Student, model.student_id == Student.id)
+        .outerjoin(student_family, Student.family_id == student_family.id)
+        .where(
+            column.in_(sorted(values)),
+            sa.or_(
+                contact_family.organization_id == org_id,
+                student_family.organization_id == org_id,
+            ),
+        )
+        .order_by(column, model.id)
+    )
+    return db.session.execute(stmt).all()
+
+
+def kind_of(channel: str) -> str:
+    return "email" if channel == Channel.EMAIL else "phone"
+
+
+def shown(state: ConsentState) -> str:
+    """The address the way staff read it."""
+    return state.address if state.channel == Channel.EMAIL else format_phone(state.address)
+
+
+# --- exports ------------------------------------------------------------------------------
+
+
+def neutralize(value: object) -> str:
+    """A cell's text, with a leading quote when a spreadsheet would read it as a formula."""
+    text = "" if value is None else str(value)
+    return "'" + text if text.startswith(FORMULA_STARTS) else text
+
+
+def _when(value: datetime | None) -> str:
+    return value.strftime("%Y-%m-%d %H:%M") if value else ""
+
+
+def list_rows(stmt: sa.Select) -> Iterator[list[str]]:
+    """The list's rows for `stmt` (a select of ConsentState), header first, streamed by chunk."""
+    yield list(LIST_HEADER)
+    chunk: list[ConsentState] = []
+    for state in db.session.scalars(stmt.execution_options(yield_per=EXPORT_CHUNK)):
+        chunk.append(state)
+        if len(chunk) >= EXPORT_CHUNK:
+            yield from _list_chunk(chunk)
+            chunk = []
+    if chunk:
+        yield from _list_chunk(chunk)
+
+
+def _list_chunk(states: list[ConsentState]) -> Iterator[list[str]]:
+    owners = owners_by_address(states[0].organization_id, states)
+    for state in states:
+        yield [
+            state.address,
+            CHANNEL_WORDS[state.channel],
+            STATUS_WORDS[state.status],
+            "Yes" if state.carrier_block else "No",
+            SOURCE_WORDS.get(state.source, state.source),
+            _when(state.changed_at),
+            state.changed_by or "",
+            state.note or "",
+            owners.get((kind_of(state.channel), state.address), ""),
+        ]
+
+
+def list_statement(org: Organization, status: Status = Status.OPTED_OUT) -> sa.Select:
+    """Every address of one status, per channel, in address order."""
+    return (
+        sa.select(ConsentState)
+        .where(ConsentState.organization_id == org.id, ConsentState.status == status)
+        .order_by(ConsentState.channel, ConsentState.sort_key)
+    )
+
+
+def people_rows(org: Organization) -> Iterator[list[str]]:
+    """Seed 002's export: every contact's and student's number that is opted out (text or
+    voice), with the person's ID, name, the number and its type, header first."""
+    yield list(PEOPLE_HEADER)
+    family = sa.orm.aliased(Family)
+    student_family = sa.orm.aliased(Family)
+    stmt = (
+        sa.select(Phone, Contact, Student, ConsentState.channel, ConsentState.changed_at)
+        .join(
+            ConsentState,
+            sa.and_(
+                ConsentState.address == Phone.number,
+                ConsentState.organization_id == org.id,
+                ConsentState.channel.in_([Channel.TEXT, Channel.VOICE]),
+                ConsentState.status == Status.OPTED_OUT,
+            ),
+        )
+        .outerjoin(Contact, Phone.contact_id == Contact.id)
+        .outerjoin(family, Contact.family_id == family.id)
+        .outerjoin(Student, Phone.student_id == Student.id)
+        .outerjoin(student_family, Student.family_id == student_family.id)
+        .where(sa.or_(family.organization_id == org.id, student_family.organization_id == org.id))
+        .order_by(Phone.id, ConsentState.channel)
+        .execution_options(yield_per=EXPORT_CHUNK)
+    )
+    current: list | None = None
+    for phone, contact, student, channel, changed_at in db.session.execute(stmt):
+        if current is not None and current[0] == phone.id:
+            current[2].append(CHANNEL_WORDS[channel])
+            current[3] = max(current[3], changed_at)
+            continue
+        if current is not None:
+            yield _person_row(*current)
+        current = [phone.id, (phone, contact, student), [CHANNEL_WORDS[channel]], changed_at]
+    if current is not None:
+        yield _person_row(*current)
+
+
+def _person_row(_phone_id, owner, channels, changed_at) -> list[str]:
+    phone, contact, student = owner
+    person = contact or student
+    what = "Contact" if contact is not None else "Student"
+    return [
+        what,
+        person.external_id or f"{what[0]}{person.id}",
+        person.name,
+        person.family.name,
+        phone.number,
+        phone.kind.value.capitalize(),
+        ", ".join(channels),
+        _when(changed_at),
+    ]
+
+
+def csv_chunks(rows: Iterable[list[str]], lines_per_chunk: int = 500) -> Iterator[str]:
+    """CSV text for streaming, neutralized, with a BOM so Excel reads it as UTF-8."""
+    buffer = io.StringIO()
+    writer = csv.writer(buffer, lineterminator="\r\n")
+    buffer.write("\ufeff")
+    count = 0
+    for row in rows:
+        writer.writerow([neutralize(cell) for cell in row])
+        count += 1
+        if count >= lines_per_chunk:
+            yield buffer.getvalue()
+            buffer.seek(0)
+            buffer.truncate()
+            count = 0
+    if buffer.tell():
+        yield buffer.getvalue()
+
+
+def write_xlsx(rows: Iterable[list[str]], target: BinaryIO, title: str = "Opt-outs") -> None:
+    """An XLSX workbook of the rows (write-only, so memory stays flat): text cells only."""
+    from openpyxl import Workbook
+    from openpyxl.cell import WriteOnlyCell
+
+    workbook = Workbook(write_only=True)
+    sheet = workbook.create_sheet(title[:31])
+    for row in rows:
+        cells = []
+        for value in row:
+            text = "" if value is None else str(value)
+            cell = WriteOnlyCell(sheet, value=text)
+            cell.data_type = "s"  # never a formula, whatever the text starts with
+            if text.startswith(FORMULA_STARTS):
+                cell.quotePrefix = True
+            cells.append(cell)
+        sheet.append(cells)
+    workbook.save(target)
+
+
+def write_file(path: str, rows: Iterable[list[str]]) -> None:
+    """Write rows to a CSV or XLSX file, by the path's extension."""
+    if path.lower().endswith(".xlsx"):
+        with open(path, "wb") as target:
+            write_xlsx(rows, target)
+        return
+    with open(path, "w", encoding="utf-8", newline="") as target:
+        for chunk in csv_chunks(rows):
+            target.write(chunk)
