@@ -353,12 +353,18 @@ def ensure(app, scale: float, rebuild: bool = False, quiet: bool = False) -> Dat
 
 def _add_missing_indexes(db, quiet: bool) -> None:
     """Indexes the models gained since the data set was built (a new migration's)."""
+    from consent.database import include_object
+
     engine = db.engine
     inspector = sa.inspect(engine)
+    here = include_object(engine.dialect.name)
+    if engine.dialect.name == "postgresql":
+        with engine.begin() as conn:
+            conn.exec_driver_sql("CREATE EXTENSION IF NOT EXISTS pg_trgm")
     for table in db.metadata.sorted_tables:
         have = {index["name"] for index in inspector.get_indexes(table.name)}
         for index in table.indexes:
-            if index.name not in have:
+            if index.name not in have and here(index, index.name, "index", False, None):
                 if not quiet:
                     print(f"adding index {index.name}")
                 index.create(engine)

@@ -284,6 +284,13 @@ class ConsentState(db.Model):
         sa.Index(
             "ix_consent_states_eligibility", "organization_id", "channel", "address", "status"
         ),
+        # PostgreSQL: part-of-an-email search (LIKE '%rivera%') through trigrams (pg_trgm).
+        sa.Index(
+            "ix_consent_states_address_trgm",
+            "address",
+            postgresql_using="gin",
+            postgresql_ops={"address": "gin_trgm_ops"},
+        ).ddl_if(dialect="postgresql"),
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)

@@ -1,4 +1,5 @@
-"""performance: a covering index for eligibility (address -> status from the index alone)
+"""performance: a covering index for eligibility (address -> status from the index alone);
+PostgreSQL: a trigram index for part-of-an-email search (pg_trgm)
 
 Revision ID: 0007_perf
 Revises: 0001_initial
@@ -22,8 +23,20 @@ def upgrade():
             ['organization_id', 'channel', 'address', 'status'],
             unique=False,
         )
+    if op.get_bind().dialect.name == 'postgresql':
+        op.execute('CREATE EXTENSION IF NOT EXISTS pg_trgm')
+        op.create_index(
+            'ix_consent_states_address_trgm',
+            'consent_states',
+            ['address'],
+            unique=False,
+            postgresql_using='gin',
+            postgresql_ops={'address': 'gin_trgm_ops'},
+        )
 
 
 def downgrade():
+    if op.get_bind().dialect.name == 'postgresql':
+        op.drop_index('ix_consent_states_address_trgm', table_name='consent_states')
     with op.batch_alter_table('consent_states', schema=None) as batch_op:
         batch_op.drop_index('ix_consent_states_eligibility')
