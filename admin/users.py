@@ -8,7 +8,7 @@ from flask_admin.contrib.sqla.fields import QuerySelectField
 from flask_babel import gettext as _
 from flask_babel import lazy_gettext as _l
 from flask_login import current_user
-from wtforms import BooleanField, PasswordField, SelectField, StringField
+from wtforms import BooleanField, PasswordField, SelectChoice, SelectField, StringField
 from wtforms.validators import DataRequired, Length, Optional, ValidationError
 
 from admin.base import ORG, AdminForm, SecureModelView
@@ -42,7 +42,7 @@ class UserForm(AdminForm):
     name = StringField(_l("Name"), validators=[Optional(), Length(max=200)])
     role = SelectField(
         _l("Role"),
-        choices=[(r.value, ROLE_WORDS[r]) for r in ADMIN_ROLES],
+        choices=[SelectChoice(r.value, ROLE_WORDS[r]) for r in ADMIN_ROLES],
         validators=[DataRequired()],
     )
     site = QuerySelectField(

@@ -2,15 +2,15 @@
 
 from flask_babel import lazy_gettext as _l
 from flask_wtf import FlaskForm
-from wtforms import RadioField, StringField, SubmitField
+from wtforms import RadioField, SelectChoice, StringField, SubmitField
 from wtforms.validators import DataRequired, InputRequired, Length, ValidationError
 
 from consent.addresses import AddressError, is_email_like, normalize
 
 CHANNEL_CHOICES = [
-    ("text", _l("Text messages")),
-    ("voice", _l("Calls")),
-    ("email", _l("Email")),
+    SelectChoice("text", _l("Text messages")),
+    SelectChoice("voice", _l("Calls")),
+    SelectChoice("email", _l("Email")),
 ]
 
 
