@@ -269,16 +269,37 @@ def import_org(app) -> int:
             db.session.add(org)
             db.session.commit()
             org_id = org.id
-        # A benchmark's own organization: its rows go, events included (the models refuse
-        # to delete events through the ORM; this is the bench's scratch space, not a ledger).
-        for name in ("consent_states", "outbox_messages", "consent_events", "import_batches"):
-            db.session.execute(
-                sa.text(f"DELETE FROM {name} WHERE organization_id = :org"),  # noqa: S608
-                {"org": org_id},
-            )
-        db.session.commit()
         db.session.remove()
+        _empty_organization(db.engine, org_id)
     return org_id
+
+
+def _empty_organization(engine, org_id: int) -> None:
+    """Delete an organization's consent rows, events included: the bench's scratch space, not
+    a ledger (the models refuse to delete events). Foreign-key checks are off meanwhile, or
+    each deleted event would scan the states for a reference (last_event_id has no index:
+    the app never deletes events)."""
+    tables = ("consent_states", "outbox_messages", "consent_events", "import_batches")
+    raw = engine.raw_connection()
+    try:
+        cursor = raw.cursor()
+        if engine.dialect.name == "postgresql":
+            cursor.execute("SET session_replication_role = replica")
+        else:
+            cursor.execute("PRAGMA foreign_keys = OFF")
+            cursor.execute("BEGIN IMMEDIATE")
+        marker = "%s" if engine.dialect.name == "postgresql" else "?"
+        for name in tables:
+            cursor.execute(f"DELETE FROM {name} WHERE organization_id = {marker}", (org_id,))  # noqa: S608
+        if engine.dialect.name == "postgresql":
+            cursor.execute("SET session_replication_role = origin")
+            raw.commit()
+        else:
+            cursor.execute("COMMIT")
+            cursor.execute("PRAGMA foreign_keys = ON")
+        cursor.close()
+    finally:
+        raw.close()
 
 
 def write_import_csv(path: str | Path, layout: Layout, rows: int) -> int:
