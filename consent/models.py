@@ -284,12 +284,14 @@ class ConsentState(db.Model):
         sa.Index(
             "ix_consent_states_eligibility", "organization_id", "channel", "address", "status"
         ),
-        # PostgreSQL: part-of-an-email search (LIKE '%rivera%') through trigrams (pg_trgm).
+        # PostgreSQL: part-of-an-email search (LIKE '%rivera%') through trigrams (pg_trgm);
+        # emails only, so phone imports and STOP replies never touch this GIN index.
         sa.Index(
-            "ix_consent_states_address_trgm",
+            "ix_consent_states_email_trgm",
             "address",
             postgresql_using="gin",
             postgresql_ops={"address": "gin_trgm_ops"},
+            postgresql_where=sa.text("channel = 'email'"),
         ).ddl_if(dialect="postgresql"),
     )
 
