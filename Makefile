@@ -20,7 +20,7 @@ $(VENV)/.installed-test: $(BIN)/python pyproject.toml
 	@touch $@ $(VENV)/.installed
 
 translations: $(VENV)/.installed
-	@if ls translations/*/LC_MESSAGES/*.po >/dev/null 2>&1; then $(BIN)/pybabel compile -q -d translations; fi
+	@if ls translations/*/LC_MESSAGES/*.po >/dev/null 2>&1; then $(BIN)/pybabel compile -d translations; fi
 
 run: $(VENV)/.installed translations
 	$(BIN)/flask db upgrade

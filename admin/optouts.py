@@ -36,7 +36,7 @@ from admin.base import (
     admin_origin,
     has_role,
 )
-from consent import ledger, optout_list
+from consent import export, ledger, optout_list
 from consent.addresses import AddressError, format_phone, normalize_any, normalize_email
 from consent.app import current_organization
 from consent.extensions import db
@@ -509,13 +509,13 @@ def _send(rows, fmt: str, name: str) -> Response:
     stamp = datetime.now().strftime("%Y-%m-%d")
     if fmt == "csv":
         response = Response(
-            stream_with_context(optout_list.csv_chunks(rows)), mimetype="text/csv; charset=utf-8"
+            stream_with_context(export.csv_chunks(rows)), mimetype="text/csv; charset=utf-8"
         )
     elif fmt == "xlsx":
         import tempfile
 
         spool = tempfile.SpooledTemporaryFile(max_size=8 * 1024 * 1024)
-        optout_list.write_xlsx(rows, spool)
+        export.write_xlsx(rows, spool)
         spool.seek(0)
         response = Response(
             _read_chunks(spool),

@@ -43,11 +43,12 @@ def create_app(test_config: dict | None = None) -> Flask:
     )
     login_manager.init_app(app)
     login_manager.login_view = "auth.login"
-    login_manager.login_message = "Please sign in to see that page."
+    login_manager.login_message = N_("Please sign in to see that page.")
     login_manager.localize_callback = gettext  # the message in the visitor's language
     csrf.init_app(app)
     mail.init_app(app)
     limiter.init_app(app)
+    compile_translations(ROOT / "translations", app.logger)
     babel.init_app(
         app,
         locale_selector=select_language,
@@ -76,6 +77,41 @@ def _register_blueprints(app: Flask) -> None:
     register_portal(app)
     register_api(app)
     init_admin(app)
+
+
+def compile_translations(directory: Path, logger=None) -> None:
+    """Compile each .po into its .mo when the .mo is missing or older (an install without
+    `make`), so no deployment serves untranslated pages."""
+    from babel.messages.mofile import write_mo
+    from babel.messages.pofile import read_po
+
+    for po_path in directory.glob("*/LC_MESSAGES/*.po"):
+        mo_path = po_path.with_suffix(".mo")
+        try:
+            if mo_path.exists() and mo_path.stat().st_mtime >= po_path.stat().st_mtime:
+                continue
+            with po_path.open("rb") as po_file:
+                catalog = read_po(po_file, locale=po_path.parent.parent.name)
+            partial = mo_path.with_name(f"{mo_path.name}.{os.getpid()}.tmp")
+            with partial.open("wb") as mo_file:
+                write_mo(mo_file, catalog)
+            os.replace(partial, mo_path)
+        except OSError as error:  # a read-only install: say so, serve what there is
+            if logger is not None:
+                logger.warning("Could not compile %s: %s", po_path, error)
+
+
+def N_(message: str) -> str:
+    """Mark a message for the catalog; it is translated where it is shown."""
+    return message
+
+
+def switch_language_url(language: str) -> str:
+    """This page (path and query) in `language`."""
+    from urllib.parse import urlencode
+
+    query = [(k, v) for k, v in request.args.items(multi=True) if k != "lang"]
+    return request.path + "?" + urlencode([*query, ("lang", language)])
 
 
 def select_language() -> str:
@@ -124,12 +160,40 @@ def _register_hooks(app: Flask) -> None:
             if is_sqlite():
                 begin_write()
 
+    @app.before_request
+    def _person_language():
+        # A signed-in parent: their contact's language is the default, and choosing one
+        # with ?lang= remembers it for the emails and texts sent to them.
+        from flask_babel import refresh
+        from flask_login import current_user
+
+        refresh()  # a language cached by an earlier request in the same app context: gone
+        g.pop("person_language", None)
+        if request.endpoint in (None, "static") or not current_user.is_authenticated:
+            return
+        contact = current_user.contact if current_user.contact_id else None
+        if contact is None:
+            return
+        chosen = request.args.get("lang")
+        if request.method == "GET" and chosen in LANGUAGES and contact.language != chosen:
+            contact.language = chosen
+            db.session.commit()
+        g.person_language = contact.language
+
+    from consent.notifications import org_words
+
+    app.jinja_env.filters["org_words"] = org_words
+
     @app.context_processor
     def _template_globals():
         from flask_babel import get_locale
 
         org = current_organization()
-        return {"get_locale": get_locale, "org_name": org.name if org else None}
+        return {
+            "get_locale": get_locale,
+            "org_name": org.name if org else None,
+            "switch_language_url": switch_language_url,
+        }
 
     @app.after_request
     def _security_headers(response):

@@ -123,9 +123,12 @@ CHANNEL_WORDS = {Channel.TEXT: "text messages", Channel.VOICE: "calls", Channel.
 
 def carrier_block_reason(org: Organization) -> str:
     """The words shown wherever a STOP reply blocks an opt-in."""
-    return (
+    from flask_babel import gettext
+
+    return gettext(
         "This number replied STOP to our texts, so the carrier blocks them. Only the person "
-        f"can lift that, by texting START to {format_phone(org.texting_number)}."
+        "can lift that, by texting START to %(number)s.",
+        number=format_phone(org.texting_number),
     )
 
 

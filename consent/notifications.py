@@ -39,6 +39,21 @@ SOURCE_WORDS = {
 }
 
 
+def org_words(value: str) -> str:
+    """An organization's own words (what texts are about, how often) in the current language
+    when they are the defaults we ship; the organization's wording as it is otherwise."""
+    from flask_babel import gettext as _
+
+    known = {
+        "school closures, attendance, emergencies and events": lambda: _(
+            "school closures, attendance, emergencies and events"
+        ),
+        "up to 10 messages a month": lambda: _("up to 10 messages a month"),
+    }
+    words = known.get((value or "").strip())
+    return words() if words else value
+
+
 def base_url() -> str:
     """The public address of the app, for links in messages."""
     return current_app.config.get("PUBLIC_BASE_URL") or current_app.config.get(
@@ -277,8 +292,9 @@ def _emails_of(channel: str, address: str, org_id: int) -> list[str]:
     return emails
 
 
-def _channel_words(channel: str) -> str:
-    from flask_babel import gettext as _
+def _channel_words(channel: str):
+    """The channel in words, translated when rendered (inside the recipient's language)."""
+    from flask_babel import lazy_gettext as _
 
     return {
         Channel.TEXT: _("text messages"),

@@ -13,17 +13,15 @@ typed, without a visible quote.
 
 from __future__ import annotations
 
-import csv
-import io
 import re
 from collections import defaultdict
 from collections.abc import Iterable, Iterator
-from datetime import datetime
-from typing import BinaryIO
 
 import sqlalchemy as sa
 
 from consent.addresses import AddressError, format_phone, normalize_phone
+from consent.export import csv_chunks, write_xlsx
+from consent.export import when as _when
 from consent.extensions import db
 from consent.models import (
     Channel,
@@ -38,7 +36,6 @@ from consent.models import (
 )
 from consent.notifications import SOURCE_WORDS
 
-FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
 CHANNEL_WORDS = {Channel.TEXT: "Text", Channel.VOICE: "Voice", Channel.EMAIL: "Email"}
 STATUS_WORDS = {
     Status.OPTED_OUT: "Opted out",
@@ -186,16 +183,6 @@ def shown(state: ConsentState) -> str:
 # --- exports ------------------------------------------------------------------------------
 
 
-def neutralize(value: object) -> str:
-    """A cell's text, with a leading quote when a spreadsheet would read it as a formula."""
-    text = "" if value is None else str(value)
-    return "'" + text if text.startswith(FORMULA_STARTS) else text
-
-
-def _when(value: datetime | None) -> str:
-    return value.strftime("%Y-%m-%d %H:%M") if value else ""
-
-
 def list_rows(stmt: sa.Select) -> Iterator[list[str]]:
     """The list's rows for `stmt` (a select of ConsentState), header first, streamed by chunk."""
     yield list(LIST_HEADER)
@@ -286,44 +273,6 @@ def _person_row(_phone_id, owner, channels, changed_at) -> list[str]:
         ", ".join(channels),
         _when(changed_at),
     ]
-
-
-def csv_chunks(rows: Iterable[list[str]], lines_per_chunk: int = 500) -> Iterator[str]:
-    """CSV text for streaming, neutralized, with a BOM so Excel reads it as UTF-8."""
-    buffer = io.StringIO()
-    writer = csv.writer(buffer, lineterminator="\r\n")
-    buffer.write("\ufeff")
-    count = 0
-    for row in rows:
-        writer.writerow([neutralize(cell) for cell in row])
-        count += 1
-        if count >= lines_per_chunk:
-            yield buffer.getvalue()
-            buffer.seek(0)
-            buffer.truncate()
-            count = 0
-    if buffer.tell():
-        yield buffer.getvalue()
-
-
-def write_xlsx(rows: Iterable[list[str]], target: BinaryIO, title: str = "Opt-outs") -> None:
-    """An XLSX workbook of the rows (write-only, so memory stays flat): text cells only."""
-    from openpyxl import Workbook
-    from openpyxl.cell import WriteOnlyCell
-
-    workbook = Workbook(write_only=True)
-    sheet = workbook.create_sheet(title[:31])
-    for row in rows:
-        cells = []
-        for value in row:
-            text = "" if value is None else str(value)
-            cell = WriteOnlyCell(sheet, value=text)
-            cell.data_type = "s"  # never a formula, whatever the text starts with
-            if text.startswith(FORMULA_STARTS):
-                cell.quotePrefix = True
-            cells.append(cell)
-        sheet.append(cells)
-    workbook.save(target)
 
 
 def write_file(path: str, rows: Iterable[list[str]]) -> None:

@@ -31,6 +31,7 @@ from consent.models import (
     Student,
     User,
 )
+from consent.notifications import org_words
 
 
 def text_disclosure(org: Organization) -> str:
@@ -40,8 +41,8 @@ def text_disclosure(org: Organization) -> str:
         "Msg & data rates may apply. Reply STOP to opt out, HELP for help.",
         org=org.name,
         number=format_phone(org.texting_number),
-        about=org.texts_about,
-        often=org.message_frequency,
+        about=org_words(org.texts_about),
+        often=org_words(org.message_frequency),
     )
 
 

@@ -261,13 +261,29 @@ def live_server(app):
         yield server
 
 
-@pytest.fixture
-def browser_page(live_server):
-    """A Chromium page (390 px wide, like a phone) for the live server."""
-    from tests.live import chromium_page
+@pytest.fixture(scope="session")
+def chromium_browser():
+    """One Chromium for the session, driven by Playwright."""
+    from tests.live import chromium
 
-    with chromium_page(CHROMIUM) as page:
-        yield page
+    with chromium(CHROMIUM) as browser:
+        yield browser
+
+
+@pytest.fixture
+def pages(live_server, chromium_browser):
+    """Open pages, each in its own browser context (one per person), closed after the test."""
+    from tests.live import Pages
+
+    opened = Pages(chromium_browser)
+    yield opened
+    opened.close()
+
+
+@pytest.fixture
+def browser_page(pages):
+    """A Chromium page (390 px wide, like a phone) for the live server."""
+    return pages.new()
 
 
 class QueryCounter:

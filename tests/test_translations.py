@@ -1,0 +1,106 @@
+"""The Spanish catalog: every message in the source has a Spanish translation with the same
+placeholders, and the catalog is compiled when the app starts without `make`."""
+
+from __future__ import annotations
+
+import re
+import shutil
+from pathlib import Path
+
+import pytest
+from babel.messages.extract import DEFAULT_KEYWORDS, extract_from_dir
+from babel.messages.frontend import parse_mapping_cfg
+from babel.messages.pofile import read_po
+from babel.support import Translations
+
+from consent.app import compile_translations
+
+ROOT = Path(__file__).resolve().parent.parent
+PO = ROOT / "translations" / "es" / "LC_MESSAGES" / "messages.po"
+KEYWORDS = {**DEFAULT_KEYWORDS, "_l": None, "lazy_gettext": None}
+PLACEHOLDER = re.compile(r"%\((\w+)\)[sdifr]")
+
+
+def source_messages() -> dict[str, list[str]]:
+    """Every msgid in the source (as babel.cfg maps it), with where it is used."""
+    with (ROOT / "babel.cfg").open() as cfg:
+        method_map, options_map = parse_mapping_cfg(cfg)
+    found: dict[str, list[str]] = {}
+    for filename, lineno, message, _comments, _context in extract_from_dir(
+        str(ROOT), method_map, options_map, keywords=KEYWORDS
+    ):
+        ids = message if isinstance(message, tuple) else (message,)
+        for msgid in ids:
+            if msgid:
+                found.setdefault(msgid, []).append(f"{filename}:{lineno}")
+    return found
+
+
+@pytest.fixture(scope="module")
+def catalog():
+    """The Spanish catalog as committed."""
+    with PO.open("rb") as po:
+        return read_po(po, locale="es")
+
+
+@pytest.fixture(scope="module")
+def messages():
+    """The messages extracted from the source now."""
+    return source_messages()
+
+
+def test_source_has_messages_to_translate(messages):
+    """The extraction finds the pages', emails' and texts' words (a sanity check of babel.cfg)."""
+    assert "Enroll your family" in messages  # a page
+    assert "You are unsubscribed from %(org)s email" in messages  # an email
+    assert any(msgid.startswith("%(org)s: You are subscribed") for msgid in messages)  # a text
+    assert "Sign in" in messages  # a form label (lazy_gettext)
+
+
+def test_every_message_has_a_spanish_translation(catalog, messages):
+    """Each msgid in the source has a Spanish msgstr that is not empty and not fuzzy."""
+    untranslated = []
+    for msgid, where in sorted(messages.items()):
+        entry = catalog.get(msgid)
+        strings = entry.string if entry is not None else None
+        strings = strings if isinstance(strings, tuple) else (strings,)
+        if entry is None or entry.fuzzy or not all(s and s.strip() for s in strings):
+            untranslated.append(f"{msgid!r} ({where[0]})")
+    assert not untranslated, "No Spanish translation for:\n" + "\n".join(untranslated)
+
+
+def test_translations_keep_the_placeholders(catalog):
+    """Each translation uses exactly the placeholders of its msgid (%(org)s stays %(org)s)."""
+    wrong = []
+    for entry in catalog:
+        if not entry.id:
+            continue
+        ids = entry.id if isinstance(entry.id, tuple) else (entry.id,)
+        strings = entry.string if isinstance(entry.string, tuple) else (entry.string,)
+        expected = set().union(*(PLACEHOLDER.findall(i) for i in ids))
+        for string in strings:
+            if string and set(PLACEHOLDER.findall(string)) != expected:
+                wrong.append(f"{ids[0]!r} -> {string!r}")
+    assert not wrong, "Placeholders differ:\n" + "\n".join(wrong)
+
+
+def test_catalog_has_no_errors(catalog):
+    """Babel's own checks (python-format and the like) pass for every message."""
+    problems = [f"{msg.id!r}: {errors}" for msg, errors in catalog.check()]
+    assert not problems, "\n".join(problems)
+
+
+def test_missing_or_stale_mo_is_compiled_at_start(tmp_path):
+    """A .po without a .mo (an install without `make`) is compiled; an up-to-date one is kept."""
+    target = tmp_path / "es" / "LC_MESSAGES"
+    target.mkdir(parents=True)
+    shutil.copy(PO, target / "messages.po")
+    compile_translations(tmp_path)
+    mo = target / "messages.mo"
+    assert mo.exists()
+    translations = Translations.load(str(tmp_path), ["es"])
+    assert translations.gettext("Enroll your family") == "Inscriba a su familia"
+
+    stamp = mo.stat().st_mtime_ns
+    compile_translations(tmp_path)
+    assert mo.stat().st_mtime_ns == stamp  # newer than its .po: left alone
