@@ -136,14 +136,21 @@ def select_language() -> str:
 
 
 def _register_hooks(app: Flask) -> None:
+    import sqlalchemy as sa
+
     from consent import outbox
     from consent.database import begin_write_on_first_use
-    from consent.models import User
+    from consent.models import Contact, User
 
     @login_manager.user_loader
     def load_user(user_id: str):
         try:
-            return db.session.get(User, int(user_id))
+            # One query for the user, a parent's contact and family (every portal page needs them).
+            return db.session.get(
+                User,
+                int(user_id),
+                options=[sa.orm.joinedload(User.contact).joinedload(Contact.family)],
+            )
         except (TypeError, ValueError):
             return None
 

@@ -117,3 +117,24 @@ def _forget_writes(session, transaction):
     if transaction.parent is None:
         session.info.pop("flushed_writes", None)
         session.info.pop(WRITE_OPTION, None)
+
+
+@sa.event.listens_for(db.metadata, "before_create")
+def _extensions(metadata, connection, **_kw):
+    """PostgreSQL: pg_trgm, for the trigram index of part-of-an-email search."""
+    if connection.dialect.name == "postgresql":
+        connection.exec_driver_sql("CREATE EXTENSION IF NOT EXISTS pg_trgm")
+
+
+def include_object(dialect_name: str):
+    """An Alembic `include_object` hook: leave out what the models create only on another
+    database (`.ddl_if(dialect=...)`), so autogenerate compares like with like."""
+
+    def include(obj, name, type_, reflected, compare_to):
+        condition = getattr(obj, "_ddl_if", None)
+        wanted = getattr(condition, "dialect", None)
+        if wanted is None:
+            return True
+        return dialect_name in ((wanted,) if isinstance(wanted, str) else tuple(wanted))
+
+    return include

@@ -279,6 +279,20 @@ class ConsentState(db.Model):
         sa.Index("ix_consent_states_list", "organization_id", "status", "channel", "sort_key"),
         sa.Index("ix_consent_states_digits", "organization_id", "digits"),
         sa.Index("ix_consent_states_changed", "organization_id", "status", "changed_at"),
+        # Eligibility reads (address -> status) from the index alone: no table look-up per
+        # address (PostgreSQL index-only scans; a covering index on SQLite).
+        sa.Index(
+            "ix_consent_states_eligibility", "organization_id", "channel", "address", "status"
+        ),
+        # PostgreSQL: part-of-an-email search (LIKE '%rivera%') through trigrams (pg_trgm);
+        # emails only, so phone imports and STOP replies never touch this GIN index.
+        sa.Index(
+            "ix_consent_states_email_trgm",
+            "address",
+            postgresql_using="gin",
+            postgresql_ops={"address": "gin_trgm_ops"},
+            postgresql_where=sa.text("channel = 'email'"),
+        ).ddl_if(dialect="postgresql"),
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)

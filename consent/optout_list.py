@@ -82,8 +82,15 @@ def search_condition(term: str) -> sa.ColumnElement[bool]:
         return sa.true()
     if "@" in term or any(ch.isalpha() for ch in term):
         pattern = "%" + _escape_like(term.lower()) + "%"
+        # An email's sort_key is its address. SQLite tests sort_key inside the list index and
+        # reads only the rows that match; PostgreSQL finds address in its trigram index of the
+        # emails.
+        # The channel is written into the SQL, not bound, so that PostgreSQL's plan for any
+        # value still matches the trigram index's "channel = 'email'".
         return sa.and_(
-            ConsentState.channel == Channel.EMAIL, ConsentState.address.like(pattern, escape="\\")
+            ConsentState.channel == sa.literal_column("'email'"),
+            ConsentState.sort_key.like(pattern, escape="\\"),
+            ConsentState.address.like(pattern, escape="\\"),
         )
     digits = re.sub(r"\D", "", term)
     if not digits:

@@ -86,6 +86,11 @@ def run_migrations_online():
         conf_args["process_revision_directives"] = process_revision_directives
 
     connectable = get_engine()
+    if conf_args.get("include_object") is None:
+        # Objects the models create only on one database (ddl_if) are compared only there.
+        from consent.database import include_object
+
+        conf_args["include_object"] = include_object(connectable.dialect.name)
 
     with connectable.connect() as connection:
         context.configure(connection=connection, target_metadata=get_metadata(), **conf_args)

@@ -6,6 +6,8 @@ from hypothesis import strategies as st
 
 from consent.addresses import (
     AddressError,
+    _fast_phone,
+    _parse_phone,
     format_phone,
     normalize,
     normalize_any,
@@ -113,3 +115,60 @@ def test_generated_emails_are_idempotent(email):
     except AddressError:
         return
     assert normalize_email(once) == once == once.lower()
+
+
+_formatted_number = st.builds(
+    lambda plus, one, digits, seps: (
+        ("+" if plus else "")
+        + ("1 " if one else "")
+        + "".join(d + s for d, s in zip(digits, seps, strict=False))
+    ),
+    st.booleans(),
+    st.booleans(),
+    st.text(alphabet="0123456789", min_size=7, max_size=15),
+    st.lists(st.sampled_from(["", "", "", " ", "-", ".", ")", "("]), min_size=15, max_size=15),
+)
+
+
+@settings(max_examples=400, deadline=None)
+@given(_formatted_number, st.sampled_from(["US", "GB", "MX"]))
+def test_fast_phone_path_agrees_with_phonenumbers(text, region):
+    """A typed number that the fast path reads gets the same E.164 that phonenumbers gives."""
+    fast = _fast_phone(text.strip(), region)
+    if fast is None:
+        return
+    assert fast == _parse_phone(text, text.strip(), region)
+
+
+@pytest.mark.parametrize(
+    "typed", ["(202) 555-0123", "202.555.0123", "1-202-555-0123", "+1 202 555 0123", "2025550123"]
+)
+def test_common_us_forms_take_the_fast_path(typed):
+    """The forms staff files hold are read without phonenumbers, to the same number."""
+    assert _fast_phone(typed, "US") == "+12025550123" == _parse_phone(typed, typed, "US")
+
+
+_us_number = st.builds(
+    lambda area, exchange, line, form: form.format(a=area, e=exchange, n=f"{line:04d}"),
+    st.integers(100, 999),
+    st.integers(100, 999),
+    st.integers(0, 9999),
+    st.sampled_from(
+        ["({a}) {e}-{n}", "{a}-{e}-{n}", "{a}.{e}.{n}", "+1 {a} {e} {n}", "1{a}{e}{n}", "{a}{e}{n}"]
+    ),
+)
+
+
+@settings(max_examples=400, deadline=None)
+@given(_us_number)
+def test_fast_phone_path_agrees_on_us_numbers(text):
+    """US numbers in every common form: the fast path, when it answers, answers as phonenumbers;
+    and it refuses nothing that phonenumbers accepts (it asks phonenumbers instead)."""
+    fast = _fast_phone(text, "US")
+    if fast is not None:
+        assert fast == _parse_phone(text, text, "US")
+    try:
+        slow = _parse_phone(text, text, "US")
+    except AddressError:
+        slow = None
+    assert normalize_phone(text) == slow if slow else fast is None

@@ -179,11 +179,12 @@ def _count_queries(app, call):
     return result, statements
 
 
-@pytest.mark.parametrize("chunk", [1000, eligibility.CHUNK])
+@pytest.mark.parametrize("chunk", [1000, eligibility.CHUNK, eligibility.PG_CHUNK])
 def test_bulk_queries_are_one_per_chunk_whatever_the_rows(app, org, client, monkeypatch, chunk):
     """5,000 addresses cost the same few queries with 4 or 1,504 opt-outs on record: one per
-    chunk of CHUNK addresses plus a constant, never one per address."""
+    chunk of addresses plus a constant, never one per address."""
     monkeypatch.setattr(eligibility, "CHUNK", chunk)
+    monkeypatch.setattr(eligibility, "PG_CHUNK", chunk)
     numbers = [f"+1202555{n:04d}" for n in range(2000, 7000)]
     body = {"channel": "text", "addresses": numbers}
     first, before = _count_queries(app, lambda: post(client, body))

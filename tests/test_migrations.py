@@ -9,6 +9,7 @@ from alembic.migration import MigrationContext
 from flask_migrate import downgrade, upgrade
 
 from consent import create_app
+from consent.database import include_object
 from consent.extensions import db
 from tests.conftest import POSTGRES_URL, _pg_url
 
@@ -39,7 +40,13 @@ def test_migrations_build_the_schema_the_models_describe(empty_database):
     with app.app_context():
         upgrade()
         with db.engine.connect() as conn:
-            context = MigrationContext.configure(conn, opts={"compare_type": True})
+            context = MigrationContext.configure(
+                conn,
+                opts={
+                    "compare_type": True,
+                    "include_object": include_object(conn.dialect.name),
+                },
+            )
             differences = compare_metadata(context, db.metadata)
         assert differences == []
         downgrade(revision="base")

@@ -1,0 +1,145 @@
+"""Benchmark: peak memory of the 100,000-address eligibility request and of a 100,000-row import.
+
+    python -m bench.memory [--database URL ...] [--scale S]
+
+Each is measured in a child process of its own (`python -m bench.memory --child ...`), after
+the app is up and the input is in memory or on disk: tracemalloc's peak of Python allocations
+during the operation, and the child's peak resident set at the end (ru_maxrss: the whole
+process, interpreter, app and SQLite's memory map included), beside the size of the input (the JSON body; the CSV file). No budget in DESIGN.md: the figures show that
+the request holds a few times its input and that the import streams (its peak does not grow
+with the file).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import random
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+import tracemalloc
+from pathlib import Path
+
+from bench import dataset
+from bench._report import Figure, arguments, engine_name, table
+
+ROOT = Path(__file__).resolve().parent.parent
+MB = 1024 * 1024
+
+
+def _maxrss() -> int:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024  # Linux: KiB
+
+
+def child_request(url: str, scale: float, count: int) -> dict:
+    app = dataset.app_for(url)
+    ds = dataset.ensure(app, scale, quiet=True)
+    rng = random.Random(9)
+    batch = ds.layout.text_opted_out(count // 2, rng) + ds.layout.unknown_numbers(
+        count - count // 2, rng
+    )
+    body = json.dumps({"channel": "text", "addresses": batch})
+    del batch
+    client = app.test_client()
+    headers = {"Authorization": "Bearer bench-api-key", "Content-Type": "application/json"}
+    client.post("/api/v1/eligibility", data=json.dumps({"channel": "text", "addresses": []}),
+                headers=headers)  # fmt: skip
+    tracemalloc.start()
+    response = client.post("/api/v1/eligibility", data=body, headers=headers)
+    _current, peak = tracemalloc.get_traced_memory()
+    tracemalloc.stop()
+    assert response.status_code == 200, response.status_code
+    return {"peak": peak, "rss": _maxrss(), "input": len(body), "rows": count}
+
+
+def child_import(url: str, scale: float, rows: int) -> dict:
+    from consent import ledger, optout_import
+    from consent.extensions import db
+    from consent.models import Organization
+
+    app = dataset.app_for(url)
+    ds = dataset.ensure(app, scale, quiet=True)
+    org_id = dataset.import_org(app)
+    folder = tempfile.mkdtemp(prefix="bench-memory-")
+    path = os.path.join(folder, "optouts.csv")
+    size = dataset.write_import_csv(path, ds.layout, rows)
+    with app.app_context():
+        org = db.session.get(Organization, org_id)
+        actor = ledger.Actor.system("bench")
+        tracemalloc.start()
+        started = time.perf_counter()
+        with open(path, "rb") as stream:
+            report = optout_import.import_file(org, stream, "optouts.csv", "text", actor=actor)
+        elapsed = time.perf_counter() - started
+        _current, peak = tracemalloc.get_traced_memory()
+        tracemalloc.stop()
+        assert report.imported == rows, report.imported
+    dataset.import_org(app)  # leave the second organization empty again
+    os.remove(path)
+    return {"peak": peak, "rss": _maxrss(), "input": size, "rows": rows,
+            "seconds_traced": elapsed}  # fmt: skip
+
+
+def _run_child(kind: str, url: str, scale: float, rows: int) -> dict | None:
+    done = subprocess.run(
+        [sys.executable, "-m", "bench.memory", "--child", kind, "--url", url,
+         "--scale", str(scale), "--rows", str(rows)],
+        capture_output=True, text=True, cwd=ROOT, env=dict(os.environ, PYTHONPATH=str(ROOT)),
+    )  # fmt: skip
+    if done.returncode != 0:
+        print(f"  memory of {kind}: the child failed\n{done.stderr[-2000:]}")
+        return None
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def measure(url: str, scale: float) -> list[Figure]:
+    figures = []
+    request = _run_child("request", url, scale, 100_000)
+    if request:
+        figures += [
+            Figure("memory: POST 100,000 addresses, Python peak", request["peak"] / MB, "MiB",
+                   request["input"] / MB, "JSON body"),
+            Figure("  whole process peak RSS", request["rss"] / MB, "MiB",
+                   request["input"] / MB, "JSON body"),
+        ]  # fmt: skip
+    try:
+        import consent.optout_import  # noqa: F401
+    except ImportError:
+        print("  (no consent.optout_import yet: the import's memory is not measured)")
+        return figures
+    imported = _run_child("import", url, scale, 100_000)
+    if imported:
+        figures += [
+            Figure("memory: import 100,000-row CSV, Python peak", imported["peak"] / MB, "MiB",
+                   imported["input"] / MB, "CSV file"),
+            Figure("  whole process peak RSS", imported["rss"] / MB, "MiB",
+                   imported["input"] / MB, "CSV file"),
+        ]  # fmt: skip
+    return figures
+
+
+def main(argv: list[str] | None = None) -> int:
+    child = argparse.ArgumentParser(add_help=False)
+    child.add_argument("--child")
+    child.add_argument("--url")
+    child.add_argument("--rows", type=int, default=100_000)
+    known, _rest = child.parse_known_args(argv)
+    if known.child:
+        args = arguments("python -m bench.memory", "", argv)
+        work = child_request if known.child == "request" else child_import
+        print(json.dumps(work(known.url, args.scale, known.rows)))
+        return 0
+    args = arguments("python -m bench.memory", __doc__.splitlines()[0], argv)
+    for value in args.database:
+        url = dataset.database_url(value, args.scale)
+        dataset.ensure(dataset.app_for(url), args.scale)
+        print(table(measure(url, args.scale), engine_name(url)))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

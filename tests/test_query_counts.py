@@ -1,0 +1,96 @@
+"""Pages and the bulk API run a fixed number of queries, however many rows there are (issue 8:
+a district has a million opt-outs; a query per row would not survive it)."""
+
+from __future__ import annotations
+
+import pytest
+
+from consent import ledger, outbox
+from consent.extensions import db
+from consent.models import Contact, EmailAddress, Phone, PhoneKind, Source, Student
+from tests import factories
+
+
+def _opt_out(org, channel: str, addresses: list[str]) -> None:
+    rows = [ledger.BulkRow(address, {"test": True}) for address in addresses]
+    ledger.opt_out_many(org, channel, rows, source=Source.IMPORT, actor=ledger.Actor.system())
+    _commit()
+
+
+def _commit() -> None:
+    """Commit, and send what the changes queued (as a request's end would)."""
+    db.session.commit()
+    outbox.deliver_pending()
+
+
+def _numbers(start: int, count: int) -> list[str]:
+    return [f"+1202555{n:04d}" for n in range(start, start + count)]
+
+
+@pytest.mark.parametrize(
+    "query",
+    [{}, {"search": "202555"}, {"search": "example.org"}, {"flt0_channel_equals": "voice"}],
+    ids=["first page", "digits search", "email search", "channel filter"],
+)
+def test_opt_out_list_pages_take_the_same_queries_for_more_rows(
+    client, world, count_queries, query
+):
+    """The Opt-Out List's first page, searches and filter: 4 rows or 144 (phones and emails on
+    the page either way: their owners are one query per kind), the same queries."""
+    world.login(client, "org")
+    _opt_out(world.org, "voice", _numbers(1000, 3))
+    _opt_out(world.org, "email", ["a1@example.org"])
+    with count_queries() as few:
+        page = client.get("/admin/optouts/", query_string=query)
+    assert page.status_code == 200 and 'name="rowid"' in page.get_data(as_text=True)
+    _opt_out(world.org, "voice", _numbers(2000, 120))
+    _opt_out(world.org, "email", [f"b{n}@example.org" for n in range(20)])
+    with count_queries() as many:
+        page = client.get("/admin/optouts/", query_string=query)
+    assert page.status_code == 200
+    assert many.count == few.count
+
+
+def test_activity_log_filter_by_address_takes_the_same_queries_for_more_events(
+    client, world, count_queries
+):
+    """The Activity Log filtered by an address: one event or forty, the same queries."""
+    world.login(client, "org")
+    number = "+12025550777"
+    _opt_out(world.org, "text", [number])
+    query = {"flt0_address_equals": "(202) 555-0777"}
+    with count_queries() as few:
+        assert client.get("/admin/activity/", query_string=query).status_code == 200
+    for _ in range(20):
+        ledger.opt_in(world.org, "text", number, source=Source.PORTAL, actor=ledger.Actor.system())
+        ledger.opt_out(world.org, "text", number, source=Source.PORTAL, actor=ledger.Actor.system())
+        _commit()
+    with count_queries() as many:
+        assert client.get("/admin/activity/", query_string=query).status_code == 200
+    assert many.count == few.count, (few.statements, many.statements[:8])
+
+
+def test_account_settings_takes_the_same_queries_for_a_bigger_family(client, world, count_queries):
+    """A parent's settings page: a family of two or of four contacts, three students and more
+    phones, the same queries (the family's addresses are read in one go)."""
+    world.login(client, "parent")
+    with count_queries() as few:
+        page = client.get("/account/settings")
+    assert page.status_code == 200
+    family = world.near
+    for position in (3, 4):
+        contact = Contact(family=family, first_name=f"P{position}", last_name="Rivera",
+                          position=position)  # fmt: skip
+        contact.phones.append(Phone(number=factories.next_number(), kind=PhoneKind.CELL))
+        contact.emails.append(EmailAddress(address=f"p{position}.rivera@example.org"))
+        db.session.add(contact)
+    for index in range(2):
+        student = Student(family=family, site=world.elementary, first_name=f"Kid{index}",
+                          last_name="Rivera", grade="5")  # fmt: skip
+        student.phones.append(Phone(number=factories.next_number(), kind=PhoneKind.HOME))
+        db.session.add(student)
+    db.session.commit()
+    with count_queries() as many:
+        page = client.get("/account/settings")
+    assert page.status_code == 200
+    assert many.count == few.count
