@@ -12,6 +12,8 @@ from dataclasses import dataclass
 from flask import current_app
 from itsdangerous import BadSignature, SignatureExpired, URLSafeTimedSerializer
 
+from consent.addresses import CHANNELS
+
 PURPOSES = ("confirm", "preferences", "unsubscribe")
 
 
@@ -80,7 +82,7 @@ def load(purpose: str, token: str) -> LinkClaim:
     if not isinstance(data, dict):
         raise TokenError("bad", "This link is not valid.")
     try:
-        return LinkClaim(
+        claim = LinkClaim(
             purpose=purpose,
             organization_id=int(data["o"]),
             channel=str(data["c"]),
@@ -89,8 +91,17 @@ def load(purpose: str, token: str) -> LinkClaim:
             token_id=str(data["id"]),
             extra=dict(data.get("x") or {}),
         )
-    except (KeyError, TypeError, ValueError, AttributeError):
+    except (KeyError, TypeError, ValueError, AttributeError, OverflowError):
         raise TokenError("bad", "This link is not valid.") from None
+    # Only what we issue: values the database can hold, a known channel, an address's length.
+    if not (
+        0 < claim.organization_id < 2**31
+        and 0 <= claim.version < 2**31
+        and claim.channel in CHANNELS
+        and 0 < len(claim.address) <= 320
+    ):
+        raise TokenError("bad", "This link is not valid.")
+    return claim
 
 
 def check_unspent(claim: LinkClaim, current_version: int) -> None:

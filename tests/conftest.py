@@ -11,12 +11,19 @@ from email import message_from_bytes, policy
 import pytest
 import sqlalchemy as sa
 from flask import g, request_started
+from hypothesis import settings as hypothesis_settings
 
 import consent.models  # noqa: F401  (the tables, before the schema is created)
 from consent import create_app
 from consent.extensions import db, limiter
 
 pytest_plugins = ["tests.admin_world"]  # the `world` fixture of the admin tests
+
+# No timing deadline (a shared 2-core machine is slow at times); in CI the same examples every
+# run, so a landing never depends on a lucky draw (run locally to explore new ones).
+hypothesis_settings.register_profile("default", deadline=None)
+hypothesis_settings.register_profile("ci", deadline=None, derandomize=True, print_blob=True)
+hypothesis_settings.load_profile("ci" if os.environ.get("CI") else "default")
 
 POSTGRES_URL = os.environ.get("TEST_DATABASE_URL", "").strip()
 REQUIRE_POSTGRES = os.environ.get("REQUIRE_POSTGRES") == "1"
