@@ -147,3 +147,16 @@ def database_cpu_seconds(engine) -> float:
                 continue
             total += (int(fields[11]) + int(fields[12])) / tick
     return total
+
+
+def run_per_database(args: argparse.Namespace, measure_one: Callable[[str], list[Figure]]) -> int:
+    """Measure each --database in turn, print its table; 1 when any figure missed its budget."""
+    from bench import dataset
+
+    failed = False
+    for value in args.database:
+        url = dataset.database_url(value, args.scale)
+        figures = measure_one(url)
+        print(table(figures, engine_name(url)))
+        failed |= any(f.verdict == "MISS" for f in figures)
+    return 1 if failed else 0

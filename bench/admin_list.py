@@ -18,7 +18,7 @@ import random
 import sqlalchemy as sa
 
 from bench import dataset
-from bench._report import Figure, arguments, engine_name, median_ms, table
+from bench._report import Figure, arguments, median_ms, run_per_database
 
 BUDGET_MS = 100.0
 RAW = {
@@ -102,13 +102,7 @@ def measure(url: str, scale: float, repeat: int) -> list[Figure]:
 
 def main(argv: list[str] | None = None) -> int:
     args = arguments("python -m bench.admin_list", __doc__.splitlines()[0], argv)
-    failed = False
-    for value in args.database:
-        url = dataset.database_url(value, args.scale)
-        figures = measure(url, args.scale, args.repeat)
-        print(table(figures, engine_name(url)))
-        failed |= any(f.verdict == "MISS" for f in figures)
-    return 1 if failed else 0
+    return run_per_database(args, lambda url: measure(url, args.scale, args.repeat))
 
 
 if __name__ == "__main__":

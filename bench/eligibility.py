@@ -26,9 +26,8 @@ from bench._report import (
     Figure,
     arguments,
     database_cpu_seconds,
-    engine_name,
     percentile,
-    table,
+    run_per_database,
 )
 
 API_KEY = "bench-api-key"
@@ -142,13 +141,9 @@ def main(argv: list[str] | None = None) -> int:
     extra.add_argument("--addresses", type=int, default=100_000, help="addresses in the POST")
     extra.add_argument("--requests", type=int, default=1_000, help="single-address requests")
     more, _rest = extra.parse_known_args(argv)
-    failed = False
-    for value in args.database:
-        url = dataset.database_url(value, args.scale)
-        figures = measure(url, args.scale, more.addresses, more.requests)
-        print(table(figures, engine_name(url)))
-        failed |= any(f.verdict == "MISS" for f in figures)
-    return 1 if failed else 0
+    return run_per_database(
+        args, lambda url: measure(url, args.scale, more.addresses, more.requests)
+    )
 
 
 if __name__ == "__main__":

@@ -22,7 +22,7 @@ import time
 import sqlalchemy as sa
 
 from bench import dataset
-from bench._report import Figure, arguments, engine_name, table
+from bench._report import Figure, arguments, run_per_database
 
 BUDGET_ROWS_PER_S = 20_000
 
@@ -127,13 +127,7 @@ def main(argv: list[str] | None = None) -> int:
     extra = argparse.ArgumentParser(add_help=False)
     extra.add_argument("--rows", type=int, default=100_000, help="rows in the CSV")
     more, _rest = extra.parse_known_args(argv)
-    failed = False
-    for value in args.database:
-        url = dataset.database_url(value, args.scale)
-        figures = measure(url, args.scale, more.rows)
-        print(table(figures, engine_name(url)))
-        failed |= any(f.verdict == "MISS" for f in figures)
-    return 1 if failed else 0
+    return run_per_database(args, lambda url: measure(url, args.scale, more.rows))
 
 
 if __name__ == "__main__":

@@ -26,7 +26,7 @@ import urllib.parse
 from pathlib import Path
 
 from bench import dataset
-from bench._report import Figure, arguments, engine_name, table
+from bench._report import Figure, arguments, run_per_database
 
 ROOT = Path(__file__).resolve().parent.parent
 THREADS = 4
@@ -230,13 +230,7 @@ def _rps(runs: dict, name: str) -> float:
 
 def main(argv: list[str] | None = None) -> int:
     args = arguments("python -m bench.server_load", __doc__.splitlines()[0], argv)
-    failed = False
-    for value in args.database:
-        url = dataset.database_url(value, args.scale)
-        figures = measure(url, args.scale, args.seconds)
-        print(table(figures, engine_name(url)))
-        failed |= any(f.verdict == "MISS" for f in figures)
-    return 1 if failed else 0
+    return run_per_database(args, lambda url: measure(url, args.scale, args.seconds))
 
 
 if __name__ == "__main__":
