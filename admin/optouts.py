@@ -502,7 +502,7 @@ class OptOutListView(SecureModelView):
 def _channels(kind: str, choice: str) -> list[Channel]:
     from consent.optout_import import channels_for
 
-    return channels_for(kind, choice) if choice in ("text", "voice", "email", "all") else []
+    return list(channels_for(kind, choice)) if choice in ("text", "voice", "email", "all") else []
 
 
 def _send(rows, fmt: str, name: str) -> Response:

@@ -7,6 +7,7 @@ writers queue instead of failing. PostgreSQL: ordinary transactions; the ledger 
 from __future__ import annotations
 
 import sqlite3
+from collections.abc import Iterable
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
@@ -138,3 +139,35 @@ def include_object(dialect_name: str):
         return dialect_name in ((wanted,) if isinstance(wanted, str) else tuple(wanted))
 
     return include
+
+
+def org_is(column: sa.ColumnElement, org_id: int) -> sa.ColumnElement[bool]:
+    """`column = org_id`, planned on PostgreSQL as if for an average organization.
+
+    The value goes in as `(SELECT org_id)`, a parameter the planner does not see when it plans.
+    Otherwise it trusts statistics taken before the organization's latest import: told "this
+    organization has no rows", it reads one address through any index that starts with
+    organization_id, walking every row of the organization (1.8 s for one eligibility check,
+    and 4 ms per address of an import, measured with 100,000 rows imported since the last
+    ANALYZE). Planned blind, it probes the (organization, channel, address) index. SQLite keeps
+    one average per index prefix, never a figure per organization: the plain value.
+    """
+    if db.session.get_bind().dialect.name == "postgresql":
+        return column == sa.select(sa.literal(org_id, sa.Integer)).scalar_subquery()
+    return column == org_id
+
+
+def pg_array(values: Iterable[object]) -> str:
+    """A PostgreSQL array literal of the values as text ({"a","b",NULL}), for a parameter cast
+    to an array type. psycopg adapts a Python list element by element (33 ms for 5,000
+    strings, measured); this string costs a tenth of that, and the server parses it once."""
+    parts = []
+    for value in values:
+        if value is None:
+            parts.append("NULL")
+            continue
+        text = str(value)
+        if '"' in text or "\\" in text:
+            text = text.replace("\\", "\\\\").replace('"', '\\"')
+        parts.append(f'"{text}"')
+    return "{" + ",".join(parts) + "}"

@@ -14,6 +14,7 @@ import sqlalchemy as sa
 from sqlalchemy.dialects.postgresql import ARRAY
 
 from consent.addresses import AddressError, normalize
+from consent.database import org_is, pg_array
 from consent.e164 import SHAPE as E164_SHAPE
 from consent.e164 import verdict
 from consent.extensions import db
@@ -168,7 +169,7 @@ def statuses_of(org_id: int, channel: str, addresses: Sequence[str]) -> dict[str
             wanted.join(
                 table,
                 sa.and_(
-                    table.c.organization_id == org_id,
+                    org_is(table.c.organization_id, org_id),
                     table.c.channel == Channel(channel).value,
                     table.c.address == wanted.c.address,
                 ),
@@ -185,18 +186,10 @@ def statuses_of(org_id: int, channel: str, addresses: Sequence[str]) -> dict[str
     for start in range(0, len(addresses), size):
         chunk = list(addresses[start : start + size])
         rows = db.session.execute(
-            stmt, {"chunk": _array_literal(chunk) if postgres else json.dumps(chunk)}
+            stmt, {"chunk": pg_array(chunk) if postgres else json.dumps(chunk)}
         )
         packed = rows.scalar()
         if packed:
             words = packed.split(" ")
             found.update(zip(words[::2], words[1::2], strict=True))
     return found
-
-
-def _array_literal(values: list[str]) -> str:
-    """A PostgreSQL text[] literal of the values, each double-quoted ({"a","b"})."""
-    joined = "".join(values)
-    if '"' in joined or "\\" in joined:  # not in a normalized address, but be exact
-        values = [v.replace("\\", "\\\\").replace('"', '\\"') for v in values]
-    return '{"' + '","'.join(values) + '"}'

@@ -9,15 +9,17 @@ It flushes; the caller commits (and the outbox delivers after the commit).
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterable
 from dataclasses import dataclass, field
+from datetime import datetime
 
 import sqlalchemy as sa
 from sqlalchemy.exc import IntegrityError
 
 from consent import notifications
 from consent.addresses import format_phone, phone_digits
-from consent.database import begin_write, is_sqlite
+from consent.database import begin_write, is_sqlite, org_is, pg_array
 from consent.extensions import db
 from consent.models import (
     Channel,
@@ -140,7 +142,7 @@ def current(org: Organization | int, channel: str, address: str) -> ConsentState
     org_id = org if isinstance(org, int) else org.id
     return db.session.scalars(
         sa.select(ConsentState).where(
-            ConsentState.organization_id == org_id,
+            org_is(ConsentState.organization_id, org_id),
             ConsentState.channel == channel,
             ConsentState.address == address,
         )
@@ -152,7 +154,7 @@ def _lock(org_id: int, channel: str, address: str) -> ConsentState | None:
     stmt = (
         sa.select(ConsentState)
         .where(
-            ConsentState.organization_id == org_id,
+            org_is(ConsentState.organization_id, org_id),
             ConsentState.channel == channel,
             ConsentState.address == address,
         )
@@ -370,7 +372,7 @@ def _status_before_bounce(org_id: int, channel: str, address: str) -> Status:
     last_bounce = db.session.scalars(
         sa.select(ConsentEvent)
         .where(
-            ConsentEvent.organization_id == org_id,
+            org_is(ConsentEvent.organization_id, org_id),
             ConsentEvent.channel == channel,
             ConsentEvent.address == address,
             ConsentEvent.to_status == Status.BOUNCED,
@@ -521,12 +523,16 @@ def opt_out_many(
     source: Source,
     actor: Actor,
     origin: Origin | None = None,
-    confirm: bool = False,
 ) -> dict[str, str]:
     """Opt out many addresses of one channel in one transaction, a few statements per call.
 
     Returns {address: "imported" | "already"}. Same rules and events as `change`, without the
-    per-row round trips. Callers pass chunks of about 1,000 and commit between them.
+    per-row round trips. Callers pass chunks (an import: optout_import.CHUNK) and commit
+    between them.
+
+    Addresses the organization has never seen (nearly every row of an import) are created with
+    their event in one step: state version 1, `last_event_id` set, no second write of the row.
+    Known addresses are locked, and those not already opted out get an event and an update.
     """
     channel = Channel(channel)
     source = Source(source)
@@ -537,55 +543,90 @@ def opt_out_many(
     if refusal is not None:
         raise ValueError(refusal.reason)
     begin_write()
-    addresses = [row.address for row in rows]
-    states = _lock_many(org.id, channel, addresses)
-    now = utcnow()
-    origin = origin or Origin()
-    label = actor.label[:200] or actor.key
-
+    write = _BulkWrite(org.id, channel, source, actor, origin or Origin(), utcnow())
+    states = _lock_many(org.id, channel, [row.address for row in rows])
+    result: dict[str, str] = {}
     new_rows = [row for row in rows if row.address not in states]
     if new_rows:
-        _insert_placeholders(org.id, channel, new_rows, source, label, actor.user_id, now)
-        # Includes rows another transaction created meanwhile (version > 0): treated as existing.
-        states.update(_lock_many(org.id, channel, [row.address for row in new_rows]))
-
-    result: dict[str, str] = {}
-    events: list[dict] = []
-    changed_rows: list[tuple[BulkRow, sa.Row]] = []
+        created = _create_many(write, new_rows)
+        result.update(dict.fromkeys(created, "imported"))
+        # PostgreSQL: another transaction created some of them meanwhile; they are known now.
+        raced = [row.address for row in new_rows if row.address not in created]
+        if raced:
+            states.update(_lock_many(org.id, channel, raced))
+    changed_rows = []
     for row in rows:
-        state = states[row.address]
-        fresh = state.version == 0
-        if not fresh and state.status == Status.OPTED_OUT:
-            result[row.address] = "already"
+        if row.address in result:
             continue
-        result[row.address] = "imported"
-        changed_rows.append((row, state))
-        events.append(
-            {
-                "organization_id": org.id,
-                "channel": channel,
-                "address": row.address,
-                "kind": "change",
-                "from_status": None if fresh else state.status,
-                "to_status": Status.OPTED_OUT,
-                "carrier_block": bool(state.carrier_block) and not fresh,
-                "source": source,
-                "actor": actor.key,
-                "actor_user_id": actor.user_id,
-                "actor_label": actor.label[:200],
-                "occurred_at": now,
-                "ip": origin.ip,
-                "user_agent": (origin.user_agent or "")[:500] or None,
-                "note": row.note,
-                "evidence": row.evidence,
-                "state_version": state.version + 1,
-            }
-        )
-    if not events:
-        return result
-    # Core statements, not ORM ones: an import sends a thousand rows per call, and the ORM's
-    # per-row bookkeeping cost more than the database did.
+        state = states[row.address]
+        if state.status == Status.OPTED_OUT:
+            result[row.address] = "already"
+        else:
+            result[row.address] = "imported"
+            changed_rows.append((row, state))
+    if changed_rows:
+        _change_many(write, changed_rows)
+    return result
+
+
+@dataclass(frozen=True)
+class _BulkWrite:
+    """What every row of one opt_out_many call shares: who, how, when."""
+
+    org_id: int
+    channel: Channel
+    source: Source
+    actor: Actor
+    origin: Origin
+    now: datetime
+
+    @property
+    def label(self) -> str:
+        return self.actor.label[:200] or self.actor.key
+
+    def event(self, row: BulkRow, from_status, carrier_block: bool, version: int) -> dict:
+        return {
+            "organization_id": self.org_id,
+            "channel": self.channel,
+            "address": row.address,
+            "kind": "change",
+            "from_status": from_status,
+            "to_status": Status.OPTED_OUT,
+            "carrier_block": carrier_block,
+            "source": self.source,
+            "actor": self.actor.key,
+            "actor_user_id": self.actor.user_id,
+            "actor_label": self.actor.label[:200],
+            "occurred_at": self.now,
+            "ip": self.origin.ip,
+            "user_agent": (self.origin.user_agent or "")[:500] or None,
+            "note": row.note,
+            "evidence": row.evidence,
+            "state_version": version,
+        }
+
+    def state(self, row: BulkRow, carrier_block: bool, version: int, event_id: int) -> dict:
+        return {
+            "status": Status.OPTED_OUT,
+            "carrier_block": carrier_block,
+            "source": self.source,
+            "changed_at": self.now,
+            "changed_by": self.label,
+            "changed_by_user_id": self.actor.user_id,
+            "note": row.note,
+            "version": version,
+            "last_event_id": event_id,
+        }
+
+
+def _change_many(write: _BulkWrite, changed_rows: list[tuple[BulkRow, sa.Row]]) -> None:
+    """Known addresses, locked, not yet opted out: one event each, then the states move."""
+    # Core statements, not ORM ones: the ORM's per-row bookkeeping costs more than the database.
     events_table = ConsentEvent.__table__
+    events = [
+        write.event(row, state.status, bool(state.carrier_block), state.version + 1)
+        for row, state in changed_rows
+    ]
     event_ids = (
         db.session.execute(
             sa.insert(events_table).returning(events_table.c.id, sort_by_parameter_order=True),
@@ -594,34 +635,168 @@ def opt_out_many(
         .scalars()
         .all()
     )
-    states_table = ConsentState.__table__
     updates = [
-        {
-            "state_id": state.id,
-            "status": Status.OPTED_OUT,
-            "carrier_block": bool(state.carrier_block) and state.version > 0,
-            "source": source,
-            "changed_at": now,
-            "changed_by": label,
-            "changed_by_user_id": actor.user_id,
-            "note": row.note,
-            "version": state.version + 1,
-            "last_event_id": event_id,
-        }
+        {"state_id": state.id}
+        | write.state(row, bool(state.carrier_block), state.version + 1, event_id)
         for (row, state), event_id in zip(changed_rows, event_ids, strict=True)
     ]
+    states_table = ConsentState.__table__
     db.session.execute(
         sa.update(states_table)
         .where(states_table.c.id == sa.bindparam("state_id"))
         .values({name: sa.bindparam(name) for name in updates[0] if name != "state_id"}),
         updates,
     )
-    if confirm:
-        for (_row, state), event_id in zip(changed_rows, event_ids, strict=True):
-            loaded = db.session.get(ConsentState, state.id, populate_existing=True)
-            event = db.session.get(ConsentEvent, event_id)
-            notifications.after_change(org, loaded, event, confirm=True, notify_org=False)
-    return result
+
+
+def _create_many(write: _BulkWrite, rows: list[BulkRow]) -> set[str]:
+    """Create the states of addresses not seen before, each with its first event (version 1).
+
+    Returns the addresses created. SQLite: the transaction holds the write lock, so all are;
+    the event ids are the next rowids, and both inserts go through the driver's executemany
+    (values converted once by the columns' own types). PostgreSQL: one statement inserts the
+    states (ON CONFLICT DO NOTHING, an event id from the sequence each) and the events of the
+    rows that went in; its foreign keys are checked at the end of the statement.
+    """
+    if is_sqlite():
+        return _create_many_sqlite(write, rows)
+    return _create_many_postgresql(write, rows)
+
+
+def _insert_many(
+    cursor, table: sa.Table, shared: dict, varying: tuple[str, ...], rows: Iterable[tuple]
+) -> None:
+    """The driver's executemany of INSERTs: the `shared` values, converted once, then each
+    row's `varying` values, each converted by its column's own type (what SQLAlchemy would
+    send, without its per-row bookkeeping)."""
+    dialect = db.session.get_bind().dialect
+
+    def processor(name: str):
+        return table.c[name].type.dialect_impl(dialect).bind_processor(dialect)
+
+    fixed = tuple(
+        convert(value) if (convert := processor(name)) else value for name, value in shared.items()
+    )
+    converters = [(i, convert) for i, name in enumerate(varying) if (convert := processor(name))]
+
+    def driver_row(values: tuple) -> tuple:
+        if converters:
+            values = list(values)
+            for i, convert in converters:
+                values[i] = convert(values[i])
+        return fixed + tuple(values)
+
+    names = (*shared, *varying)
+    sql = f"INSERT INTO {table.name} ({', '.join(names)}) VALUES ({', '.join('?' * len(names))})"  # noqa: S608
+    cursor.executemany(sql, map(driver_row, rows))
+
+
+def _create_many_sqlite(write: _BulkWrite, rows: list[BulkRow]) -> set[str]:
+    cursor = db.session.connection().connection.driver_connection.cursor()
+    try:
+        # Under the write lock (begin_write): nobody else can take these rowids meanwhile.
+        (first_id,) = cursor.execute(
+            "SELECT coalesce(max(id), 0) + 1 FROM consent_events"
+        ).fetchone()
+        # Event ids in the caller's (the file's) order; rows written in address order, so
+        # each index is filled page by page rather than at a thousand random places.
+        numbered = sorted(enumerate(rows, start=first_id), key=lambda pair: pair[1].address)
+        shared_event = write.event(rows[0], None, False, 1)
+        for name in ("address", "note", "evidence"):
+            del shared_event[name]
+        _insert_many(
+            cursor,
+            ConsentEvent.__table__,
+            shared_event,
+            ("id", "address", "note", "evidence"),
+            ((event_id, row.address, row.note, row.evidence) for event_id, row in numbered),
+        )
+        shared_state = write.state(rows[0], False, 1, 0)
+        del shared_state["note"], shared_state["last_event_id"]
+        _insert_many(
+            cursor,
+            ConsentState.__table__,
+            {"organization_id": write.org_id, "channel": write.channel} | shared_state,
+            ("address", "sort_key", "digits", "note", "last_event_id"),
+            (
+                (row.address, *_sort_fields(write.channel, row.address), row.note, event_id)
+                for event_id, row in numbered
+            ),
+        )
+    finally:
+        cursor.close()
+    return {row.address for row in rows}
+
+
+# One statement per chunk: the states that are new (ON CONFLICT DO NOTHING skips any another
+# transaction created meanwhile), each with its event id, then those rows' events, both in
+# address order (each index filled page by page). The foreign key from a state to its event is
+# checked at the end of the statement, when both are in.
+_PG_CREATE = sa.text(
+    """
+    WITH input AS (
+        SELECT * FROM unnest(
+            CAST(:ids AS bigint[]), CAST(:addresses AS text[]), CAST(:sort_keys AS text[]),
+            CAST(:digits AS text[]), CAST(:notes AS text[]), CAST(:evidence AS text[])
+        ) AS t(id, address, sort_key, digits, note, evidence)
+    ), created AS (
+        INSERT INTO consent_states (
+            organization_id, channel, address, sort_key, digits, status, carrier_block, source,
+            changed_at, changed_by, changed_by_user_id, note, version, last_event_id
+        )
+        SELECT CAST(:org_id AS integer), CAST(:channel AS varchar), address, sort_key, digits,
+            'opted_out', false, CAST(:source AS varchar), CAST(:now AS timestamp),
+            CAST(:label AS varchar), CAST(:user_id AS integer), note, 1, id
+        FROM input
+        ORDER BY address
+        ON CONFLICT (organization_id, channel, address) DO NOTHING
+        RETURNING last_event_id
+    )
+    INSERT INTO consent_events (
+        id, organization_id, channel, address, kind, from_status, to_status, carrier_block,
+        source, actor, actor_user_id, actor_label, occurred_at, ip, user_agent, note, evidence,
+        state_version
+    )
+    SELECT input.id, CAST(:org_id AS integer), CAST(:channel AS varchar), input.address,
+        'change', NULL, 'opted_out', false, CAST(:source AS varchar), CAST(:actor AS varchar),
+        CAST(:user_id AS integer), CAST(:actor_label AS varchar), CAST(:now AS timestamp),
+        CAST(:ip AS varchar), CAST(:user_agent AS varchar), input.note,
+        CAST(input.evidence AS json), 1
+    FROM input JOIN created ON created.last_event_id = input.id
+    ORDER BY input.address
+    RETURNING address
+    """
+)
+_PG_EVENT_IDS = sa.text(
+    "SELECT nextval('consent_events_id_seq') FROM generate_series(1, :count) ORDER BY 1"
+)
+
+
+def _create_many_postgresql(write: _BulkWrite, rows: list[BulkRow]) -> set[str]:
+    # Event ids in the caller's (the file's) order; ids of rows another transaction created
+    # meanwhile are left unused.
+    ids = db.session.scalars(_PG_EVENT_IDS, {"count": len(rows)}).all()
+    sort_fields = [_sort_fields(write.channel, row.address) for row in rows]
+    event = write.event(rows[0], None, False, 1)
+    params = {
+        "ids": pg_array(ids),
+        "addresses": pg_array(row.address for row in rows),
+        "sort_keys": pg_array(sort_key for sort_key, _digits in sort_fields),
+        "digits": pg_array(digits for _sort_key, digits in sort_fields),
+        "notes": pg_array(row.note for row in rows),
+        "evidence": pg_array(json.dumps(row.evidence) for row in rows),
+        "org_id": write.org_id,
+        "channel": write.channel.value,
+        "source": write.source.value,
+        "now": write.now,
+        "label": write.label,
+        "user_id": write.actor.user_id,
+        "actor": event["actor"],
+        "actor_label": event["actor_label"],
+        "ip": event["ip"],
+        "user_agent": event["user_agent"],
+    }
+    return set(db.session.execute(_PG_CREATE, params).scalars())
 
 
 def _lock_many(org_id: int, channel: str, addresses: list[str]) -> dict[str, sa.Row]:
@@ -630,7 +805,7 @@ def _lock_many(org_id: int, channel: str, addresses: list[str]) -> dict[str, sa.
     columns = (table.c.id, table.c.address, table.c.status, table.c.carrier_block, table.c.version)
     if is_sqlite():
         stmt = sa.select(*columns).where(
-            table.c.organization_id == org_id,
+            org_is(table.c.organization_id, org_id),
             table.c.channel == channel,
             table.c.address.in_(addresses),
         )
@@ -649,7 +824,7 @@ def _lock_many(org_id: int, channel: str, addresses: list[str]) -> dict[str, sa.
         found = (
             sa.select(*columns)
             .where(
-                table.c.organization_id == org_id,
+                org_is(table.c.organization_id, org_id),
                 table.c.channel == channel,
                 table.c.address == wanted.c.address,
             )
@@ -658,36 +833,3 @@ def _lock_many(org_id: int, channel: str, addresses: list[str]) -> dict[str, sa.
         )
         stmt = sa.select(*found.c).select_from(wanted).join(found, sa.true())
     return {row.address: row for row in db.session.execute(stmt)}
-
-
-def _insert_placeholders(org_id, channel, rows, source, label, user_id, now) -> None:
-    """Insert version-0 states, made real by the update that follows. On PostgreSQL a row
-    that another transaction created meanwhile is left alone (ON CONFLICT DO NOTHING)."""
-    values = []
-    for row in rows:
-        sort_key, digits = _sort_fields(channel, row.address)
-        values.append(
-            {
-                "organization_id": org_id,
-                "channel": channel,
-                "address": row.address,
-                "sort_key": sort_key,
-                "digits": digits,
-                "status": Status.OPTED_OUT,
-                "carrier_block": False,
-                "source": source,
-                "changed_at": now,
-                "changed_by": label,
-                "changed_by_user_id": user_id,
-                "version": 0,
-            }
-        )
-    if is_sqlite():
-        db.session.execute(sa.insert(ConsentState.__table__), values)
-        return
-    from sqlalchemy.dialects.postgresql import insert as pg_insert
-
-    stmt = pg_insert(ConsentState.__table__).on_conflict_do_nothing(
-        index_elements=["organization_id", "channel", "address"]
-    )
-    db.session.execute(stmt, values)

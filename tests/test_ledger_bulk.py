@@ -1,13 +1,16 @@
 """ledger.opt_out_many (the import's database part) and the national digits it stores."""
 
+import threading
+import time
+
 import phonenumbers
 import pytest
 import sqlalchemy as sa
 
-from consent import ledger
+from consent import eligibility, ledger
 from consent.addresses import phone_digits
 from consent.extensions import db
-from consent.models import ConsentEvent, Source, Status
+from consent.models import Channel, ConsentEvent, ConsentState, Organization, Role, Source, Status
 from tests import factories
 
 
@@ -66,3 +69,134 @@ def test_phone_digits_are_the_national_number(region):
         example = phonenumbers.example_number_for_type(region, kind)
         e164 = phonenumbers.format_number(example, phonenumbers.PhoneNumberFormat.E164)
         assert phone_digits(e164) == phonenumbers.national_significant_number(example)
+
+
+def test_created_state_and_event_match_a_single_opt_out(app):
+    """A state that opt_out_many creates, and its event, hold what `ledger.change` would have
+    written for the same opt-out: who, when, how, the evidence; version 1, linked both ways."""
+    org = factories.make_org()
+    user = factories.make_user(org, "office@example.org", Role.ORG)
+    db.session.commit()
+    actor = ledger.Actor.for_user(user)
+    origin = ledger.Origin(ip="203.0.113.9", user_agent="Import test")
+    rows = [
+        ledger.BulkRow("+12025550140", {"file": "a.csv", "row": 2, "batch": 7}, "from the office"),
+        ledger.BulkRow("rivera@example.org", {"file": "a.csv", "row": 3, "batch": 7}),
+    ]
+    ledger.opt_out_many(org, "text", rows[:1], source=Source.IMPORT, actor=actor, origin=origin)
+    ledger.opt_out_many(org, "email", rows[1:], source=Source.IMPORT, actor=actor, origin=origin)
+    ledger.opt_out(
+        org, "voice", "+12025550140", source=Source.IMPORT, actor=actor, origin=origin,
+        note="from the office",
+    )  # fmt: skip
+    db.session.commit()
+    db.session.expire_all()
+
+    bulk = ledger.current(org, "text", "+12025550140")
+    single = ledger.current(org, "voice", "+12025550140")
+    for name in ("status", "carrier_block", "source", "changed_by", "changed_by_user_id", "note",
+                 "version", "sort_key", "digits"):  # fmt: skip
+        assert getattr(bulk, name) == getattr(single, name), name
+    event = db.session.get(ConsentEvent, bulk.last_event_id)
+    single_event = db.session.get(ConsentEvent, single.last_event_id)
+    for name in ("kind", "from_status", "to_status", "carrier_block", "source", "actor",
+                 "actor_user_id", "actor_label", "ip", "user_agent", "note", "state_version"):  # fmt: skip
+        assert getattr(event, name) == getattr(single_event, name), name
+    assert (event.address, event.channel, event.evidence) == (
+        "+12025550140",
+        Channel.TEXT,
+        {"file": "a.csv", "row": 2, "batch": 7},
+    )
+    assert event.occurred_at == bulk.changed_at
+    assert bulk.changed_by_user_id == user.id and event.actor == f"user:{user.id}"
+
+    email = ledger.current(org, "email", "rivera@example.org")
+    assert (email.status, email.version, email.sort_key, email.digits) == (
+        Status.OPTED_OUT,
+        1,
+        "rivera@example.org",
+        None,
+    )
+    assert db.session.get(ConsentEvent, email.last_event_id).address == "rivera@example.org"
+
+
+def test_created_rows_get_their_events_in_row_order(app):
+    """A thousand new numbers: one event each, ids ascending in file order, each state pointing
+    at its own event; the eligibility answer is opted_out for every one."""
+    org = factories.make_org()
+    db.session.commit()
+    numbers = [f"+1202555{n:04d}" for n in range(1000, 2000)]
+    rows = [ledger.BulkRow(number, {"row": i}) for i, number in enumerate(numbers)]
+    result = ledger.opt_out_many(
+        org, "text", rows, source=Source.IMPORT, actor=ledger.Actor.system()
+    )
+    db.session.commit()
+    assert set(result.values()) == {"imported"}
+    events = db.session.execute(
+        sa.select(ConsentEvent.id, ConsentEvent.address, ConsentEvent.evidence)
+        .where(ConsentEvent.organization_id == org.id)
+        .order_by(ConsentEvent.id)
+    ).all()
+    assert [e.address for e in events] == numbers
+    assert [e.evidence["row"] for e in events] == list(range(1000))
+    links = dict(
+        db.session.execute(
+            sa.select(ConsentState.address, ConsentState.last_event_id).where(
+                ConsentState.organization_id == org.id
+            )
+        ).all()
+    )
+    assert links == {e.address: e.id for e in events}
+    answers = eligibility.check_many(org, "text", numbers)
+    assert {answer.reason for answer in answers} == {"opted_out"}
+
+
+def test_two_imports_of_the_same_new_numbers_at_once(app):
+    """Two imports race for the same new numbers: the second waits for the first, then finds
+    them opted out ("already"): one state and one event per number, never two."""
+    org = factories.make_org()
+    db.session.commit()
+    org_id = org.id
+    numbers = [f"+1202555{n:04d}" for n in range(3000, 3200)]
+    first_wrote = threading.Event()
+    results: dict[str, dict] = {}
+    errors: list[BaseException] = []
+
+    def importer(name: str, hold: float) -> None:
+        try:
+            with app.app_context():
+                organization = db.session.get(Organization, org_id)
+                rows = [ledger.BulkRow(number, {"importer": name}) for number in numbers]
+                results[name] = ledger.opt_out_many(
+                    organization, "text", rows, source=Source.IMPORT, actor=ledger.Actor.system()
+                )
+                first_wrote.set()
+                time.sleep(hold)  # the other importer is at its insert meanwhile
+                db.session.commit()
+                db.session.remove()
+        except BaseException as exc:  # reported by the test thread
+            errors.append(exc)
+            first_wrote.set()
+
+    first = threading.Thread(target=importer, args=("first", 0.5))
+    first.start()
+    assert first_wrote.wait(10)
+    second = threading.Thread(target=importer, args=("second", 0))
+    second.start()
+    first.join(20)
+    second.join(20)
+    assert not errors, errors
+    assert set(results["first"].values()) == {"imported"}
+    assert set(results["second"].values()) == {"already"}
+    db.session.rollback()  # a fresh snapshot, after both imports
+    counts = db.session.execute(
+        sa.select(ConsentEvent.address, sa.func.count())
+        .where(ConsentEvent.organization_id == org_id)
+        .group_by(ConsentEvent.address)
+    ).all()
+    assert dict(counts) == dict.fromkeys(numbers, 1)
+    states = db.session.scalars(
+        sa.select(ConsentState).where(ConsentState.organization_id == org_id)
+    ).all()
+    assert len(states) == len(numbers)
+    assert {(s.status, s.version) for s in states} == {(Status.OPTED_OUT, 1)}
