@@ -390,11 +390,34 @@ def _add_missing_indexes(db, quiet: bool) -> None:
     for table in db.metadata.sorted_tables:
         have = {index["name"] for index in inspector.get_indexes(table.name)}
         for index in table.indexes:
-            if index.name not in have and here(index, index.name, "index", False, None):
+            if not here(index, index.name, "index", False, None):
+                continue
+            if index.name in have and _partial(index, engine) and not _partial_in(engine, index):
+                if not quiet:
+                    print(f"making index {index.name} partial")
+                index.drop(engine)
+                have.discard(index.name)
+            if index.name not in have:
                 if not quiet:
                     print(f"adding index {index.name}")
                 index.create(engine)
                 _analyze(engine)
+
+
+def _partial(index: sa.Index, engine) -> bool:
+    """The model's index has a WHERE clause on this database."""
+    return index.dialect_options[engine.dialect.name].get("where") is not None
+
+
+def _partial_in(engine, index: sa.Index) -> bool:
+    """The database's index of that name has a WHERE clause (a migration's partial index)."""
+    if engine.dialect.name == "sqlite":
+        query = "SELECT sql FROM sqlite_master WHERE type = 'index' AND name = :name"
+    else:
+        query = "SELECT indexdef FROM pg_indexes WHERE indexname = :name"
+    with engine.connect() as conn:
+        definition = conn.execute(sa.text(query), {"name": index.name}).scalar() or ""
+    return " WHERE " in definition.upper()
 
 
 def _marker(engine) -> dict | None:

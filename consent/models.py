@@ -226,15 +226,35 @@ class Student(Person, db.Model):
 _ONE_OWNER = "(contact_id IS NULL) <> (student_id IS NULL)"
 
 
+def _owner_indexes(table: str) -> tuple[sa.Index, ...]:
+    """An address belongs to a contact or to a student, so each owner column is mostly NULL
+    in one of the two tables (no student has an email in many districts). Full indexes then
+    tell SQLite's planner, after ANALYZE, that a student id matches every row (they count
+    the NULLs), and it scans the table instead (11 ms per account page at 200,000 emails).
+    Indexes of the non-NULL rows only hold what a lookup by owner can find."""
+    return tuple(
+        sa.Index(
+            f"ix_{table}_{column}",
+            column,
+            sqlite_where=sa.text(f"{column} IS NOT NULL"),
+            postgresql_where=sa.text(f"{column} IS NOT NULL"),
+        )
+        for column in ("contact_id", "student_id")
+    )
+
+
 class Phone(db.Model):
     """A phone number of a contact or a student, with its type."""
 
     __tablename__ = "phones"
-    __table_args__ = (sa.CheckConstraint(_ONE_OWNER, name="one_owner"),)
+    __table_args__ = (
+        sa.CheckConstraint(_ONE_OWNER, name="one_owner"),
+        *_owner_indexes("phones"),
+    )
 
     id: Mapped[int] = mapped_column(primary_key=True)
-    contact_id: Mapped[int | None] = mapped_column(sa.ForeignKey("contacts.id"), index=True)
-    student_id: Mapped[int | None] = mapped_column(sa.ForeignKey("students.id"), index=True)
+    contact_id: Mapped[int | None] = mapped_column(sa.ForeignKey("contacts.id"))
+    student_id: Mapped[int | None] = mapped_column(sa.ForeignKey("students.id"))
     number: Mapped[str] = mapped_column(sa.String(20), index=True)  # E.164
     kind: Mapped[PhoneKind] = mapped_column(_enum(PhoneKind, "phone_kind"))
     is_primary: Mapped[bool] = mapped_column(default=False)
@@ -251,11 +271,14 @@ class EmailAddress(db.Model):
     """An email address of a contact or a student."""
 
     __tablename__ = "email_addresses"
-    __table_args__ = (sa.CheckConstraint(_ONE_OWNER, name="one_owner"),)
+    __table_args__ = (
+        sa.CheckConstraint(_ONE_OWNER, name="one_owner"),
+        *_owner_indexes("email_addresses"),
+    )
 
     id: Mapped[int] = mapped_column(primary_key=True)
-    contact_id: Mapped[int | None] = mapped_column(sa.ForeignKey("contacts.id"), index=True)
-    student_id: Mapped[int | None] = mapped_column(sa.ForeignKey("students.id"), index=True)
+    contact_id: Mapped[int | None] = mapped_column(sa.ForeignKey("contacts.id"))
+    student_id: Mapped[int | None] = mapped_column(sa.ForeignKey("students.id"))
     address: Mapped[str] = mapped_column(sa.String(320), index=True)  # lower-case
 
     contact: Mapped[Contact | None] = relationship(back_populates="emails")
