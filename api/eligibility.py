@@ -16,6 +16,7 @@ from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
 from api.openapi import MAX_ADDRESSES, document
 from consent.addresses import CHANNELS
 from consent.app import current_organization, read_only
+from consent.database import reads_without_transaction
 from consent.eligibility import REASONS, check_one, check_rows
 from consent.extensions import csrf
 
@@ -88,6 +89,7 @@ def eligibility_many():
     for index, address in enumerate(addresses):
         if not isinstance(address, str):
             return error(f"addresses[{index}] must be a string.", 400)
+    reads_without_transaction()
     org = current_organization()
     if org is None:
         return error("No organization is set up yet.", 503)
@@ -104,6 +106,7 @@ def eligibility_one():
         return error("channel must be one of: text, voice, email.", 400)
     if address is None:
         return error("address is required.", 400)
+    reads_without_transaction()
     org = current_organization()
     if org is None:
         return error("No organization is set up yet.", 503)

@@ -334,3 +334,38 @@ def test_bulk_post_is_marked_read_only(app):
     """The bulk POST only reads, so it does not take SQLite's write lock."""
     assert app.view_functions["api.eligibility_many"].read_only is True
     assert not getattr(app.view_functions["sms.inbound"], "read_only", False)
+
+
+@pytest.mark.parametrize("method", ["GET", "POST"])
+def test_eligibility_reads_without_a_transaction(app, org, client, monkeypatch, method):
+    """PostgreSQL: an eligibility check opens no transaction (no BEGIN, no ROLLBACK round
+    trips); its answers are the same."""
+    if db.engine.dialect.name != "postgresql":
+        pytest.skip("PostgreSQL's autocommit (SQLite reads need no round trips)")
+    import psycopg
+
+    from api import eligibility as api_eligibility
+
+    statuses = []
+    name = "check_one" if method == "GET" else "check_rows"
+    real = getattr(api_eligibility, name)
+
+    def spy(*args, **kwargs):
+        result = real(*args, **kwargs)
+        driver = db.session.connection().connection.driver_connection
+        statuses.append(driver.info.transaction_status)
+        return result
+
+    monkeypatch.setattr(api_eligibility, name, spy)
+    db.session.remove()  # as a fresh request would find it
+    if method == "GET":
+        response = client.get(URL, query_string={"channel": "text", "address": "+12025550111"},
+                              headers=KEY)  # fmt: skip
+        reasons = [response.get_json()["reason"]]
+    else:
+        response = client.post(URL, json={"channel": "text", "addresses": ["+12025550111",
+                               "+12025550113"]}, headers=KEY)  # fmt: skip
+        reasons = [row["reason"] for row in response.get_json()["results"]]
+    assert response.status_code == 200
+    assert reasons == (["opted_out"] if method == "GET" else ["opted_out", "ok"])
+    assert statuses == [psycopg.pq.TransactionStatus.IDLE]
