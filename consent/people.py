@@ -94,13 +94,14 @@ def search_clause(model: type[Contact] | type[Student], query: str, region: str 
         return model.id.in_(sa.select(owner).where(matches))
     words = [w for w in re.split(r"[\s,]+", text) if w][:5]
     return sa.and_(
+        sa.true(),
         *(
             sa.or_(
                 model.first_name.ilike(_like_escape(w) + "%", escape="\\"),
                 model.last_name.ilike(_like_escape(w) + "%", escape="\\"),
             )
             for w in words
-        )
+        ),
     )
 
 
