@@ -89,11 +89,11 @@ def eligibility_many():
     for index, address in enumerate(addresses):
         if not isinstance(address, str):
             return error(f"addresses[{index}] must be a string.", 400)
-    reads_without_transaction()
-    org = current_organization()
-    if org is None:
-        return error("No organization is set up yet.", 503)
-    rows = check_rows(org, channel, addresses)
+    with reads_without_transaction():
+        org = current_organization()
+        if org is None:
+            return error("No organization is set up yet.", 503)
+        rows = check_rows(org, channel, addresses)
     return Response(results_json(rows), mimetype="application/json")
 
 
@@ -106,11 +106,12 @@ def eligibility_one():
         return error("channel must be one of: text, voice, email.", 400)
     if address is None:
         return error("address is required.", 400)
-    reads_without_transaction()
-    org = current_organization()
-    if org is None:
-        return error("No organization is set up yet.", 503)
-    return jsonify(check_one(org, channel, address).as_dict())
+    with reads_without_transaction():
+        org = current_organization()
+        if org is None:
+            return error("No organization is set up yet.", 503)
+        answer = check_one(org, channel, address)
+    return jsonify(answer.as_dict())
 
 
 _ROW = '{"address":%s,"normalized":%s,"allowed":%s,"reason":"%s"}'

@@ -7,7 +7,8 @@ writers queue instead of failing. PostgreSQL: ordinary transactions; the ledger 
 from __future__ import annotations
 
 import sqlite3
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
@@ -173,14 +174,21 @@ def pg_array(values: Iterable[object]) -> str:
     return "{" + ",".join(parts) + "}"
 
 
-def reads_without_transaction(session=None) -> None:
-    """PostgreSQL: this session's reads until it ends run without BEGIN and ROLLBACK (each
+@contextmanager
+def reads_without_transaction(session=None) -> Iterator[None]:
+    """PostgreSQL: the session's reads inside the block run without BEGIN and ROLLBACK (each
     statement its own snapshot). For a request that only reads, one statement at a time, such
-    as an eligibility check: two round trips of the four it would make, a third of its time
-    at the database. Call before the session's first statement; SQLite: nothing changes."""
+    as an eligibility check: two round trips fewer of the four it would make. At the end the
+    session's transaction is ended, so whatever uses the session next gets a real one. Used
+    before the session's first statement; otherwise (and on SQLite) it changes nothing."""
     session = session or db.session
     if isinstance(session, sa.orm.scoped_session):
         session = session()
     if session.in_transaction() or session.get_bind().dialect.name != "postgresql":
+        yield
         return
     session.connection(execution_options={"isolation_level": "AUTOCOMMIT"})
+    try:
+        yield
+    finally:
+        session.rollback()  # nothing to roll back: ends the autocommit transaction
