@@ -3,9 +3,9 @@
 The file is read by consent.importfile (streamed, row by row). Phones go to text and/or voice,
 emails to email; "all" means every channel that fits the address. The import writes through
 `ledger.opt_out_many` in chunks of CHUNK rows with a commit per chunk, so a 100,000-row
-file never holds one long transaction (on SQLite, another writer waits at most one chunk); an ImportBatch keeps the counts and a bounded report
-(every count, plus the first rejected rows with their reasons). Each event's evidence names the
-file, the row and the batch.
+file never holds one long transaction (on SQLite, another writer waits at most one chunk); an
+ImportBatch keeps the counts and a bounded report (every count, plus the first rejected rows
+with their reasons). Each event's evidence names the file, the row and the batch.
 """
 
 from __future__ import annotations
@@ -36,7 +36,7 @@ __all__ = [
 CHANNEL_CHOICES = ("text", "voice", "email", "all")
 # Rows per transaction. Measured at a million opt-outs: 5,000 per chunk imported 1.4 times
 # faster than 1,000 on SQLite (fewer commits, index pages shared within a chunk), and a chunk
-# holds SQLite's write lock for about a quarter of a second.
+# holds SQLite's write lock for about half a second.
 CHUNK = 5_000
 REPORT_ROWS = 1_000  # rejected rows kept in the stored report (the counts are always complete)
 PREVIEW_GOOD_ROWS = (
