@@ -654,19 +654,20 @@ def _create_many(write: _BulkWrite, rows: list[BulkRow]) -> set[str]:
 
     Returns the addresses created. SQLite: the transaction holds the write lock, so all are;
     the event ids are the next rowids, and both inserts go through the driver's executemany
-    (values converted once by the columns' own types). PostgreSQL: one statement inserts the
-    states (ON CONFLICT DO NOTHING, an event id from the sequence each) and the events of the
-    rows that went in; its foreign keys are checked at the end of the statement.
+    (values converted once by the columns' own types). PostgreSQL: event ids are taken from the
+    sequence first, in the caller's order; then one statement inserts the states (ON CONFLICT
+    DO NOTHING) and the events of the rows that went in; its foreign keys are checked at the
+    end of the statement.
     """
     if is_sqlite():
         return _create_many_sqlite(write, rows)
     return _create_many_postgresql(write, rows)
 
 
-def _insert_many(
+def _sqlite_insert_many(
     cursor, table: sa.Table, shared: dict, varying: tuple[str, ...], rows: Iterable[tuple]
 ) -> None:
-    """The driver's executemany of INSERTs: the `shared` values, converted once, then each
+    """sqlite3's executemany of INSERTs: the `shared` values, converted once, then each
     row's `varying` values, each converted by its column's own type (what SQLAlchemy would
     send, without its per-row bookkeeping)."""
     dialect = db.session.get_bind().dialect
@@ -704,7 +705,7 @@ def _create_many_sqlite(write: _BulkWrite, rows: list[BulkRow]) -> set[str]:
         shared_event = write.event(rows[0], None, False, 1)
         for name in ("address", "note", "evidence"):
             del shared_event[name]
-        _insert_many(
+        _sqlite_insert_many(
             cursor,
             ConsentEvent.__table__,
             shared_event,
@@ -713,7 +714,7 @@ def _create_many_sqlite(write: _BulkWrite, rows: list[BulkRow]) -> set[str]:
         )
         shared_state = write.state(rows[0], False, 1, 0)
         del shared_state["note"], shared_state["last_event_id"]
-        _insert_many(
+        _sqlite_insert_many(
             cursor,
             ConsentState.__table__,
             {"organization_id": write.org_id, "channel": write.channel} | shared_state,
