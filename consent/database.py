@@ -66,15 +66,22 @@ def _take_pending_write() -> bool:
     return has_request_context() and bool(g.pop(PENDING_WRITE, False))
 
 
+def _plain(session=None) -> sa.orm.Session:
+    """The session itself: the app's (db.session) when none is given, unwrapped from its
+    scoped_session proxy."""
+    session = session or db.session
+    if isinstance(session, sa.orm.scoped_session):
+        session = session()
+    return session
+
+
 def begin_write_on_first_use(session=None) -> None:
     """Make this request a write unit, but take SQLite's write lock only when it first uses
     the database: a request refused before its view runs (rate limit, bad CSRF token) never
     touches the lock, so a flood of them cannot hold up real writers."""
     from flask import g
 
-    session = session or db.session
-    if isinstance(session, sa.orm.scoped_session):
-        session = session()
+    session = _plain(session)
     if not is_sqlite(session):
         return
     if session.in_transaction():
@@ -91,9 +98,7 @@ def begin_write(session=None) -> None:
     A transaction that already wrote holds the lock already. PostgreSQL: nothing to do here;
     the ledger locks rows.
     """
-    session = session or db.session
-    if isinstance(session, sa.orm.scoped_session):
-        session = session()
+    session = _plain(session)
     if not is_sqlite(session):
         return
     if session.info.get(WRITE_OPTION):
@@ -181,9 +186,7 @@ def reads_without_transaction(session=None) -> Iterator[None]:
     as an eligibility check: two round trips fewer of the four it would make. At the end the
     session's transaction is ended, so whatever uses the session next gets a real one. Used
     before the session's first statement; otherwise (and on SQLite) it changes nothing."""
-    session = session or db.session
-    if isinstance(session, sa.orm.scoped_session):
-        session = session()
+    session = _plain(session)
     if session.in_transaction() or session.get_bind().dialect.name != "postgresql":
         yield
         return
