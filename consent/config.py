@@ -81,7 +81,11 @@ def from_environment(instance_path: str, env: dict[str, str] | None = None) -> d
             "confirm": int(env.get("CONFIRM_LINK_DAYS") or 7) * 86400,
             "preferences": int(env.get("PREFERENCES_LINK_DAYS") or 60) * 86400,
             "unsubscribe": int(env.get("UNSUBSCRIBE_LINK_DAYS") or 60) * 86400,
+            "verify_email": int(env.get("VERIFY_EMAIL_LINK_DAYS") or 2) * 86400,
         },
+        # A landline's code is read out in a call (Twilio when configured, else recorded in
+        # the outbox); off: it goes by email to the owner's confirmed address instead.
+        "VERIFY_BY_CALL": _bool(env.get("VERIFY_BY_CALL"), True),
         "OUTBOX_MAX_ATTEMPTS": int(env.get("OUTBOX_MAX_ATTEMPTS") or 8),
         # How long a worker holds the messages it claimed; a worker that dies loses its
         # claim when the lease runs out, and another worker delivers them.

@@ -258,6 +258,10 @@ class Phone(db.Model):
     number: Mapped[str] = mapped_column(sa.String(20), index=True)  # E.164
     kind: Mapped[PhoneKind] = mapped_column(_enum(PhoneKind, "phone_kind"))
     is_primary: Mapped[bool] = mapped_column(default=False)
+    # When and how the number was proven to be its owner's (consent.verification). A row
+    # from the district's records is verified as it is made; a number a parent types is not.
+    verified_at: Mapped[datetime | None] = mapped_column(default=utcnow)
+    verified_by: Mapped[str | None] = mapped_column(sa.String(20), default="records")
 
     contact: Mapped[Contact | None] = relationship(back_populates="phones")
     student: Mapped[Student | None] = relationship(back_populates="phones")
@@ -280,6 +284,9 @@ class EmailAddress(db.Model):
     contact_id: Mapped[int | None] = mapped_column(sa.ForeignKey("contacts.id"))
     student_id: Mapped[int | None] = mapped_column(sa.ForeignKey("students.id"))
     address: Mapped[str] = mapped_column(sa.String(320), index=True)  # lower-case
+    # As for phones: verified when it comes from the district's records, not when typed.
+    verified_at: Mapped[datetime | None] = mapped_column(default=utcnow)
+    verified_by: Mapped[str | None] = mapped_column(sa.String(20), default="records")
 
     contact: Mapped[Contact | None] = relationship(back_populates="emails")
     student: Mapped[Student | None] = relationship(back_populates="emails")
@@ -287,6 +294,36 @@ class EmailAddress(db.Model):
     @property
     def owner(self) -> Contact | Student:
         return self.contact or self.student
+
+
+class AddressVerification(db.Model):
+    """One code or link sent to prove a phone or email of a record: the secret is kept only
+    as an HMAC, bound to the row and the address it was sent to (consent.verification)."""
+
+    __tablename__ = "address_verifications"
+    __table_args__ = (
+        sa.CheckConstraint("(phone_id IS NULL) <> (email_id IS NULL)", name="one_row"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    organization_id: Mapped[int] = mapped_column(sa.ForeignKey("organizations.id"))
+    phone_id: Mapped[int | None] = mapped_column(
+        sa.ForeignKey("phones.id", ondelete="CASCADE"), index=True
+    )
+    email_id: Mapped[int | None] = mapped_column(
+        sa.ForeignKey("email_addresses.id", ondelete="CASCADE"), index=True
+    )
+    address: Mapped[str] = mapped_column(sa.String(320))  # where it was sent from the row
+    method: Mapped[str] = mapped_column(sa.String(12))  # "text", "call", "email", "email_link"
+    sent_to: Mapped[str] = mapped_column(sa.String(320))
+    secret_hash: Mapped[str] = mapped_column(sa.String(64))
+    attempts: Mapped[int] = mapped_column(default=0)
+    requested_by_user_id: Mapped[int | None] = mapped_column(
+        sa.ForeignKey("users.id", ondelete="SET NULL"), index=True
+    )
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    expires_at: Mapped[datetime] = mapped_column()
+    used_at: Mapped[datetime | None] = mapped_column()
 
 
 class ConsentState(db.Model):
@@ -385,7 +422,7 @@ class OutboxMessage(db.Model):
     id: Mapped[int] = mapped_column(primary_key=True)
     organization_id: Mapped[int] = mapped_column(sa.ForeignKey("organizations.id"), index=True)
     idempotency_key: Mapped[str] = mapped_column(sa.String(200), unique=True)
-    channel: Mapped[str] = mapped_column(sa.String(8))  # "email" or "text"
+    channel: Mapped[str] = mapped_column(sa.String(8))  # "email", "text" or "voice" (a call)
     purpose: Mapped[str] = mapped_column(sa.String(40))
     to_address: Mapped[str] = mapped_column(sa.String(320), index=True)
     language: Mapped[str] = mapped_column(sa.String(8), default="en", server_default="en")

@@ -176,6 +176,31 @@ def queue_text(
     )
 
 
+def queue_call(
+    org: Organization,
+    *,
+    to: str,
+    purpose: str,
+    template: str,
+    key: str,
+    language: str = "en",
+    **context,
+) -> outbox.OutboxMessage:
+    """Render templates/voice/<template>.txt and queue it as a call to `to` that reads it out."""
+    context.update(org=org)
+    with force_locale(language):
+        body = " ".join(render_template(f"voice/{template}.txt", **context).split())
+    return outbox.queue(
+        organization_id=org.id,
+        channel="voice",
+        purpose=purpose,
+        to=to,
+        body=body,
+        key=key,
+        language=language,
+    )
+
+
 def after_change(
     org: Organization,
     state: ConsentState,

@@ -34,6 +34,9 @@ log = logging.getLogger(__name__)
 # Sent whatever the recipient's consent: the one confirmation of an opt-out, the link a person
 # asked for to opt back in, and notices to the organization's own address.
 EXEMPT_PURPOSES = frozenset({"optout_confirmation", "confirm_request", "org_notification"})
+# A code or link that proves an address: sent to an address with no choice yet (that is what
+# a new one is), never to one that opted out of the channel or bounced.
+VERIFICATION_PURPOSES = frozenset({"verify_code", "verify_email"})
 SMTP_TIMEOUT = 10
 
 
@@ -255,6 +258,13 @@ def _suppression_reason(message: OutboxMessage) -> str | None:
     from consent.models import Organization
 
     org = db.session.get(Organization, message.organization_id)
+    if message.purpose in VERIFICATION_PURPOSES:
+        from consent.ledger import current
+
+        state = current(org, message.channel, message.to_address)
+        if state is not None and (state.blocks_sending or state.carrier_block):
+            return f"not sent: {state.status}"
+        return None
     result = check_one(org, message.channel, message.to_address)
     if result.allowed:
         return None
@@ -264,6 +274,8 @@ def _suppression_reason(message: OutboxMessage) -> str | None:
 def _send(message: OutboxMessage) -> str:
     if message.channel == "email":
         return _send_email(message)
+    if message.channel == "voice":
+        return _send_call(message)
     return _send_text(message)
 
 
@@ -320,6 +332,37 @@ def _send_text(message: OutboxMessage) -> str:
     if config.get("PUBLIC_BASE_URL"):
         kwargs["status_callback"] = config["PUBLIC_BASE_URL"] + "/sms/status"
     return client.messages.create(**kwargs).sid
+
+
+CALL_LANGUAGES = {"en": "en-US", "es": "es-MX"}
+
+
+def _send_call(message: OutboxMessage) -> str:
+    """A call that reads the message's body out (TwiML <Say>, twice); recorded without Twilio."""
+    from consent.models import Organization
+
+    config = current_app.config
+    if not (config.get("TWILIO_ACCOUNT_SID") and config.get("TWILIO_AUTH_TOKEN")):
+        log.info("call recorded, not made: to=%s says=%s", message.to_address, message.body)
+        return f"recorded:{message.id}"
+    from twilio.rest import Client
+
+    org = db.session.get(Organization, message.organization_id)
+    client = Client(config["TWILIO_ACCOUNT_SID"], config["TWILIO_AUTH_TOKEN"])
+    twiml = call_twiml(message.body, message.language)
+    return client.calls.create(to=message.to_address, from_=org.texting_number, twiml=twiml).sid
+
+
+def call_twiml(words: str, language: str = "en") -> str:
+    """The TwiML of a call that says `words` twice, with a pause between."""
+    from twilio.twiml.voice_response import VoiceResponse
+
+    response = VoiceResponse()
+    spoken = CALL_LANGUAGES.get(language, "en-US")
+    response.say(words, language=spoken)
+    response.pause(length=1)
+    response.say(words, language=spoken)
+    return str(response)
 
 
 __all__ = ["queue", "deliver", "deliver_pending", "retry", "backoff", "DeliveryReport", "mail"]

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 import sqlalchemy as sa
 from flask_babel import gettext as _
 
-from consent import ledger
+from consent import ledger, verification
 from consent.addresses import format_phone
 from consent.extensions import db
 from consent.ledger import Actor, Origin, Outcome
@@ -118,6 +118,8 @@ class AddressRow:
     kind: str  # "Cell", "Home", "Work" or "Email"
     toggles: list[Toggle]
     shared_with: list[str] = field(default_factory=list)
+    record_id: int = 0  # the Phone's or EmailAddress's id (edit, remove, confirm)
+    verified: bool = True  # proven its owner's; until then its toggles cannot change consent
 
 
 def family_of(user: User) -> Family | None:
@@ -158,6 +160,8 @@ def rows_for(org: Organization, person: Contact | Student) -> list[AddressRow]:
                 kind=kind_words(phone.kind),
                 toggles=[_toggle(org, c, states.get((c, phone.number))) for c in channels],
                 shared_with=[p.name for p in owners.get(phone.number, []) if p is not person],
+                record_id=phone.id,
+                verified=verification.is_verified(phone),
             )
         )
     for email in emails:
@@ -168,6 +172,8 @@ def rows_for(org: Organization, person: Contact | Student) -> list[AddressRow]:
                 kind=_("Email"),
                 toggles=[_toggle(org, Channel.EMAIL, states.get((Channel.EMAIL, email.address)))],
                 shared_with=[p.name for p in owners.get(email.address, []) if p is not person],
+                record_id=email.id,
+                verified=verification.is_verified(email),
             )
         )
     return rows
@@ -281,6 +287,9 @@ def set_choice(
     """Turn one channel of one of the person's addresses on or off, through the ledger."""
     channel = Channel(channel)
     address = resolve(person, target, channel)
+    not_proven = verification.unverified_reason(person, target)
+    if not_proven:  # only the address's owner may speak for it: proven first
+        return Result(False, not_proven)
     shown = address if channel == Channel.EMAIL else format_phone(address)
     actor = Actor.for_user(user)
     evidence = {"page": "account", "person": person.name, "control": toggle_label(channel)}

@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 import sqlalchemy as sa
 from flask_babel import gettext as _
 
-from consent import ledger
+from consent import ledger, verification
 from consent.extensions import db
 from consent.ledger import Actor, Origin
 from consent.models import (
@@ -109,12 +109,18 @@ def enroll(
             position=entry.position,
             language=enrollment.language,
         )
+        # Typed by the person enrolling: not proven to be anyone's until confirmed.
         for i, phone in enumerate(entry.phones):
             contact.phones.append(
-                Phone(number=phone.number, kind=PhoneKind(phone.kind), is_primary=i == 0)
+                Phone(
+                    number=phone.number,
+                    kind=PhoneKind(phone.kind),
+                    is_primary=i == 0,
+                    **verification.UNVERIFIED,
+                )
             )
         if entry.email:
-            contact.emails.append(EmailAddress(address=entry.email))
+            contact.emails.append(EmailAddress(address=entry.email, **verification.UNVERIFIED))
         db.session.add(contact)  # no cascade along a backref in SQLAlchemy 2
         contacts.append((contact, entry))
     for entry in enrollment.students:

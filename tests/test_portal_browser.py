@@ -78,5 +78,7 @@ def test_enroll_with_no_texts_then_settings_show_texts_off(schools, live_server,
     page.wait_for_url("**/account/settings")
     row = page.locator("#toggle-phone-1-text")
     assert row.locator(".status").inner_text() == "Texts off"
-    assert row.get_by_role("button", name="Turn on").is_enabled()
+    # A number typed at enrollment is not confirmed yet: its toggle waits for the code.
+    assert row.get_by_role("button", name="Turn on").is_disabled()
+    assert "Not confirmed yet" in page.inner_text("#unconfirmed-phone-1")
     assert problems == []

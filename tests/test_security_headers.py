@@ -50,6 +50,7 @@ def argument_values(app, demo) -> dict[str, dict[str, object]]:
         "admin.static": {"filename": "admin/css/bootstrap4/admin.css"},
         "account.contact": {"contact_id": other_contact.id},
         "account.student": {"student_id": family.students[0].id},
+        **profile_arguments(demo),
         "links.confirm": {"token": token["confirm"]},
         "links.preferences": {"token": token["preferences"]},
         "links.unsubscribe": {"token": token["unsubscribe"]},
@@ -69,6 +70,22 @@ def argument_values(app, demo) -> dict[str, dict[str, object]]:
             f"{view}.export": {"export_type": "csv"}
             for view in ("activity", "optouts", "outbox", "users")
         },
+    }
+
+
+def profile_arguments(demo) -> dict[str, dict[str, object]]:
+    """The profile pages' arguments: the parent's own record, and a live confirmation link."""
+    from tests.profile_helpers import verify_email_token
+
+    contact = demo.parent.contact
+    own = {"person_kind": "contacts", "person_id": contact.id}
+    return {
+        "account.add_phone": own,
+        "account.add_email": own,
+        "account.edit_phone": {"phone_id": contact.phones[0].id},
+        "account.edit_email": {"email_id": contact.emails[0].id},
+        "account.verify_phone": {"phone_id": contact.phones[0].id},
+        "account.verify_email": {"token": verify_email_token(demo.org, demo.parent)},
     }
 
 
