@@ -42,6 +42,8 @@ from consent.addresses import AddressError, normalize_email, normalize_phone
 from consent.database import begin_write, is_sqlite
 from consent.extensions import db
 from consent.models import (
+    ConsentEvent,
+    ConsentState,
     Contact,
     EmailAddress,
     Family,
@@ -707,26 +709,29 @@ def _apply(
     contacts = _records(Contact, org.id, sids)
     students = _records(Student, org.id, sids)
     records = {**contacts, **students}
-    family_of: dict[int, int | Family] = {}
+    family_of: dict[int, int | _NewFamily] = {}
     for group in groups:
         existing = [records[s].family_id for s in plan.members[group] if s in records]
         if existing:
             family_of[group] = min(existing)
-        elif apply:
-            family_of[group] = Family(
-                organization_id=org.id, name=_family_name(group, plan, people)
-            )
-            db.session.add(family_of[group])
         else:
-            family_of[group] = 0
-    positions = _positions([f for f in family_of.values() if isinstance(f, int) and f])
+            family_of[group] = _NewFamily()
+    positions = _positions([f for f in family_of.values() if isinstance(f, int)])
     results: list[RowResult] = []
     arrived: list[tuple[Person, str]] = []
+    pending: list[tuple[Person, int | _NewFamily, int]] = []
     for person in people:
         family = family_of[plan.component[person.sourced_id]]
         record = records.get(person.sourced_id)
         if record is None:
-            outcome, changes, cells = _create(person, family, positions, apply)
+            outcome, changes = (NEW if person.active else INACTIVE), []
+            cells = [person.cell] if person.cell else []
+            position = _next_position(positions, family) if person.kind == "contact" else 0
+            pending.append((person, family, position))
+            if isinstance(family, _NewFamily) and not family.name:
+                family.name = (person.last_name or person.first_name)[:200]
+            if isinstance(family, _NewFamily) and person.kind == "student" and not family.named:
+                family.name, family.named = (person.last_name or person.first_name)[:200], True
         else:
             outcome, changes, cells = _update(record, person, family, positions, apply)
         reason = ", ".join(changes) if outcome == UPDATED else None
@@ -735,23 +740,43 @@ def _apply(
             arrived.extend((person, number) for number in cells)
     if not apply:
         return results
-    db.session.flush()
+    _let_go()
+    _insert_new(org, pending)
+    # The first row that brought a number is its evidence (a number shared in a family is
+    # entered once).
+    entries = {}
     for person, number in arrived:
-        ledger.record_staff_entry(
-            org,
+        entries.setdefault(
             number,
-            actor=actor,
-            origin=origin,
-            evidence={"file": filename, "row": person.row, "sourced_id": person.sourced_id},
+            ledger.BulkRow(
+                number, {"file": filename, "row": person.row, "sourced_id": person.sourced_id}
+            ),
         )
+    ledger.record_staff_entries(org, entries.values(), actor=actor, origin=origin)
+    _let_go()
     return results
 
 
-def _family_name(group: int, plan: Plan, people: list[Person]) -> str:
-    members = [p for p in people if plan.component[p.sourced_id] == group]
-    students = [p for p in members if p.kind == "student"]
-    first = (students or members)[0]
-    return (first.last_name or first.first_name)[:200]
+_FLUSHED_AND_DONE = (Contact, Student, Phone, EmailAddress, Family, ConsentState, ConsentEvent)
+
+
+def _let_go() -> None:
+    """Flush, then forget the records the session holds for this chunk: every flush (the
+    ledger flushes once or twice per cell) checks each object the session holds, so a chunk's
+    thousands of records would make each later flush slower than the last."""
+    db.session.flush()
+    for instance in list(db.session.identity_map.values()):
+        if isinstance(instance, _FLUSHED_AND_DONE):
+            db.session.expunge(instance)
+
+
+@dataclass(eq=False)
+class _NewFamily:
+    """A family this chunk creates; named after its first student (else its first person)."""
+
+    name: str = ""
+    named: bool = False
+    id: int | None = None
 
 
 def _positions(family_ids: list[int]) -> dict:
@@ -778,39 +803,64 @@ def _relationship(role: str) -> str:
     return role.capitalize()
 
 
-def _create(person: Person, family, positions: dict, apply: bool):
-    """A person not on record: (outcome, changes, cells that arrived)."""
-    outcome = NEW if person.active else INACTIVE
-    cells = [person.cell] if person.cell else []
-    if not apply:
-        return outcome, [], cells
-    fields = dict(
-        sourced_id=person.sourced_id,
-        external_id=person.identifier or None,
-        first_name=person.first_name,
-        last_name=person.last_name,
-        active=person.active,
-    )
-    if person.kind == "contact":
-        record = Contact(
-            **fields,
-            relationship_to_student=_relationship(person.role),
-            position=_next_position(positions, family),
-        )
-    else:
-        record = Student(**fields, site_id=person.site_id, grade=person.grade)
-    if isinstance(family, Family):
-        record.family = family
-    else:
-        record.family_id = family
-    phones = [(person.cell, PhoneKind.CELL), (person.home, PhoneKind.HOME)]
-    for number, kind in phones:
-        if number:
-            record.phones.append(Phone(number=number, kind=kind, is_primary=not record.phones))
-    if person.email:
-        record.emails.append(EmailAddress(address=person.email))
-    db.session.add(record)
-    return outcome, [], cells
+def _insert_new(org: Organization, pending: list) -> None:
+    """Write the people not on record, with their new families, phones and emails: a few
+    statements for the whole chunk (the ORM's per-object work costs more than the database)."""
+    if not pending:
+        return
+    families = list({id(f): f for _p, f, _n in pending if isinstance(f, _NewFamily)}.values())
+    if families:
+        table = Family.__table__
+        ids = db.session.scalars(
+            sa.insert(table).returning(table.c.id, sort_by_parameter_order=True),
+            [{"organization_id": org.id, "name": f.name} for f in families],
+        ).all()
+        for family, family_id in zip(families, ids, strict=True):
+            family.id = family_id
+    phones, emails = [], []
+    for kind, model in (("contact", Contact), ("student", Student)):
+        people = [(p, f, n) for p, f, n in pending if p.kind == kind]
+        if not people:
+            continue
+        rows = []
+        for person, family, position in people:
+            row = {
+                "family_id": family if isinstance(family, int) else family.id,
+                "sourced_id": person.sourced_id,
+                "external_id": person.identifier or None,
+                "first_name": person.first_name,
+                "last_name": person.last_name,
+                "active": person.active,
+            }
+            if kind == "contact":
+                row |= {"relationship_to_student": _relationship(person.role), "position": position}
+            else:
+                row |= {"site_id": person.site_id, "grade": person.grade}
+            rows.append(row)
+        table = model.__table__
+        ids = db.session.scalars(
+            sa.insert(table).returning(table.c.id, sort_by_parameter_order=True), rows
+        ).all()
+        owner = f"{kind}_id"
+        other = "student_id" if kind == "contact" else "contact_id"
+        for (person, _f, _n), record_id in zip(people, ids, strict=True):
+            numbers = [(n, k) for n, k in ((person.cell, "cell"), (person.home, "home")) if n]
+            for index, (number, phone_kind) in enumerate(numbers):
+                phones.append(
+                    {
+                        owner: record_id,
+                        other: None,
+                        "number": number,
+                        "kind": phone_kind,
+                        "is_primary": index == 0,
+                    }
+                )
+            if person.email:
+                emails.append({owner: record_id, other: None, "address": person.email})
+    if phones:
+        db.session.execute(sa.insert(Phone.__table__), phones)
+    if emails:
+        db.session.execute(sa.insert(EmailAddress.__table__), emails)
 
 
 def _update(record, person: Person, family, positions: dict, apply: bool):

@@ -551,3 +551,30 @@ def test_an_import_cannot_be_rerun_from_an_import_job(world, client, roster_job)
     import_id = int(response.headers["Location"].rsplit("/", 1)[1])
     response = client.post(f"/admin/roster/jobs/{import_id}/import", data={"csrf_token": token})
     assert response.status_code == 404
+
+
+def test_bulk_staff_entries_write_what_one_staff_entry_writes(world):
+    """ledger.record_staff_entries (the roster's path) and record_staff_entry agree."""
+    actor = ledger.Actor.for_user(world.users["org"])
+    origin = ledger.Origin(ip="203.0.113.9", user_agent="test")
+    ledger.record_staff_entry(
+        world.org, "+12025550161", actor=actor, origin=origin, evidence={"n": 1}
+    )
+    codes = ledger.record_staff_entries(
+        world.org,
+        [ledger.BulkRow("+12025550162", {"n": 2}), ledger.BulkRow("+12025550161", {"n": 3})],
+        actor=actor,
+        origin=origin,
+    )
+    db.session.commit()
+    assert codes == {"+12025550162": "changed", "+12025550161": "kept"}
+    one, many = state("+12025550161"), state("+12025550162")
+    columns = ("status", "source", "changed_by", "changed_by_user_id", "version", "sort_key")
+    assert [getattr(many, c) for c in columns[:5]] == [getattr(one, c) for c in columns[:5]]
+    assert many.sort_key and many.digits == "2025550162"
+    (first,), (second,) = events_of("+12025550161"), events_of("+12025550162")
+    assert many.last_event_id == second.id
+    fields = ("kind", "from_status", "to_status", "source", "actor", "actor_user_id")
+    fields += ("actor_label", "ip", "user_agent", "state_version", "carrier_block")
+    assert [getattr(second, f) for f in fields] == [getattr(first, f) for f in fields]
+    assert second.evidence == {"n": 2}
