@@ -935,10 +935,24 @@ def _create_staff_entries(org, rows: list[BulkRow], actor: Actor, origin: Origin
             if row.address in state_ids
         ],
     ).all()
-    db.session.execute(
-        sa.update(states_table)
-        .where(states_table.c.id == sa.bindparam("state_id"))
-        .values(last_event_id=sa.bindparam("event_id")),
-        [{"state_id": state_ids[address], "event_id": event_id} for event_id, address in events],
-    )
+    pairs = [(state_ids[address], event_id) for event_id, address in events]
+    if is_sqlite():
+        db.session.execute(
+            sa.update(states_table)
+            .where(states_table.c.id == sa.bindparam("state_id"))
+            .values(last_event_id=sa.bindparam("event_id")),
+            [{"state_id": state_id, "event_id": event_id} for state_id, event_id in pairs],
+        )
+    else:  # one statement, not one round of the pipeline per row
+        db.session.execute(
+            sa.text(
+                "UPDATE consent_states SET last_event_id = v.event_id FROM unnest("
+                "CAST(:state_ids AS integer[]), CAST(:event_ids AS integer[])) AS v(state_id, "
+                "event_id) WHERE consent_states.id = v.state_id"
+            ),
+            {
+                "state_ids": pg_array(p[0] for p in pairs),
+                "event_ids": pg_array(p[1] for p in pairs),
+            },
+        )
     return set(state_ids)
