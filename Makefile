@@ -26,7 +26,9 @@ run: $(VENV)/.installed translations
 	$(BIN)/flask db upgrade
 	$(BIN)/flask demo
 	@echo "Serving on http://127.0.0.1:$(PORT)  (admin: http://127.0.0.1:$(PORT)/admin/)"
-	$(BIN)/flask run --host 127.0.0.1 --port $(PORT)
+	@# A background-job worker (roster imports) beside the server, stopped with it.
+	@$(BIN)/flask jobs work --loop & worker=$$!; trap 'kill $$worker 2>/dev/null' EXIT; \
+		$(BIN)/flask run --host 127.0.0.1 --port $(PORT)
 
 test: $(VENV)/.installed-test translations
 	$(BIN)/ruff check .

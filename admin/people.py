@@ -50,7 +50,7 @@ class PeopleView(SecureView):
     list_template = "admin/people_list.html"
     details_template = "admin/people_details.html"
 
-    def find(self, user, query, page):
+    def find(self, user, query, page, include_inactive=False):
         raise NotImplementedError
 
     def get(self, user, record_id):
@@ -62,11 +62,17 @@ class PeopleView(SecureView):
         org = current_organization()
         query = request.args.get("q", "")[:200]
         page = request.args.get("page", 1, type=int) or 1
-        results = self.find(current_user, query, page)
+        inactive = request.args.get("inactive") == "1"  # people gone from the roster too
+        results = self.find(current_user, query, page, include_inactive=inactive)
         book = StatusBook.for_people(org.id, results.rows)
         rows = [(person, address_rows(person, book)) for person in results.rows]
         return self.render(
-            self.list_template, results=results, rows=rows, query=query, kind=self.kind
+            self.list_template,
+            results=results,
+            rows=rows,
+            query=query,
+            kind=self.kind,
+            inactive=inactive,
         )
 
     @expose("/<int:record_id>/")
@@ -170,8 +176,8 @@ class ContactsView(PeopleView):
 
     kind = "contact"
 
-    def find(self, user, query, page):
-        return people.find_contacts(user, query, page)
+    def find(self, user, query, page, include_inactive=False):
+        return people.find_contacts(user, query, page, include_inactive=include_inactive)
 
     def get(self, user, record_id):
         return people.get_contact(user, record_id)
@@ -182,8 +188,8 @@ class StudentsView(PeopleView):
 
     kind = "student"
 
-    def find(self, user, query, page):
-        return people.find_students(user, query, page)
+    def find(self, user, query, page, include_inactive=False):
+        return people.find_students(user, query, page, include_inactive=include_inactive)
 
     def get(self, user, record_id):
         return people.get_student(user, record_id)

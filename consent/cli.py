@@ -21,6 +21,10 @@ def register(app: Flask) -> None:
     app.cli.add_command(outbox_cli)
     app.cli.add_command(users_cli)
     app.cli.add_command(optouts_cli)
+    from consent import jobs, roster
+
+    app.cli.add_command(jobs.jobs_cli)
+    roster.register_cli(app)
 
 
 @click.command("demo")

@@ -90,6 +90,10 @@ def from_environment(instance_path: str, env: dict[str, str] | None = None) -> d
         # How long a worker holds the messages it claimed; a worker that dies loses its
         # claim when the lease runs out, and another worker delivers them.
         "OUTBOX_LEASE_SECONDS": int(env.get("OUTBOX_LEASE_SECONDS") or 300),
+        # How long a background job (consent.jobs) stays with its worker between two chunks;
+        # a job whose worker died is resumed by another once this runs out.
+        "JOB_LEASE_SECONDS": int(env.get("JOB_LEASE_SECONDS") or 120),
+        "ROSTER_CHUNK": int(env.get("ROSTER_CHUNK") or 2000),
         "OUTBOX_DELIVER_AFTER_COMMIT": _bool(env.get("OUTBOX_DELIVER_AFTER_COMMIT"), True),
         "DEFAULT_PHONE_REGION": env.get("DEFAULT_PHONE_REGION") or "US",
         "SQLALCHEMY_ENGINE_OPTIONS": {"pool_pre_ping": True},

@@ -834,3 +834,125 @@ def _lock_many(org_id: int, channel: str, addresses: list[str]) -> dict[str, sa.
         )
         stmt = sa.select(*found.c).select_from(wanted).join(found, sa.true())
     return {row.address: row for row in db.session.execute(stmt)}
+
+
+def record_staff_entries(
+    org: Organization,
+    rows: Iterable[BulkRow],
+    *,
+    actor: Actor,
+    origin: Origin | None = None,
+) -> dict[str, str]:
+    """Many cell numbers entered by staff (a roster import) at once: the rule and the events of
+    `record_staff_entry`, in a few statements per call. Returns {number: outcome code}.
+
+    A number with no consent state gets its state (opted in, source staff_entry, version 1) and
+    its one event, as `change` would write them; such an opt-in calls for no message
+    (notifications.after_change queues none for a staff entry). Every other number, one that
+    has a state already (a choice to keep, a cleared bounce) or that another transaction
+    created meanwhile, goes through `record_staff_entry` itself.
+    """
+    rows = list({row.address: row for row in rows}.values())
+    if not rows:
+        return {}
+    if not org.staff_cell_starts_opted_in:
+        return dict.fromkeys((row.address for row in rows), "staff_entry_off")
+    begin_write()
+    known = _lock_many(org.id, Channel.TEXT, [row.address for row in rows])
+    result = {}
+    new_rows = [row for row in rows if row.address not in known]
+    if new_rows:
+        result.update(dict.fromkeys(_create_staff_entries(org, new_rows, actor, origin), "changed"))
+    for row in rows:
+        if row.address not in result:
+            outcome = record_staff_entry(
+                org, row.address, actor=actor, evidence=row.evidence, origin=origin
+            )
+            result[row.address] = outcome.code
+    return result
+
+
+def _create_staff_entries(org, rows: list[BulkRow], actor: Actor, origin: Origin | None):
+    """States (ON CONFLICT DO NOTHING: a number created meanwhile is left to the caller), then
+    the events of those created, then each state's last event. Returns the numbers created."""
+    from sqlalchemy.dialects import postgresql, sqlite
+
+    origin = origin or Origin()
+    now = utcnow()
+    label = actor.label[:200] or actor.key
+    states_table, events_table = ConsentState.__table__, ConsentEvent.__table__
+    insert = (sqlite.insert if is_sqlite() else postgresql.insert)(states_table)
+    created = db.session.execute(
+        insert.on_conflict_do_nothing(
+            index_elements=["organization_id", "channel", "address"]
+        ).returning(states_table.c.id, states_table.c.address),
+        [
+            {
+                "organization_id": org.id,
+                "channel": Channel.TEXT,
+                "address": row.address,
+                "sort_key": sort_key,
+                "digits": digits,
+                "status": Status.OPTED_IN,
+                "carrier_block": False,
+                "source": Source.STAFF_ENTRY,
+                "changed_at": now,
+                "changed_by": label,
+                "changed_by_user_id": actor.user_id,
+                "note": row.note,
+                "version": 1,
+            }
+            for row in sorted(rows, key=lambda r: r.address)
+            for sort_key, digits in [_sort_fields(Channel.TEXT, row.address)]
+        ],
+    ).all()
+    state_ids = {address: state_id for state_id, address in created}
+    if not state_ids:
+        return set()
+    events = db.session.execute(
+        sa.insert(events_table).returning(events_table.c.id, events_table.c.address),
+        [
+            {
+                "organization_id": org.id,
+                "channel": Channel.TEXT,
+                "address": row.address,
+                "kind": "change",
+                "from_status": None,
+                "to_status": Status.OPTED_IN,
+                "carrier_block": False,
+                "source": Source.STAFF_ENTRY,
+                "actor": actor.key,
+                "actor_user_id": actor.user_id,
+                "actor_label": actor.label[:200],
+                "occurred_at": now,
+                "ip": origin.ip,
+                "user_agent": (origin.user_agent or "")[:500] or None,
+                "note": row.note,
+                "evidence": row.evidence,
+                "state_version": 1,
+            }
+            for row in rows
+            if row.address in state_ids
+        ],
+    ).all()
+    pairs = [(state_ids[address], event_id) for event_id, address in events]
+    if is_sqlite():
+        db.session.execute(
+            sa.update(states_table)
+            .where(states_table.c.id == sa.bindparam("state_id"))
+            .values(last_event_id=sa.bindparam("event_id")),
+            [{"state_id": state_id, "event_id": event_id} for state_id, event_id in pairs],
+        )
+    else:  # one statement, not one round of the pipeline per row
+        db.session.execute(
+            sa.text(
+                "UPDATE consent_states SET last_event_id = v.event_id FROM unnest("
+                "CAST(:state_ids AS integer[]), CAST(:event_ids AS integer[])) AS v(state_id, "
+                "event_id) WHERE consent_states.id = v.state_id"
+            ),
+            {
+                "state_ids": pg_array(p[0] for p in pairs),
+                "event_ids": pg_array(p[1] for p in pairs),
+            },
+        )
+    return set(state_ids)

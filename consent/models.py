@@ -123,6 +123,9 @@ class Site(db.Model):
     id: Mapped[int] = mapped_column(primary_key=True)
     organization_id: Mapped[int] = mapped_column(sa.ForeignKey("organizations.id"), index=True)
     name: Mapped[str] = mapped_column(sa.String(200))
+    # The school's ids in the district's roster (OneRoster orgs.csv), kept once matched.
+    identifier: Mapped[str | None] = mapped_column(sa.String(64))
+    sourced_id: Mapped[str | None] = mapped_column(sa.String(255), index=True)
 
     organization: Mapped[Organization] = relationship(back_populates="sites")
 
@@ -175,6 +178,10 @@ class Contact(Person, db.Model):
     id: Mapped[int] = mapped_column(primary_key=True)
     family_id: Mapped[int] = mapped_column(sa.ForeignKey("families.id"), index=True)
     external_id: Mapped[str | None] = mapped_column(sa.String(64), index=True)
+    # The roster's sourcedId (consent.roster); re-imports update the record that has it.
+    sourced_id: Mapped[str | None] = mapped_column(sa.String(255), index=True)
+    # False: gone from the roster; kept as history, hidden from lists, cannot sign in.
+    active: Mapped[bool] = mapped_column(default=True, server_default=sa.true())
     first_name: Mapped[str] = mapped_column(sa.String(100))
     last_name: Mapped[str] = mapped_column(sa.String(100))
     relationship_to_student: Mapped[str] = mapped_column(sa.String(50), default="Guardian")
@@ -206,6 +213,8 @@ class Student(Person, db.Model):
     family_id: Mapped[int] = mapped_column(sa.ForeignKey("families.id"), index=True)
     site_id: Mapped[int] = mapped_column(sa.ForeignKey("sites.id"), index=True)
     external_id: Mapped[str | None] = mapped_column(sa.String(64), index=True)
+    sourced_id: Mapped[str | None] = mapped_column(sa.String(255), index=True)  # the roster's
+    active: Mapped[bool] = mapped_column(default=True, server_default=sa.true())
     first_name: Mapped[str] = mapped_column(sa.String(100))
     last_name: Mapped[str] = mapped_column(sa.String(100))
     grade: Mapped[str] = mapped_column(sa.String(20), default="")
@@ -561,3 +570,46 @@ def _refuse_bulk_event_changes(state):
         m.class_ is ConsentEvent for m in state.all_mappers
     ):
         raise ImmutableEventError("consent events are never updated or deleted")
+
+
+class JobFile(db.Model):
+    """A file a background job reads (an upload), kept in the database so any worker on any
+    machine can read it."""
+
+    __tablename__ = "job_files"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    organization_id: Mapped[int] = mapped_column(sa.ForeignKey("organizations.id"), index=True)
+    filename: Mapped[str] = mapped_column(sa.String(300))
+    content: Mapped[bytes] = mapped_column(sa.LargeBinary)
+    size: Mapped[int] = mapped_column(default=0)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class Job(db.Model):
+    """Long work done by a worker (consent.jobs): its kind, progress, lease and result."""
+
+    __tablename__ = "jobs"
+    __table_args__ = (sa.Index("ix_jobs_due", "status", "locked_until"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    kind: Mapped[str] = mapped_column(sa.String(40))
+    organization_id: Mapped[int] = mapped_column(sa.ForeignKey("organizations.id"), index=True)
+    created_by_user_id: Mapped[int | None] = mapped_column(sa.ForeignKey("users.id"))
+    file_id: Mapped[int | None] = mapped_column(sa.ForeignKey("job_files.id"))
+    status: Mapped[str] = mapped_column(sa.String(12), default="queued", server_default="queued")
+    total: Mapped[int] = mapped_column(default=0)
+    done: Mapped[int] = mapped_column(default=0)
+    attempts: Mapped[int] = mapped_column(default=0)
+    params: Mapped[dict] = mapped_column(sa.JSON, default=dict)
+    result: Mapped[dict] = mapped_column(sa.JSON, default=dict)
+    error: Mapped[str | None] = mapped_column(sa.Text)
+    worker: Mapped[str | None] = mapped_column(sa.String(100))
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    started_at: Mapped[datetime | None] = mapped_column()
+    heartbeat_at: Mapped[datetime | None] = mapped_column()
+    locked_until: Mapped[datetime | None] = mapped_column()
+    finished_at: Mapped[datetime | None] = mapped_column()
+
+    file: Mapped[JobFile | None] = relationship()
+    created_by: Mapped[User | None] = relationship()

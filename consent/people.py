@@ -105,11 +105,19 @@ def search_clause(model: type[Contact] | type[Student], query: str, region: str 
     )
 
 
-def find_contacts(user: User, query: str = "", page: int = 1, per_page: int = PAGE_SIZE) -> Page:
-    """A page of the contacts this admin may see that match the search, by last name."""
+def find_contacts(
+    user: User,
+    query: str = "",
+    page: int = 1,
+    per_page: int = PAGE_SIZE,
+    *,
+    include_inactive: bool = False,
+) -> Page:
+    """A page of the contacts this admin may see that match the search, by last name; those
+    gone from the roster (inactive) only when asked for."""
     stmt = (
         sa.select(Contact)
-        .where(contact_scope(user))
+        .where(contact_scope(user), sa.true() if include_inactive else Contact.active)
         .options(
             selectinload(Contact.phones),
             selectinload(Contact.emails),
@@ -120,11 +128,19 @@ def find_contacts(user: User, query: str = "", page: int = 1, per_page: int = PA
     return _page(stmt, search_clause(Contact, query), page, per_page)
 
 
-def find_students(user: User, query: str = "", page: int = 1, per_page: int = PAGE_SIZE) -> Page:
-    """A page of the students this admin may see that match the search, by last name."""
+def find_students(
+    user: User,
+    query: str = "",
+    page: int = 1,
+    per_page: int = PAGE_SIZE,
+    *,
+    include_inactive: bool = False,
+) -> Page:
+    """A page of the students this admin may see that match the search, by last name; those
+    gone from the roster (inactive) only when asked for."""
     stmt = (
         sa.select(Student)
-        .where(student_scope(user))
+        .where(student_scope(user), sa.true() if include_inactive else Student.active)
         .options(
             selectinload(Student.phones),
             selectinload(Student.emails),

@@ -1,0 +1,357 @@
+"""Background jobs: long work (a roster import, and later big opt-out imports and exports) done
+by a worker process, with progress, never inside a web request.
+
+A job is a row (consent.models.Job) and, when it reads an upload, a JobFile holding the bytes,
+so any worker on any machine can run it. Kinds are registered by name (`@register("kind")`);
+a kind's function gets a JobRun and does its work in chunks, calling `run.progress(...)` after
+each: that writes the job's progress and commits it in the same transaction as the chunk's own
+writes, so a chunk is either committed and counted, or neither.
+
+Workers (`flask jobs work [--loop]`) claim one job at a time for a lease (PostgreSQL:
+`FOR UPDATE SKIP LOCKED`; SQLite: the write lock, `BEGIN IMMEDIATE`). Each progress call
+extends the lease. A worker that dies leaves its job `running` with a lease that runs out;
+the next worker claims it again and the kind resumes from `job.done` (the chunks before it are
+committed; the one in flight was rolled back with the dead worker's transaction). A worker
+asked to stop (SIGTERM, Ctrl-C) finishes its chunk and hands the job back to the queue.
+A job that keeps killing its workers fails after MAX_ATTEMPTS claims.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import socket
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import timedelta
+
+import click
+import sqlalchemy as sa
+from flask import current_app
+from flask.cli import AppGroup
+
+from consent.database import begin_write, is_sqlite
+from consent.extensions import db
+from consent.models import Job, JobFile, utcnow
+
+log = logging.getLogger(__name__)
+
+QUEUED, RUNNING, DONE, FAILED = "queued", "running", "done", "failed"
+MAX_ATTEMPTS = 5
+KINDS: dict[str, Callable[[JobRun], dict | None]] = {}
+# The modules that register job kinds, imported before a worker looks a kind up.
+KIND_MODULES = ("consent.roster",)
+_stop_requested = False
+
+
+class JobError(RuntimeError):
+    """A job cannot go on, for a reason its page shows as it is (a file that cannot be read)."""
+
+
+class LostLease(RuntimeError):
+    """This worker's lease on the job ran out and another worker has it now."""
+
+
+class Stopping(RuntimeError):
+    """The worker was asked to stop; the job goes back to the queue after this chunk."""
+
+
+def register(kind: str):
+    """Register the function that runs jobs of `kind`: fn(run: JobRun) -> result dict."""
+
+    def decorator(fn):
+        KINDS[kind] = fn
+        return fn
+
+    return decorator
+
+
+def load_kinds() -> None:
+    import importlib
+
+    for name in KIND_MODULES:
+        importlib.import_module(name)
+
+
+def enqueue(
+    kind: str,
+    organization_id: int,
+    *,
+    params: dict | None = None,
+    created_by_user_id: int | None = None,
+    file: JobFile | None = None,
+    total: int = 0,
+) -> Job:
+    """Queue a job in the current transaction (the caller commits)."""
+    job = Job(
+        kind=kind,
+        organization_id=organization_id,
+        created_by_user_id=created_by_user_id,
+        file=file,
+        status=QUEUED,
+        total=total,
+        done=0,
+        attempts=0,
+        params=params or {},
+        result={},
+    )
+    db.session.add(job)
+    db.session.flush()
+    return job
+
+
+def store_file(organization_id: int, filename: str, content: bytes) -> JobFile:
+    """Keep an upload for a job, in the database (the caller commits)."""
+    stored = JobFile(
+        organization_id=organization_id,
+        filename=filename[:300],
+        content=content,
+        size=len(content),
+    )
+    db.session.add(stored)
+    db.session.flush()
+    return stored
+
+
+def lease() -> timedelta:
+    """How long a claimed job belongs to its worker without a word of progress."""
+    return timedelta(seconds=current_app.config.get("JOB_LEASE_SECONDS", 120))
+
+
+def worker_name() -> str:
+    return f"{socket.gethostname()}:{os.getpid()}"[:100]
+
+
+def _due(now):
+    return sa.or_(
+        Job.status == QUEUED,
+        sa.and_(Job.status == RUNNING, Job.locked_until < now),
+    )
+
+
+def claim(worker: str) -> int | None:
+    """Claim the oldest due job (queued, or running with its lease run out) for `worker`."""
+    now = utcnow()
+    # A plain read first: an idle worker polls without taking SQLite's write lock.
+    if db.session.scalar(sa.select(Job.id).where(_due(now)).limit(1)) is None:
+        db.session.rollback()
+        return None
+    db.session.rollback()
+    begin_write()
+    now = utcnow()
+    stmt = sa.select(Job.id).where(_due(now)).order_by(Job.id).limit(1)
+    if not is_sqlite():
+        stmt = stmt.with_for_update(skip_locked=True)
+    job_id = db.session.scalar(stmt)
+    if job_id is not None:
+        db.session.execute(
+            sa.update(Job)
+            .where(Job.id == job_id)
+            .values(
+                status=RUNNING,
+                worker=worker,
+                attempts=Job.attempts + 1,
+                started_at=sa.func.coalesce(Job.started_at, now),
+                heartbeat_at=now,
+                locked_until=now + lease(),
+            )
+            .execution_options(synchronize_session=False)
+        )
+    db.session.commit()
+    return job_id
+
+
+@dataclass
+class JobRun:
+    """What a job kind's function works with: the job, its file, and progress reports."""
+
+    job: Job
+    worker: str
+
+    @property
+    def params(self) -> dict:
+        return dict(self.job.params or {})
+
+    @property
+    def resumed_from(self) -> int:
+        """Units already committed by an earlier worker (0 on a first run)."""
+        return self.job.done or 0
+
+    @property
+    def saved_result(self) -> dict:
+        """The result as of the last committed chunk."""
+        return dict(self.job.result or {})
+
+    def file_bytes(self) -> bytes:
+        stored = db.session.get(JobFile, self.job.file_id) if self.job.file_id else None
+        if stored is None:
+            raise RuntimeError("this job's file is gone")
+        return stored.content
+
+    def progress(self, done: int, *, total: int | None = None, result: dict | None = None):
+        """Record progress and commit it with whatever the session holds (the chunk's writes).
+
+        Raises LostLease (after rolling back) when another worker took the job meanwhile, and
+        Stopping (after committing) when this worker was asked to stop."""
+        begin_write()
+        now = utcnow()
+        values = {"done": done, "heartbeat_at": now, "locked_until": now + lease()}
+        if total is not None:
+            values["total"] = total
+        if result is not None:
+            values["result"] = result
+        updated = db.session.execute(
+            sa.update(Job)
+            .where(Job.id == self.job.id, Job.worker == self.worker, Job.status == RUNNING)
+            .values(**values)
+            .execution_options(synchronize_session=False)
+        )
+        if updated.rowcount != 1:
+            db.session.rollback()
+            raise LostLease(f"job {self.job.id} was taken over by another worker")
+        db.session.commit()
+        if _stop_requested:
+            raise Stopping()
+
+
+def run_one(worker: str | None = None) -> int | None:
+    """Claim one due job and run it to its end (done or failed). Returns its id, or None."""
+    worker = worker or worker_name()
+    job_id = claim(worker)
+    if job_id is None:
+        return None
+    job = db.session.get(Job, job_id, populate_existing=True)
+    load_kinds()
+    handler = KINDS.get(job.kind)
+    if handler is None:
+        _finish(job_id, worker, FAILED, error=f"No worker knows jobs of kind {job.kind!r}.")
+        return job_id
+    if job.attempts > MAX_ATTEMPTS:
+        _finish(
+            job_id,
+            worker,
+            FAILED,
+            error=f"Stopped after {MAX_ATTEMPTS} tries: each worker that ran it stopped "
+            "before the end.",
+        )
+        return job_id
+    try:
+        result = handler(JobRun(job, worker))
+    except LostLease:
+        db.session.rollback()
+        log.warning("job %s: lease lost; another worker has it", job_id)
+    except Stopping:
+        db.session.rollback()
+        _release(job_id, worker)
+    except Exception as exc:  # noqa: BLE001 - any failure of the work fails the job, not the worker
+        db.session.rollback()
+        if isinstance(exc, JobError):
+            error = str(exc)
+        else:
+            log.exception("job %s failed", job_id)
+            error = f"{type(exc).__name__}: {exc}"
+        _finish(job_id, worker, FAILED, error=error[:2000])
+    else:
+        _finish(job_id, worker, DONE, result=result)
+    return job_id
+
+
+def _finish(job_id: int, worker: str, status: str, *, result=None, error=None) -> None:
+    begin_write()
+    values = {"status": status, "finished_at": utcnow(), "locked_until": None, "error": error}
+    if result is not None:
+        values["result"] = result
+    db.session.execute(
+        sa.update(Job)
+        .where(Job.id == job_id, Job.worker == worker)
+        .values(**values)
+        .execution_options(synchronize_session=False)
+    )
+    db.session.commit()
+
+
+def _release(job_id: int, worker: str) -> None:
+    """Hand a job back to the queue at once (this worker is stopping)."""
+    begin_write()
+    db.session.execute(
+        sa.update(Job)
+        .where(Job.id == job_id, Job.worker == worker, Job.status == RUNNING)
+        .values(status=QUEUED, locked_until=None)
+        .execution_options(synchronize_session=False)
+    )
+    db.session.commit()
+
+
+def work(*, loop: bool = False, interval: float = 1.0, worker: str | None = None) -> int:
+    """Run due jobs until none is left (or, with `loop`, until asked to stop). Returns how many
+    jobs it ran."""
+    global _stop_requested
+    _stop_requested = False
+    worker = worker or worker_name()
+    ran = 0
+
+    def request_stop(_signum, _frame):
+        global _stop_requested
+        _stop_requested = True
+
+    previous = {sig: signal.signal(sig, request_stop) for sig in (signal.SIGTERM, signal.SIGINT)}
+    try:
+        while not _stop_requested:
+            job_id = run_one(worker)
+            db.session.remove()
+            if job_id is not None:
+                ran += 1
+                click.echo(f"job {job_id} ran")
+                continue
+            if not loop:
+                break
+            time.sleep(interval)
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+    return ran
+
+
+# --- what pages show -----------------------------------------------------------------------
+
+
+@dataclass
+class Progress:
+    """A job's progress in figures a page can show."""
+
+    done: int
+    total: int
+    rate: float | None  # units per second, since the job started
+    seconds_left: float | None
+
+    @property
+    def percent(self) -> int:
+        return int(100 * self.done / self.total) if self.total else 0
+
+
+def progress_of(job: Job) -> Progress:
+    rate = seconds_left = None
+    if job.started_at and job.heartbeat_at and job.done:
+        elapsed = (job.heartbeat_at - job.started_at).total_seconds()
+        if elapsed > 0:
+            rate = job.done / elapsed
+            if job.total and job.status in (QUEUED, RUNNING):
+                seconds_left = max(job.total - job.done, 0) / rate
+    return Progress(job.done or 0, job.total or 0, rate, seconds_left)
+
+
+# --- command line --------------------------------------------------------------------------
+
+jobs_cli = AppGroup("jobs", help="Run background jobs (roster imports and other long work).")
+
+
+@jobs_cli.command("work")
+@click.option("--loop", is_flag=True, help="Keep waiting for new jobs until stopped.")
+@click.option("--interval", default=1.0, show_default=True, help="Seconds between polls.")
+def jobs_work(loop: bool, interval: float):
+    """Run queued jobs, and resume those whose worker died."""
+    ran = work(loop=loop, interval=interval)
+    if not loop:
+        click.echo(f"{ran} job(s) ran.")
