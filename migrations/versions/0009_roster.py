@@ -59,20 +59,22 @@ def upgrade():
         batch_op.create_index('ix_jobs_due', ['status', 'locked_until'], unique=False)
         batch_op.create_index(batch_op.f('ix_jobs_organization_id'), ['organization_id'], unique=False)
 
-    with op.batch_alter_table('contacts', schema=None) as batch_op:
-        batch_op.add_column(sa.Column('sourced_id', sa.String(length=255), nullable=True))
-        batch_op.add_column(sa.Column('active', sa.Boolean(), server_default=sa.true(), nullable=False))
-        batch_op.create_index(batch_op.f('ix_contacts_sourced_id'), ['sourced_id'], unique=False)
+    # Plain ADD COLUMN (no batch): a batch would rebuild the table, and SQLite refuses to drop
+    # a table that phones and emails reference while foreign keys are on.
+    op.add_column('contacts', sa.Column('sourced_id', sa.String(length=255), nullable=True))
+    op.add_column('contacts', sa.Column('active', sa.Boolean(), server_default=sa.true(), nullable=False))
+    op.create_index(op.f('ix_contacts_sourced_id'), 'contacts', ['sourced_id'], unique=False)
 
     with op.batch_alter_table('sites', schema=None) as batch_op:
         batch_op.add_column(sa.Column('identifier', sa.String(length=64), nullable=True))
         batch_op.add_column(sa.Column('sourced_id', sa.String(length=255), nullable=True))
         batch_op.create_index(batch_op.f('ix_sites_sourced_id'), ['sourced_id'], unique=False)
 
-    with op.batch_alter_table('students', schema=None) as batch_op:
-        batch_op.add_column(sa.Column('sourced_id', sa.String(length=255), nullable=True))
-        batch_op.add_column(sa.Column('active', sa.Boolean(), server_default=sa.true(), nullable=False))
-        batch_op.create_index(batch_op.f('ix_students_sourced_id'), ['sourced_id'], unique=False)
+    # Plain ADD COLUMN (no batch): a batch would rebuild the table, and SQLite refuses to drop
+    # a table that phones and emails reference while foreign keys are on.
+    op.add_column('students', sa.Column('sourced_id', sa.String(length=255), nullable=True))
+    op.add_column('students', sa.Column('active', sa.Boolean(), server_default=sa.true(), nullable=False))
+    op.create_index(op.f('ix_students_sourced_id'), 'students', ['sourced_id'], unique=False)
 
     # ### end Alembic commands ###
 

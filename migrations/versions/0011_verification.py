@@ -3,7 +3,7 @@
 links sent to prove a new one
 
 Revision ID: 0011_verification
-Revises: 0008_owner_indexes
+Revises: 0009_roster
 Create Date: 2026-12-01 10:00:00
 
 """
@@ -13,7 +13,7 @@ import sqlalchemy as sa
 
 # revision identifiers, used by Alembic.
 revision = '0011_verification'
-down_revision = '0008_owner_indexes'
+down_revision = '0009_roster'
 branch_labels = None
 depends_on = None
 
