@@ -6,7 +6,6 @@ import itertools
 from dataclasses import dataclass
 
 import sqlalchemy as sa
-from werkzeug.security import generate_password_hash
 
 from consent.extensions import db
 from consent.models import (
@@ -21,16 +20,19 @@ from consent.models import (
     Student,
     User,
 )
+from consent.passwords import hash_method, hash_password
 
 PASSWORD = "correct-horse-battery"
-_hash_cache: dict[str, str] = {}
+_hash_cache: dict[tuple[str, str], str] = {}
 _numbers = itertools.count(1000)
 
 
 def password_hash(password: str = PASSWORD) -> str:
-    if password not in _hash_cache:
-        _hash_cache[password] = generate_password_hash(password, method="scrypt")
-    return _hash_cache[password]
+    """A hash of `password` with the app's PASSWORD_HASH_METHOD (cheap in tests), made once."""
+    key = (hash_method(), password)
+    if key not in _hash_cache:
+        _hash_cache[key] = hash_password(password)
+    return _hash_cache[key]
 
 
 def next_number() -> str:
