@@ -68,3 +68,11 @@ def test_production_hashes_passwords_with_scrypt_at_full_cost(tmp_path):
         assert user.check_password("long-enough-pass")
     assert hash_password("outside-an-app").startswith("scrypt:32768:8:1$")
 
+
+def test_sign_in_spends_its_throwaway_check_on_the_configured_method(app):
+    """The check made for an unknown email uses the same method as real hashes."""
+    from portal import auth
+
+    auth._spend_equal_time("a-guess")
+    assert app.config["PASSWORD_HASH_METHOD"] == "scrypt:1024:8:1"
+    assert auth._dummy_hashes[app.config["PASSWORD_HASH_METHOD"]].startswith("scrypt:1024:8:1$")
