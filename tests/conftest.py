@@ -84,18 +84,73 @@ def pytest_collection_modifyitems(config, items):
                 item.add_marker(skip)
 
 
-@pytest.fixture(scope="session")
-def database(request, tmp_path_factory):
-    """The database URL of one engine, with the schema created once per session."""
-    if request.param == "sqlite":
+def _without_commit_flush(url: str) -> str:
+    """The PostgreSQL URL with synchronous_commit off for its connections: a commit does not
+    wait for the WAL to reach the disk (what a crash could lose is of no use to a test)."""
+    parsed = sa.engine.make_url(url)
+    if "options" in parsed.query:
+        return url
+    parsed = parsed.update_query_dict({"options": "-c synchronous_commit=off"})
+    return parsed.render_as_string(hide_password=False)
+
+
+# What is built once per engine (database, app, demo rows), kept here rather than in pytest's
+# session cache: that cache holds one engine's at a time, and pytest-xdist's file-by-file
+# scheduling switches between the engines at every file.
+_BUILT: dict[tuple[str, str], object] = {}
+
+
+def _once(kind: str, key: str, build):
+    if (kind, key) not in _BUILT:
+        _BUILT[(kind, key)] = build()
+    return _BUILT[(kind, key)]
+
+
+def pytest_sessionfinish(session):
+    for (kind, _key), value in list(_BUILT.items()):
+        if kind == "app":
+            with value.app_context():
+                db.engine.dispose()
+    _BUILT.clear()
+
+
+def postgres_url() -> str:
+    """This process's PostgreSQL database (SQLAlchemy URL): TEST_DATABASE_URL's, or under
+    pytest-xdist one per worker beside it, <name>_gw0, <name>_gw1, … (created when missing)."""
+    url = sa.engine.make_url(_pg_url(POSTGRES_URL))
+    worker = os.environ.get("PYTEST_XDIST_WORKER", "")
+    if worker:
+        name = f"{url.database}_{worker}"
+        server = sa.create_engine(url, isolation_level="AUTOCOMMIT")
+        with server.connect() as conn:
+            known = conn.execute(
+                sa.text("SELECT 1 FROM pg_database WHERE datname = :name"), {"name": name}
+            ).first()
+            if not known:
+                conn.exec_driver_sql(f'CREATE DATABASE "{name}"')
+        server.dispose()
+        url = url.set(database=name)
+    return url.render_as_string(hide_password=False)
+
+
+def _create_database(engine_name: str, tmp_path_factory) -> str:
+    if engine_name == "sqlite":
         url = f"sqlite:///{tmp_path_factory.mktemp('db') / 'test.sqlite3'}"
     else:
-        url = _pg_url(POSTGRES_URL)
+        url = _without_commit_flush(postgres_url())
     engine = sa.create_engine(url)
     db.metadata.drop_all(engine)
     db.metadata.create_all(engine)
     engine.dispose()
     return url
+
+
+@pytest.fixture(scope="session")
+def database(request, tmp_path_factory):
+    """The database URL of one engine, with the schema created once per session."""
+    return _once(
+        "database", request.param, lambda: _create_database(request.param, tmp_path_factory)
+    )
 
 
 @pytest.fixture(scope="session")
@@ -158,10 +213,7 @@ def _new_app(database: str, smtp_port: int):
 @pytest.fixture(scope="session")
 def session_app(database, smtp_server):
     """The app of one database engine, built once for the whole session."""
-    app = _new_app(database, smtp_server.port)
-    yield app
-    with app.app_context():
-        db.engine.dispose()
+    return _once("app", database, lambda: _new_app(database, smtp_server.port))
 
 
 @pytest.fixture
@@ -219,22 +271,19 @@ def _empty_tables():
     tables = [t.name for t in db.metadata.sorted_tables]
     with engine.begin() as conn:
         used = _tables_with_rows(conn, tables)
+        # DELETE, not TRUNCATE: on a few rows PostgreSQL's TRUNCATE costs far more (new files
+        # for every table and index).
+        for table in reversed(tables):
+            if table in used:
+                conn.exec_driver_sql(f'DELETE FROM "{table}"')  # noqa: S608 - our table names
         if engine.dialect.name == "postgresql":
-            if used:
-                conn.exec_driver_sql(
-                    "TRUNCATE " + ", ".join(f'"{t}"' for t in used) + " RESTART IDENTITY CASCADE"
-                )
-            # A rolled-back insert moves a sequence on too, and leaves its table empty.
-            moved = conn.exec_driver_sql(
-                "SELECT sequencename FROM pg_sequences "
+            # Every sequence that has handed out a number starts again at 1 (a rolled-back
+            # insert moves one on too, and leaves its table empty).
+            conn.exec_driver_sql(
+                "SELECT setval(quote_ident(schemaname) || '.' || quote_ident(sequencename), "
+                "1, false) FROM pg_sequences "
                 "WHERE schemaname = current_schema() AND last_value IS NOT NULL"
-            ).scalars()
-            for sequence in list(moved):
-                conn.exec_driver_sql(f'ALTER SEQUENCE "{sequence}" RESTART')
-        else:
-            for table in reversed(tables):
-                if table in used:
-                    conn.exec_driver_sql(f'DELETE FROM "{table}"')  # noqa: S608 - our table names
+            )
 
 
 @pytest.fixture
@@ -259,8 +308,12 @@ DEMO_FAMILIES = 30  # the full 300 are for people; 30 keep each test quick
 
 
 @pytest.fixture(scope="session")
-def demo_rows(session_app):
+def demo_rows(session_app, database):
     """The demo data of one engine, loaded once and kept as rows, table by table."""
+    return _once("demo", database, lambda: _demo_rows(session_app))
+
+
+def _demo_rows(session_app) -> dict[str, list[dict]]:
     from consent.demo import load_demo
 
     with session_app.app_context():

@@ -17,7 +17,7 @@ import sqlalchemy as sa
 from consent import create_app, ledger
 from consent.extensions import db
 from consent.models import Channel, ConsentEvent, ConsentState, OutboxMessage, Status
-from tests.conftest import POSTGRES_URL, Auth, _empty_tables, _pg_url, csrf_token
+from tests.conftest import POSTGRES_URL, Auth, _empty_tables, csrf_token, postgres_url
 from tests.netfaults import TcpProxy
 
 UNAVAILABLE = "We cannot reach our records right now. Nothing was changed."
@@ -53,7 +53,7 @@ def proxied(smtp_server):
     """An app whose PostgreSQL connections pass through a TcpProxy, with the demo loaded."""
     if not POSTGRES_URL:
         pytest.skip("needs TEST_DATABASE_URL (the outage is simulated between app and PostgreSQL)")
-    real = sa.engine.make_url(_pg_url(POSTGRES_URL))
+    real = sa.engine.make_url(postgres_url())
     proxy = TcpProxy((real.host or "127.0.0.1", real.port or 5432))
     url = real.set(host="127.0.0.1", port=proxy.port)
     app = create_app(
