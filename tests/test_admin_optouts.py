@@ -13,6 +13,7 @@ from consent.extensions import db
 from consent.models import ConsentEvent, ConsentState, Contact, Phone, PhoneKind, Source, Status
 from tests import factories
 from tests.conftest import csrf_token
+from tests.helpers import state_of
 from tests.test_admin_base import staff  # noqa: F401  (the fixture)
 
 LIST = "/admin/optouts/"
@@ -31,11 +32,6 @@ def opt_out(org, channel, address, source=Source.ADMIN, **kwargs):
     )
     db.session.commit()
     return outcome.state
-
-
-def state_of(org, channel, address):
-    db.session.expire_all()
-    return ledger.current(org, channel, address)
 
 
 def rows_shown(page: str) -> int:
