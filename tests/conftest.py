@@ -26,8 +26,6 @@ from tests.helpers import (  # noqa: F401  (also imported from here by the test 
     free_port,
 )
 
-pytest_plugins = ["tests.admin_world"]  # the `world` fixture of the admin tests
-
 # No timing deadline (a shared 2-core machine is slow at times); in CI the same examples every
 # run, so a landing never depends on a lucky draw (run locally to explore new ones).
 hypothesis_settings.register_profile("default", deadline=None)
@@ -353,6 +351,23 @@ def demo(app, demo_rows):
 
     _insert_rows(demo_rows)
     return factories.Demo.load()
+
+
+@pytest.fixture
+def staff(app):
+    """An organization with two sites and one login per role (password factories.PASSWORD):
+    a dict of organization, elementary, high, org, site, staff, parent."""
+    from tests import factories
+
+    return factories.make_staff()
+
+
+@pytest.fixture
+def world(app):
+    """Two sites, an admin of each role, a family at each site (texts opted in)."""
+    from tests import factories
+
+    return factories.make_world()
 
 
 @pytest.fixture

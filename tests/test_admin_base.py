@@ -8,28 +8,9 @@ from flask_admin.actions import action
 
 from admin.base import ORG, SecureModelView
 from consent.extensions import db
-from consent.models import Role, Site
+from consent.models import Site
 from tests import factories
 from tests.helpers import form_token
-
-
-@pytest.fixture
-def staff(app):
-    """An organization with two sites and one login per role (password factories.PASSWORD)."""
-    org = factories.make_org()
-    elementary = factories.make_site(org)
-    high = factories.make_site(org, "Maple Valley High")
-    family = factories.make_family(org, elementary)
-    users = {
-        "org": factories.make_user(org, "admin@example.org", Role.ORG),
-        "site": factories.make_user(org, "site@example.org", Role.SITE, site=elementary),
-        "staff": factories.make_user(org, "staff@example.org", Role.STAFF, site=elementary),
-        "parent": factories.make_user(
-            org, "parent@example.org", Role.PARENT, contact=family.contacts[0]
-        ),
-    }
-    db.session.commit()
-    return dict(organization=org, elementary=elementary, high=high, **users)
 
 
 class RenameSites(SecureModelView):

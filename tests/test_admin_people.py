@@ -21,7 +21,6 @@ from consent.models import (
     Status,
 )
 from tests import factories
-from tests.admin_world import session_token
 from tests.conftest import csrf_token
 from tests.helpers import events_of, state_of
 
@@ -181,7 +180,7 @@ def test_staff_see_statuses_read_only(client, world):
     page = _text(client.get(f"/admin/contacts/{contact.id}/"))
     assert "Opted in" in page and "read-only" in page
     assert "Turn off" not in page and "/consent" not in page
-    token = session_token(client)  # staff pages show no form
+    token = csrf_token(client)  # staff pages show no form
     response = client.post(
         f"/admin/contacts/{contact.id}/consent",
         data={"csrf_token": token, "address": number, "channel": "text", "action": "opt_out"},
@@ -331,7 +330,7 @@ def test_org_team_clears_a_bounce_and_site_team_may_not(client, world):
     )
     assert response.status_code == 403
     assert state_of(world.org, "voice", number).status == Status.BOUNCED
-    client.post("/logout", data={"csrf_token": session_token(client)})
+    client.post("/logout", data={"csrf_token": csrf_token(client)})
     world.login(client, "org")
     response = _post_consent(
         client,
