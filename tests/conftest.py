@@ -354,6 +354,16 @@ def demo(app, demo_rows):
 
 
 @pytest.fixture
+def org(app):
+    """One organization with the default rules (texting number +1 202-555-0100), committed."""
+    from tests import factories
+
+    org = factories.make_org()
+    db.session.commit()
+    return org
+
+
+@pytest.fixture
 def staff(app):
     """An organization with two sites and one login per role (password factories.PASSWORD):
     a dict of organization, elementary, high, org, site, staff, parent."""

@@ -18,21 +18,12 @@ from consent.models import (
     Source,
     Status,
 )
-from tests.factories import make_org
 from tests.helpers import events_of, state_of
 
 CELL = "+12025550123"
 EMAIL = "ana@example.org"
 PARENT = Actor("user", None, "Ana Rivera (parent)")
 ADMIN = Actor("user", None, "Dana (org admin)")
-
-
-@pytest.fixture
-def org(app):
-    """An organization with the default rules."""
-    org = make_org()
-    db.session.commit()
-    return org
 
 
 def outbox(purpose=None):
