@@ -3,6 +3,9 @@ PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
 PORT   ?= 5000
+# pytest-xdist workers for `make test` (each with its own SQLite file and PostgreSQL database);
+# TEST_WORKERS=0 runs the suite in one process.
+TEST_WORKERS ?= 2
 export FLASK_APP := run
 
 .PHONY: run test lint bench clean translations
@@ -33,7 +36,7 @@ run: $(VENV)/.installed translations
 test: $(VENV)/.installed-test translations
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
-	$(BIN)/pytest $(PYTEST_ARGS)
+	$(BIN)/pytest -n $(TEST_WORKERS) --dist loadfile --durations=15 $(PYTEST_ARGS)
 
 lint: $(VENV)/.installed-test
 	$(BIN)/ruff check --fix .

@@ -98,4 +98,6 @@ def from_environment(instance_path: str, env: dict[str, str] | None = None) -> d
         "DEFAULT_PHONE_REGION": env.get("DEFAULT_PHONE_REGION") or "US",
         "SQLALCHEMY_ENGINE_OPTIONS": {"pool_pre_ping": True},
         "WTF_CSRF_TIME_LIMIT": None,
+        # werkzeug's method for new password hashes (and the sign-in's throwaway one).
+        "PASSWORD_HASH_METHOD": "scrypt",
     }

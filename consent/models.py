@@ -8,9 +8,10 @@ from datetime import UTC, datetime
 import sqlalchemy as sa
 from flask_login import UserMixin
 from sqlalchemy.orm import Mapped, mapped_column, relationship
-from werkzeug.security import check_password_hash, generate_password_hash
+from werkzeug.security import check_password_hash
 
 from consent.extensions import db
+from consent.passwords import hash_password
 
 
 def utcnow() -> datetime:
@@ -525,7 +526,7 @@ class User(UserMixin, db.Model):
     site: Mapped[Site | None] = relationship()
 
     def set_password(self, password: str) -> None:
-        self.password_hash = generate_password_hash(password, method="scrypt")
+        self.password_hash = hash_password(password)
 
     def check_password(self, password: str) -> bool:
         return check_password_hash(self.password_hash, password)

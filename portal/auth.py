@@ -12,19 +12,21 @@ from werkzeug.security import check_password_hash, generate_password_hash
 
 from consent.extensions import db, limiter
 from consent.models import User, utcnow
+from consent.passwords import hash_method
 from portal.forms import LoginForm
 
 bp = Blueprint("auth", __name__)
 
-_dummy_hash: str | None = None
+_dummy_hashes: dict[str, str] = {}  # one throwaway hash per method
 
 
 def _spend_equal_time(password: str) -> None:
-    """Check a password against a throwaway hash, so an unknown email takes as long."""
-    global _dummy_hash
-    if _dummy_hash is None:
-        _dummy_hash = generate_password_hash("not-a-real-password", method="scrypt")
-    check_password_hash(_dummy_hash, password)
+    """Check a password against a throwaway hash of the configured method, so an unknown
+    email takes as long as a known one."""
+    method = hash_method()
+    if method not in _dummy_hashes:
+        _dummy_hashes[method] = generate_password_hash("not-a-real-password", method=method)
+    check_password_hash(_dummy_hashes[method], password)
 
 
 def safe_next(target: str | None) -> str | None:

@@ -1,10 +1,12 @@
-"""Fixtures: an app per test on SQLite (always) and PostgreSQL (with TEST_DATABASE_URL), a
-clean database for each test, a real SMTP server on loopback, and sign-in helpers."""
+"""Fixtures: one app per database engine for the session (SQLite always, PostgreSQL with
+TEST_DATABASE_URL), its tables emptied before each test and its settings put back after; the
+demo data loaded once and copied in; a real SMTP server on loopback; sign-in helpers
+(tests/helpers.py) and data builders (tests/factories.py)."""
 
 from __future__ import annotations
 
+import copy
 import os
-import re
 import shutil
 from email import message_from_bytes, policy
 
@@ -16,8 +18,13 @@ from hypothesis import settings as hypothesis_settings
 import consent.models  # noqa: F401  (the tables, before the schema is created)
 from consent import create_app
 from consent.extensions import db, limiter
-
-pytest_plugins = ["tests.admin_world"]  # the `world` fixture of the admin tests
+from tests.helpers import (  # noqa: F401  (also imported from here by the test modules)
+    Auth,
+    Mailbox,
+    QueryCounter,
+    csrf_token,
+    free_port,
+)
 
 # No timing deadline (a shared 2-core machine is slow at times); in CI the same examples every
 # run, so a landing never depends on a lucky draw (run locally to explore new ones).
@@ -75,18 +82,73 @@ def pytest_collection_modifyitems(config, items):
                 item.add_marker(skip)
 
 
-@pytest.fixture(scope="session")
-def database(request, tmp_path_factory):
-    """The database URL of one engine, with the schema created once per session."""
-    if request.param == "sqlite":
+def _without_commit_flush(url: str) -> str:
+    """The PostgreSQL URL with synchronous_commit off for its connections: a commit does not
+    wait for the WAL to reach the disk (what a crash could lose is of no use to a test)."""
+    parsed = sa.engine.make_url(url)
+    if "options" in parsed.query:
+        return url
+    parsed = parsed.update_query_dict({"options": "-c synchronous_commit=off"})
+    return parsed.render_as_string(hide_password=False)
+
+
+# What is built once per engine (database, app, demo rows), kept here rather than in pytest's
+# session cache: that cache holds one engine's at a time, and pytest-xdist's file-by-file
+# scheduling switches between the engines at every file.
+_BUILT: dict[tuple[str, str], object] = {}
+
+
+def _once(kind: str, key: str, build):
+    if (kind, key) not in _BUILT:
+        _BUILT[(kind, key)] = build()
+    return _BUILT[(kind, key)]
+
+
+def pytest_sessionfinish(session):
+    for (kind, _key), value in list(_BUILT.items()):
+        if kind == "app":
+            with value.app_context():
+                db.engine.dispose()
+    _BUILT.clear()
+
+
+def postgres_url() -> str:
+    """This process's PostgreSQL database (SQLAlchemy URL): TEST_DATABASE_URL's, or under
+    pytest-xdist one per worker beside it, <name>_gw0, <name>_gw1, … (created when missing)."""
+    url = sa.engine.make_url(_pg_url(POSTGRES_URL))
+    worker = os.environ.get("PYTEST_XDIST_WORKER", "")
+    if worker:
+        name = f"{url.database}_{worker}"
+        server = sa.create_engine(url, isolation_level="AUTOCOMMIT")
+        with server.connect() as conn:
+            known = conn.execute(
+                sa.text("SELECT 1 FROM pg_database WHERE datname = :name"), {"name": name}
+            ).first()
+            if not known:
+                conn.exec_driver_sql(f'CREATE DATABASE "{name}"')
+        server.dispose()
+        url = url.set(database=name)
+    return url.render_as_string(hide_password=False)
+
+
+def _create_database(engine_name: str, tmp_path_factory) -> str:
+    if engine_name == "sqlite":
         url = f"sqlite:///{tmp_path_factory.mktemp('db') / 'test.sqlite3'}"
     else:
-        url = _pg_url(POSTGRES_URL)
+        url = _without_commit_flush(postgres_url())
     engine = sa.create_engine(url)
     db.metadata.drop_all(engine)
     db.metadata.create_all(engine)
     engine.dispose()
     return url
+
+
+@pytest.fixture(scope="session")
+def database(request, tmp_path_factory):
+    """The database URL of one engine, with the schema created once per session."""
+    return _once(
+        "database", request.param, lambda: _create_database(request.param, tmp_path_factory)
+    )
 
 
 @pytest.fixture(scope="session")
@@ -111,72 +173,81 @@ def smtp_server():
     controller.stop()
 
 
-def free_port() -> int:
-    """A TCP port on 127.0.0.1 that nothing listens on now."""
-    import socket
-
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-class Mailbox:
-    """What arrived at the SMTP server during one test."""
-
-    def __init__(self, controller):
-        self.controller = controller
-        self.handler = controller.handler_ref
-        self.handler.messages.clear()
-
-    @property
-    def messages(self):
-        return list(self.handler.messages)
-
-    def to(self, address: str):
-        return [m for m in self.handler.messages if address in str(m["To"])]
-
-    @staticmethod
-    def text(message) -> str:
-        part = message.get_body(preferencelist=("plain",))
-        return part.get_content() if part else ""
-
-    def links(self, message, path: str) -> list[str]:
-        return re.findall(rf"https?://[^\s<>\"]+{re.escape(path)}[^\s<>\"]+", self.text(message))
+def app_settings(database: str, smtp_port: int) -> dict:
+    """The settings of the tests' apps: this database, the test SMTP server, no rate limits,
+    cheap password hashes (production keeps scrypt's default cost)."""
+    return {
+        "TESTING": True,
+        "SQLALCHEMY_DATABASE_URI": database,
+        "SECRET_KEY": "test-secret-key",
+        "SECRET_KEY_FALLBACKS": [],
+        "MAIL_SERVER": "127.0.0.1",
+        "MAIL_PORT": smtp_port,
+        "MAIL_DEFAULT_SENDER": "Maple Valley <no-reply@example.org>",
+        "EMAIL_TRANSPORT": "smtp",
+        "MAIL_SUPPRESS_SEND": False,  # Flask-Mail suppresses under TESTING; we want the SMTP server
+        "TWILIO_ACCOUNT_SID": None,
+        "TWILIO_AUTH_TOKEN": None,
+        "PUBLIC_BASE_URL": "https://consent.example.org",
+        "RATELIMIT_ENABLED": False,
+        "API_KEYS": ["test-api-key"],
+        "SERVER_NAME": None,
+        "PASSWORD_HASH_METHOD": TEST_PASSWORD_HASH_METHOD,
+    }
 
 
-@pytest.fixture
-def app(database, smtp_server):
-    """An app bound to a clean database of one engine."""
-    app = create_app(
-        {
-            "TESTING": True,
-            "SQLALCHEMY_DATABASE_URI": database,
-            "SECRET_KEY": "test-secret-key",
-            "SECRET_KEY_FALLBACKS": [],
-            "MAIL_SERVER": "127.0.0.1",
-            "MAIL_PORT": smtp_server.port,
-            "MAIL_DEFAULT_SENDER": "Maple Valley <no-reply@example.org>",
-            "EMAIL_TRANSPORT": "smtp",
-            "MAIL_SUPPRESS_SEND": False,  # Flask-Mail suppresses under TESTING; we want the SMTP server
-            "TWILIO_ACCOUNT_SID": None,
-            "TWILIO_AUTH_TOKEN": None,
-            "PUBLIC_BASE_URL": "https://consent.example.org",
-            "RATELIMIT_ENABLED": False,
-            "API_KEYS": ["test-api-key"],
-            "SERVER_NAME": None,
-        }
-    )
-    limiter.enabled = False
+TEST_PASSWORD_HASH_METHOD = "scrypt:1024:8:1"
+
+
+def _new_app(database: str, smtp_port: int):
+    app = create_app(app_settings(database, smtp_port))
     # The fixture's app context outlives each request, so `g` would carry one request's
     # values (Flask-WTF's csrf_token, Flask-Login's user) into the next: start each request
     # with an empty `g`, as a real server does.
     request_started.connect(_fresh_g, app)
+    return app
+
+
+@pytest.fixture(scope="session")
+def session_app(database, smtp_server):
+    """The app of one database engine, built once for the whole session."""
+    return _once("app", database, lambda: _new_app(database, smtp_server.port))
+
+
+@pytest.fixture
+def app(request, session_app, database, smtp_server):
+    """The session's app of one engine, on a database emptied for this test; whatever the test
+    changes in its settings (and the mailer's) is put back afterwards. A test marked
+    `own_app` (it adds a view or a route) gets an app of its own instead."""
+    own = request.node.get_closest_marker("own_app") is not None
+    app = _new_app(database, smtp_server.port) if own else session_app
+    settings = _snapshot(app.config)
+    mail_state = app.extensions["mail"]
+    mail_settings = dict(vars(mail_state))
+    limiter.enabled = False
     with app.app_context():
         _empty_tables()
         yield app
         db.session.remove()
-        db.engine.dispose()
-    limiter.enabled = True
+        if own:
+            db.engine.dispose()
+    app.config.clear()
+    app.config.update(settings)
+    vars(mail_state).clear()
+    vars(mail_state).update(mail_settings)
+    limiter.enabled = False
+    if limiter._storage is not None:  # set once an app with rate limits on was built
+        limiter.reset()
+
+
+def _snapshot(config) -> dict:
+    saved = {}
+    for key, value in config.items():
+        try:
+            saved[key] = copy.deepcopy(value)
+        except Exception:  # noqa: BLE001 - an object that cannot be copied is kept as it is
+            saved[key] = value
+    return saved
 
 
 def _fresh_g(sender, **extra):
@@ -184,17 +255,33 @@ def _fresh_g(sender, **extra):
         g.pop(name, None)
 
 
+def _tables_with_rows(conn, tables: list[str]) -> set[str]:
+    query = " UNION ALL ".join(
+        f"SELECT '{t}' WHERE EXISTS (SELECT 1 FROM \"{t}\")"  # noqa: S608 - our table names
+        for t in tables
+    )
+    return {row[0] for row in conn.exec_driver_sql(query)}
+
+
 def _empty_tables():
+    """Empty the tables that have rows, and start every id sequence again at 1."""
     engine = db.engine
     tables = [t.name for t in db.metadata.sorted_tables]
     with engine.begin() as conn:
-        if engine.dialect.name == "postgresql":
-            conn.exec_driver_sql(
-                "TRUNCATE " + ", ".join(f'"{t}"' for t in tables) + " RESTART IDENTITY CASCADE"
-            )
-        else:
-            for table in reversed(tables):
+        used = _tables_with_rows(conn, tables)
+        # DELETE, not TRUNCATE: on a few rows PostgreSQL's TRUNCATE costs far more (new files
+        # for every table and index).
+        for table in reversed(tables):
+            if table in used:
                 conn.exec_driver_sql(f'DELETE FROM "{table}"')  # noqa: S608 - our table names
+        if engine.dialect.name == "postgresql":
+            # Every sequence that has handed out a number starts again at 1 (a rolled-back
+            # insert moves one on too, and leaves its table empty).
+            conn.exec_driver_sql(
+                "SELECT setval(quote_ident(schemaname) || '.' || quote_ident(sequencename), "
+                "1, false) FROM pg_sequences "
+                "WHERE schemaname = current_schema() AND last_value IS NOT NULL"
+            )
 
 
 @pytest.fixture
@@ -215,42 +302,82 @@ def runner(app):
     return app.test_cli_runner()
 
 
-@pytest.fixture
-def demo(app):
-    """The demo organization, families and logins."""
+DEMO_FAMILIES = 30  # the full 300 are for people; 30 keep each test quick
+
+
+@pytest.fixture(scope="session")
+def demo_rows(session_app, database):
+    """The demo data of one engine, loaded once and kept as rows, table by table."""
+    return _once("demo", database, lambda: _demo_rows(session_app))
+
+
+def _demo_rows(session_app) -> dict[str, list[dict]]:
     from consent.demo import load_demo
 
-    load_demo(families=30)  # the full 300 are for people; 30 keep each test quick
+    with session_app.app_context():
+        _empty_tables()
+        load_demo(families=DEMO_FAMILIES)
+        db.session.commit()
+        with db.engine.connect() as conn:
+            rows = {
+                table.name: [dict(row._mapping) for row in conn.execute(table.select())]
+                for table in db.metadata.sorted_tables
+            }
+        db.session.remove()
+        _empty_tables()
+    return rows
+
+
+def _insert_rows(rows: dict[str, list[dict]]) -> None:
+    """Put `rows` back into the (empty) tables, ids and all; PostgreSQL's id sequences go on
+    after the highest id, as they would after loading the data."""
+    engine = db.engine
+    with engine.begin() as conn:
+        for table in db.metadata.sorted_tables:
+            if rows.get(table.name):
+                conn.execute(table.insert(), rows[table.name])
+        if engine.dialect.name == "postgresql":
+            for table in db.metadata.sorted_tables:
+                if rows.get(table.name) and "id" in table.c:
+                    sequence = f"pg_get_serial_sequence('{table.name}', 'id')"
+                    highest = f'SELECT max(id) FROM "{table.name}"'  # noqa: S608 - our table names
+                    conn.exec_driver_sql(f"SELECT setval({sequence}, ({highest}))")
+
+
+@pytest.fixture
+def demo(app, demo_rows):
+    """The demo organization, families and logins (copied in from the session's load)."""
     from tests import factories
 
+    _insert_rows(demo_rows)
     return factories.Demo.load()
 
 
-def csrf_token(client, path: str = "/login") -> str:
-    """The CSRF token of the client's session, read from a form page."""
-    page = client.get(path).get_data(as_text=True)
-    match = re.search(r'name="csrf_token"[^>]*value="([^"]+)"', page) or re.search(
-        r'value="([^"]+)"[^>]*name="csrf_token"', page
-    )
-    assert match, f"no CSRF token on {path}"
-    return match.group(1)
+@pytest.fixture
+def org(app):
+    """One organization with the default rules (texting number +1 202-555-0100), committed."""
+    from tests import factories
+
+    org = factories.make_org()
+    db.session.commit()
+    return org
 
 
-class Auth:
-    """Sign a client in and out."""
+@pytest.fixture
+def staff(app):
+    """An organization with two sites and one login per role (password factories.PASSWORD):
+    a dict of organization, elementary, high, org, site, staff, parent."""
+    from tests import factories
 
-    def __init__(self, client):
-        self.client = client
+    return factories.make_staff()
 
-    def login(self, email: str, password: str | None = None):
-        password = password or email.split("@")[0] + "-demo-pass"
-        return self.client.post(
-            "/login",
-            data={"email": email, "password": password, "csrf_token": csrf_token(self.client)},
-        )
 
-    def logout(self):
-        return self.client.post("/logout", data={"csrf_token": csrf_token(self.client)})
+@pytest.fixture
+def world(app):
+    """Two sites, an admin of each role, a family at each site (texts opted in)."""
+    from tests import factories
+
+    return factories.make_world()
 
 
 @pytest.fixture
@@ -291,25 +418,6 @@ def pages(live_server, chromium_browser):
 def browser_page(pages):
     """A Chromium page (390 px wide, like a phone) for the live server."""
     return pages.new()
-
-
-class QueryCounter:
-    """The SQL statements run while counting (transaction control left out)."""
-
-    def __init__(self):
-        self.statements: list[str] = []
-
-    @property
-    def count(self) -> int:
-        return len(self.statements)
-
-    def __call__(self, conn, cursor, statement, parameters, context, executemany):
-        if (
-            not statement.lstrip()
-            .upper()
-            .startswith(("BEGIN", "SAVEPOINT", "RELEASE", "ROLLBACK", "COMMIT"))
-        ):
-            self.statements.append(statement)
 
 
 @pytest.fixture

@@ -1,4 +1,7 @@
-"""Test data builders: organizations, families, users, all through the models and the ledger."""
+"""Test data builders, the one place that makes organizations, sites, families (contacts,
+students, their phones and emails) and users, through the models and the ledger; and the
+ready-made sets the fixtures hand out: `make_staff` (`staff`), `make_world` (`world`), `Demo`
+(`demo`, over the demo loader's data)."""
 
 from __future__ import annotations
 
@@ -6,10 +9,11 @@ import itertools
 from dataclasses import dataclass
 
 import sqlalchemy as sa
-from werkzeug.security import generate_password_hash
 
+from consent import ledger
 from consent.extensions import db
 from consent.models import (
+    Channel,
     Contact,
     EmailAddress,
     Family,
@@ -18,19 +22,23 @@ from consent.models import (
     PhoneKind,
     Role,
     Site,
+    Source,
     Student,
     User,
 )
+from consent.passwords import hash_method, hash_password
 
 PASSWORD = "correct-horse-battery"
-_hash_cache: dict[str, str] = {}
+_hash_cache: dict[tuple[str, str], str] = {}
 _numbers = itertools.count(1000)
 
 
 def password_hash(password: str = PASSWORD) -> str:
-    if password not in _hash_cache:
-        _hash_cache[password] = generate_password_hash(password, method="scrypt")
-    return _hash_cache[password]
+    """A hash of `password` with the app's PASSWORD_HASH_METHOD (cheap in tests), made once."""
+    key = (hash_method(), password)
+    if key not in _hash_cache:
+        _hash_cache[key] = hash_password(password)
+    return _hash_cache[key]
 
 
 def next_number() -> str:
@@ -144,3 +152,77 @@ class Demo:
             site_admin=users["site@example.org"],
             staff=users["staff@example.org"],
         )
+
+
+def make_staff() -> dict:
+    """An organization with two sites, a family at Elementary and one login per role
+    (password PASSWORD), committed: organization, elementary, high, org (admin@example.org),
+    site, staff (both Elementary) and parent."""
+    org = make_org()
+    elementary = make_site(org)
+    high = make_site(org, "Maple Valley High")
+    family = make_family(org, elementary)
+    users = {
+        "org": make_user(org, "admin@example.org", Role.ORG),
+        "site": make_user(org, "site@example.org", Role.SITE, site=elementary),
+        "staff": make_user(org, "staff@example.org", Role.STAFF, site=elementary),
+        "parent": make_user(org, "parent@example.org", Role.PARENT, contact=family.contacts[0]),
+    }
+    db.session.commit()
+    return dict(organization=org, elementary=elementary, high=high, **users)
+
+
+@dataclass
+class World:
+    """The admin tests' organization: two sites, an admin of each role, a family at each site
+    with cells, emails and text opt-ins."""
+
+    org: Organization
+    elementary: Site
+    high: Site
+    users: dict[str, User]  # org, site, staff (Elementary), site_high, parent
+    near: Family  # a family at Elementary
+    far: Family  # a family at High
+
+    def login(self, client, who: str):
+        """Sign `client` in as one of the users ("org", "site", "staff", "site_high", "parent")."""
+        from tests.helpers import Auth
+
+        response = Auth(client).login(self.users[who].email, PASSWORD)
+        assert response.status_code == 302, "sign-in failed"
+        return response
+
+
+def make_world() -> World:
+    """Create the World and commit it."""
+    org = make_org()
+    elementary = make_site(org, "Maple Valley Elementary")
+    high = make_site(org, "Maple Valley High")
+    near = make_family(org, elementary, name="Rivera")
+    far = make_family(org, high, name="Okafor")
+    users = {
+        "org": make_user(org, "org@example.org", Role.ORG, name="Olga Org"),
+        "site": make_user(org, "site@example.org", Role.SITE, site=elementary, name="Sam Site"),
+        "staff": make_user(
+            org, "staff@example.org", Role.STAFF, site=elementary, name="Terry Staff"
+        ),
+        "site_high": make_user(org, "sitehigh@example.org", Role.SITE, site=high, name="Hal High"),
+        "parent": make_user(
+            org, "parent@example.org", Role.PARENT, contact=near.contacts[0], name="Ana Rivera"
+        ),
+    }
+    actor = ledger.Actor.system("test set-up")
+    for family in (near, far):
+        for person in [*family.contacts, *family.students]:
+            for phone in person.phones:
+                ledger.opt_in(
+                    org,
+                    Channel.TEXT,
+                    phone.number,
+                    source=Source.ENROLLMENT,
+                    actor=actor,
+                    confirm=False,
+                    notify_org=False,
+                )
+    db.session.commit()
+    return World(org, elementary, high, users, near, far)

@@ -14,7 +14,6 @@ from consent.extensions import db
 from consent.ledger import Actor
 from consent.models import (
     Channel,
-    ConsentEvent,
     EmailAddress,
     OutboxMessage,
     Phone,
@@ -25,6 +24,7 @@ from consent.models import (
 )
 from tests.conftest import csrf_token
 from tests.factories import PASSWORD, make_family, make_org, make_site, make_user
+from tests.helpers import events_of, status_of
 
 
 @pytest.fixture
@@ -52,18 +52,6 @@ def login(auth, email="ana@example.org"):
     response = auth.login(email, PASSWORD)
     assert response.status_code == 302
     return response
-
-
-def state_of(org, channel, address):
-    db.session.expire_all()
-    state = ledger.current(org, channel, address)
-    return state.status if state else None
-
-
-def events_for(address):
-    return db.session.scalars(
-        sa.select(ConsentEvent).where(ConsentEvent.address == address).order_by(ConsentEvent.id)
-    ).all()
 
 
 def outbox_to(address):
@@ -125,7 +113,7 @@ def test_parent_of_another_family_gets_404(client, auth, family, route):
     assert client.get(path).status_code == 404
     target = f"phone-{(family.luis if route == 'contact' else family.kid).phones[0].id}"
     assert toggle(client, path, target, "text", "off").status_code == 404
-    assert events_for((family.luis if route == "contact" else family.kid).phones[0].number) == []
+    assert events_of((family.luis if route == "contact" else family.kid).phones[0].number) == []
 
 
 @pytest.mark.parametrize("route", ["settings", "contacts", "students"])
@@ -144,7 +132,7 @@ def test_parent_cannot_toggle_another_familys_address_through_own_page(client, a
     foreign = family.other.contacts[0].phones[0]
     response = toggle(client, "/account/settings", f"phone-{foreign.id}", "text", "off")
     assert response.status_code == 404
-    assert events_for(foreign.number) == []
+    assert events_of(foreign.number) == []
 
 
 @pytest.mark.parametrize("route", ROUTES)
@@ -165,8 +153,8 @@ def test_post_without_csrf_token_is_refused_and_changes_nothing(client, auth, fa
         data={"target": f"phone-{phone.id}", "channel": "voice", "allow": "off"},
     )
     assert response.status_code == 400
-    assert state_of(family.org, Channel.VOICE, phone.number) is None
-    assert events_for(phone.number) == []
+    assert status_of(family.org, Channel.VOICE, phone.number) is None
+    assert events_of(phone.number) == []
 
 
 def test_get_changes_nothing(client, auth, family):
@@ -174,7 +162,7 @@ def test_get_changes_nothing(client, auth, family):
     login(auth)
     phone = family.ana.phones[0]
     client.get(f"/account/settings?target=phone-{phone.id}&channel=voice&allow=off")
-    assert events_for(phone.number) == []
+    assert events_of(phone.number) == []
 
 
 def test_wrong_channel_for_an_address_is_404(client, auth, family):
@@ -187,7 +175,7 @@ def test_wrong_channel_for_an_address_is_404(client, auth, family):
     assert (
         toggle(client, "/account/settings", f"phone-{home.id}", "email", "off").status_code == 404
     )
-    assert events_for(home.number) == []
+    assert events_of(home.number) == []
 
 
 # --- the pages ----------------------------------------------------------------------------
@@ -246,13 +234,13 @@ def test_carrier_block_shows_toggle_off_and_disabled_with_how_to_lift_it(client,
     assert (
         "disabled" in text.split(f"phone-{family.ana.phones[0].id}-text", 1)[1].split("</div>")[1]
     )
-    before = len(events_for(cell))
+    before = len(events_of(cell))
     response = toggle(client, "/account/settings", f"phone-{family.ana.phones[0].id}", "text", "on")
     assert response.status_code == 302
     after = page(client, "/account/settings")
     assert "text START to +1 202-555-0100" in after
-    assert state_of(family.org, Channel.TEXT, cell) == Status.OPTED_OUT
-    assert len(events_for(cell)) == before
+    assert status_of(family.org, Channel.TEXT, cell) == Status.OPTED_OUT
+    assert len(events_of(cell)) == before
 
 
 def test_bounced_address_says_bounced(client, auth, family):
@@ -263,7 +251,7 @@ def test_bounced_address_says_bounced(client, auth, family):
     login(auth)
     assert "Bounced" in page(client, "/account/settings")
     toggle(client, "/account/settings", f"email-{family.ana.emails[0].id}", "email", "on")
-    assert state_of(family.org, Channel.EMAIL, email) == Status.OPTED_IN
+    assert status_of(family.org, Channel.EMAIL, email) == Status.OPTED_IN
 
 
 def test_number_shared_by_two_people_says_a_change_applies_to_both(client, auth, family):
@@ -290,8 +278,8 @@ def test_own_text_off_then_on(client, auth, family, mailbox):
     assert response.status_code == 302
     text = page(client, "/account/settings")
     assert "Texts off" in text and "Text messages to +1 415" in text
-    assert state_of(family.org, Channel.TEXT, phone.number) == Status.OPTED_OUT
-    (event,) = events_for(phone.number)
+    assert status_of(family.org, Channel.TEXT, phone.number) == Status.OPTED_OUT
+    (event,) = events_of(phone.number)
     assert event.source == Source.PORTAL and event.actor_user_id == family.parent.id
     assert event.to_status == Status.OPTED_OUT and event.ip == "127.0.0.1"
     sent = outbox_to(phone.number)
@@ -306,8 +294,8 @@ def test_own_text_off_then_on(client, auth, family, mailbox):
     assert "the parent portal" in body and "Ana Rivera (parent)" in body
 
     toggle(client, "/account/settings", f"phone-{phone.id}", "text", "on")
-    assert state_of(family.org, Channel.TEXT, phone.number) == Status.OPTED_IN
-    last = events_for(phone.number)[-1]
+    assert status_of(family.org, Channel.TEXT, phone.number) == Status.OPTED_IN
+    last = events_of(phone.number)[-1]
     assert (
         last.source == Source.PORTAL and "Msg & data rates may apply" in last.evidence["disclosure"]
     )
@@ -322,7 +310,7 @@ def test_own_calls_off_then_on(client, auth, family, mailbox):
     own_email = family.ana.emails[0].address
     login(auth)
     toggle(client, "/account/settings", f"phone-{phone.id}", "voice", "off")
-    assert state_of(family.org, Channel.VOICE, phone.number) == Status.OPTED_OUT
+    assert status_of(family.org, Channel.VOICE, phone.number) == Status.OPTED_OUT
     assert "Calls off" in page(client, "/account/settings")
     (confirmation,) = mailbox.to(own_email)
     assert "no longer receive calls" in mailbox.text(confirmation)
@@ -330,7 +318,7 @@ def test_own_calls_off_then_on(client, auth, family, mailbox):
     assert "opted out of calls" in mailbox.text(notice)
 
     toggle(client, "/account/settings", f"phone-{phone.id}", "voice", "on")
-    assert state_of(family.org, Channel.VOICE, phone.number) == Status.OPTED_IN
+    assert status_of(family.org, Channel.VOICE, phone.number) == Status.OPTED_IN
     assert "Calls allowed" in page(client, "/account/settings")
 
 
@@ -339,7 +327,7 @@ def test_own_email_off_then_on(client, auth, family, mailbox):
     email = family.ana.emails[0]
     login(auth)
     toggle(client, "/account/settings", f"email-{email.id}", "email", "off")
-    assert state_of(family.org, Channel.EMAIL, email.address) == Status.OPTED_OUT
+    assert status_of(family.org, Channel.EMAIL, email.address) == Status.OPTED_OUT
     assert "Email off" in page(client, "/account/settings")
     (confirmation,) = mailbox.to(email.address)
     assert "You will no longer receive email" in mailbox.text(confirmation)
@@ -347,7 +335,7 @@ def test_own_email_off_then_on(client, auth, family, mailbox):
     assert "opted out of email" in mailbox.text(notice) and email.address in mailbox.text(notice)
 
     toggle(client, "/account/settings", f"email-{email.id}", "email", "on")
-    assert state_of(family.org, Channel.EMAIL, email.address) == Status.OPTED_IN
+    assert status_of(family.org, Channel.EMAIL, email.address) == Status.OPTED_IN
     assert "Email allowed" in page(client, "/account/settings")
 
 
@@ -357,7 +345,7 @@ def test_turning_off_twice_changes_nothing_the_second_time(client, auth, family,
     login(auth)
     toggle(client, "/account/settings", f"phone-{phone.id}", "text", "off")
     toggle(client, "/account/settings", f"phone-{phone.id}", "text", "off")
-    assert len(events_for(phone.number)) == 1
+    assert len(events_of(phone.number)) == 1
     assert len(outbox_to(phone.number)) == 1
     assert len(mailbox.to("office@example.org")) == 1
 
@@ -371,9 +359,9 @@ def test_other_contacts_text_off_is_immediate(client, auth, family, mailbox):
     path = f"/account/contacts/{family.luis.id}"
     login(auth)
     toggle(client, path, f"phone-{phone.id}", "text", "off")
-    assert state_of(family.org, Channel.TEXT, phone.number) == Status.OPTED_OUT
+    assert status_of(family.org, Channel.TEXT, phone.number) == Status.OPTED_OUT
     assert "Texts off" in page(client, path)
-    (event,) = events_for(phone.number)
+    (event,) = events_of(phone.number)
     assert event.actor_user_id == family.parent.id and event.evidence["person"] == family.luis.name
     assert [m.purpose for m in outbox_to(phone.number)] == ["optout_confirmation"]
     (notice,) = mailbox.to("office@example.org")
@@ -390,8 +378,8 @@ def test_other_contacts_text_on_sends_them_a_confirmation_instead(client, auth, 
     toggle(client, path, f"phone-{phone.id}", "text", "on")
     text = page(client, path)
     assert f"We sent {family.luis.name} a message to confirm" in text
-    assert state_of(family.org, Channel.TEXT, phone.number) is None
-    (event,) = events_for(phone.number)
+    assert status_of(family.org, Channel.TEXT, phone.number) is None
+    (event,) = events_of(phone.number)
     assert event.kind == "request" and event.source == Source.PORTAL
     assert event.evidence["attested"] is True
     (message,) = outbox_to(phone.number)
@@ -404,12 +392,12 @@ def test_other_contacts_email_off_then_on_by_confirmation(client, auth, family, 
     path = f"/account/contacts/{family.luis.id}"
     login(auth)
     toggle(client, path, f"email-{email.id}", "email", "off")
-    assert state_of(family.org, Channel.EMAIL, email.address) == Status.OPTED_OUT
+    assert status_of(family.org, Channel.EMAIL, email.address) == Status.OPTED_OUT
     (confirmation,) = mailbox.to(email.address)
     assert "You will no longer receive email" in mailbox.text(confirmation)
 
     toggle(client, path, f"email-{email.id}", "email", "on")
-    assert state_of(family.org, Channel.EMAIL, email.address) == Status.OPTED_OUT
+    assert status_of(family.org, Channel.EMAIL, email.address) == Status.OPTED_OUT
     request_mail = mailbox.to(email.address)[-1]
     assert "Confirm" in request_mail["Subject"]
     assert mailbox.links(request_mail, "/confirm/")
@@ -422,7 +410,7 @@ def test_other_contacts_calls_on_asks_them_by_email(client, auth, family, mailbo
     login(auth)
     toggle(client, path, f"phone-{phone.id}", "voice", "off")
     toggle(client, path, f"phone-{phone.id}", "voice", "on")
-    assert state_of(family.org, Channel.VOICE, phone.number) == Status.OPTED_OUT
+    assert status_of(family.org, Channel.VOICE, phone.number) == Status.OPTED_OUT
     request_mail = mailbox.to(family.luis.emails[0].address)[-1]
     assert mailbox.links(request_mail, "/confirm/")
 
@@ -436,13 +424,13 @@ def test_student_text_off_then_on(client, auth, family, mailbox):
     path = f"/account/students/{family.kid.id}"
     login(auth)
     toggle(client, path, f"phone-{phone.id}", "text", "off")
-    assert state_of(family.org, Channel.TEXT, phone.number) == Status.OPTED_OUT
+    assert status_of(family.org, Channel.TEXT, phone.number) == Status.OPTED_OUT
     assert "Texts off" in page(client, path)
     (notice,) = mailbox.to("office@example.org")
     assert family.kid.name in mailbox.text(notice)
     toggle(client, path, f"phone-{phone.id}", "text", "on")
-    assert state_of(family.org, Channel.TEXT, phone.number) == Status.OPTED_IN
-    event = events_for(phone.number)[-1]
+    assert status_of(family.org, Channel.TEXT, phone.number) == Status.OPTED_IN
+    event = events_of(phone.number)[-1]
     assert event.kind == "change" and "disclosure" in event.evidence
     assert "Texts allowed" in page(client, path)
 
@@ -453,9 +441,9 @@ def test_student_email_off_then_on(client, auth, family, mailbox):
     path = f"/account/students/{family.kid.id}"
     login(auth)
     toggle(client, path, f"email-{email.id}", "email", "off")
-    assert state_of(family.org, Channel.EMAIL, email.address) == Status.OPTED_OUT
+    assert status_of(family.org, Channel.EMAIL, email.address) == Status.OPTED_OUT
     assert len(mailbox.to(email.address)) == 1
     assert "opted out of email" in mailbox.text(mailbox.to("office@example.org")[0])
     toggle(client, path, f"email-{email.id}", "email", "on")
-    assert state_of(family.org, Channel.EMAIL, email.address) == Status.OPTED_IN
+    assert status_of(family.org, Channel.EMAIL, email.address) == Status.OPTED_IN
     assert "Email allowed" in page(client, path)

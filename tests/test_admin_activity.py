@@ -13,7 +13,7 @@ from consent import ledger
 from consent.extensions import db
 from consent.ledger import Actor
 from consent.models import Channel, ConsentEvent, Source
-from tests.admin_world import session_token
+from tests.helpers import csrf_token
 
 
 def _events() -> int:
@@ -110,8 +110,7 @@ def test_log_has_no_create_or_edit(client, world, path):
     world.login(client, "org")
     assert client.get(path).status_code == 404
     assert (
-        client.post(path, data={"csrf_token": session_token(client), "note": "x"}).status_code
-        == 404
+        client.post(path, data={"csrf_token": csrf_token(client), "note": "x"}).status_code == 404
     )
 
 
@@ -119,7 +118,7 @@ def test_post_to_delete_changes_nothing(client, world):
     """A POST to the delete URL or a delete action answers without deleting any event."""
     world.login(client, "org")
     before = _events()
-    token = session_token(client)
+    token = csrf_token(client)
     delete = client.post("/admin/activity/delete/", data={"id": "1", "csrf_token": token})
     assert delete.status_code == 404
     client.post(

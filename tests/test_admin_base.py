@@ -8,28 +8,9 @@ from flask_admin.actions import action
 
 from admin.base import ORG, SecureModelView
 from consent.extensions import db
-from consent.models import Role, Site
+from consent.models import Site
 from tests import factories
-from tests.conftest import csrf_token
-
-
-@pytest.fixture
-def staff(app):
-    """An organization with two sites and one login per role (password factories.PASSWORD)."""
-    org = factories.make_org()
-    elementary = factories.make_site(org)
-    high = factories.make_site(org, "Maple Valley High")
-    family = factories.make_family(org, elementary)
-    users = {
-        "org": factories.make_user(org, "admin@example.org", Role.ORG),
-        "site": factories.make_user(org, "site@example.org", Role.SITE, site=elementary),
-        "staff": factories.make_user(org, "staff@example.org", Role.STAFF, site=elementary),
-        "parent": factories.make_user(
-            org, "parent@example.org", Role.PARENT, contact=family.contacts[0]
-        ),
-    }
-    db.session.commit()
-    return dict(organization=org, elementary=elementary, high=high, **users)
+from tests.helpers import form_token
 
 
 class RenameSites(SecureModelView):
@@ -48,7 +29,8 @@ class RenameSites(SecureModelView):
 
 @pytest.fixture
 def shout_view(app):
-    """The test-only view, added to this app's admin before its first request."""
+    """The test-only view, added to this app's admin before its first request (the test is
+    marked `own_app`: the session's app has served requests already)."""
     app.extensions["admin"][0].add_view(
         RenameSites(Site, db, name="Sites (test)", endpoint="testsites")
     )
@@ -72,6 +54,7 @@ def test_dashboard_sends_a_stranger_to_sign_in(client, staff):
     assert "/login" in response.headers["Location"]
 
 
+@pytest.mark.own_app
 def test_flask_admin_list_action_needs_the_csrf_token(client, auth, staff, shout_view):
     """A list action POST without a token is 400 and changes nothing; with the token it runs."""
     auth.login("admin@example.org", factories.PASSWORD)
@@ -91,6 +74,7 @@ def test_flask_admin_list_action_needs_the_csrf_token(client, auth, staff, shout
     assert db.session.get(Site, site.id).name == "MAPLE VALLEY ELEMENTARY"
 
 
+@pytest.mark.own_app
 def test_flask_admin_delete_needs_the_csrf_token(client, auth, staff, shout_view):
     """Flask-Admin's delete form carries the token; a delete POST without it is 400."""
     auth.login("admin@example.org", factories.PASSWORD)
@@ -98,4 +82,4 @@ def test_flask_admin_delete_needs_the_csrf_token(client, auth, staff, shout_view
     refused = client.post(shout_view + "delete/", data={"id": str(site.id)})
     assert refused.status_code == 400
     assert db.session.get(Site, site.id) is not None
-    assert csrf_token(client, shout_view)
+    assert form_token(client.get(shout_view).get_data(as_text=True))

@@ -14,7 +14,6 @@ from consent.extensions import db
 from consent.models import ConsentEvent, ConsentState, ImportBatch, Source, Status
 from tests import factories
 from tests.conftest import csrf_token
-from tests.test_admin_base import staff  # noqa: F401  (the fixture)
 
 IMPORT = "/admin/optouts/import/"
 HEADERLESS = "2025550131\n202-555-0132\nnot a number\n(202) 555-0131\nana@example.org\n"
@@ -56,7 +55,7 @@ def run_form(page: str) -> dict:
 
 
 @pytest.fixture
-def org_admin(client, auth, staff):  # noqa: F811
+def org_admin(client, auth, staff):
     """Signed in as the organization team."""
     auth.login("admin@example.org", factories.PASSWORD)
     return staff
@@ -198,7 +197,7 @@ def test_import_of_someone_elses_upload_is_refused(client, org_admin):
 # --- the CLI --------------------------------------------------------------------------------
 
 
-def test_cli_import_reports_each_row_and_exits_1_when_rows_were_rejected(runner, staff, tmp_path):  # noqa: F811
+def test_cli_import_reports_each_row_and_exits_1_when_rows_were_rejected(runner, staff, tmp_path):
     """`flask optouts import` lands the good rows, prints each row, and exits 1 for rejects."""
     path = tmp_path / "list.csv"
     path.write_text(HEADERLESS)
@@ -215,7 +214,7 @@ def test_cli_import_reports_each_row_and_exits_1_when_rows_were_rejected(runner,
     assert event.source == Source.IMPORT and event.actor == "system"
 
 
-def test_cli_import_of_a_clean_xlsx_exits_0(runner, staff, tmp_path):  # noqa: F811
+def test_cli_import_of_a_clean_xlsx_exits_0(runner, staff, tmp_path):
     """A file with only good rows imports and exits 0."""
     path = tmp_path / "list.xlsx"
     path.write_bytes(xlsx_bytes([["Email"], ["a@example.org"], ["b@example.org"]]))
@@ -224,7 +223,7 @@ def test_cli_import_of_a_clean_xlsx_exits_0(runner, staff, tmp_path):  # noqa: F
     assert set(states()) == {("email", "a@example.org"), ("email", "b@example.org")}
 
 
-def test_cli_dry_run_changes_nothing(runner, staff, tmp_path):  # noqa: F811
+def test_cli_dry_run_changes_nothing(runner, staff, tmp_path):
     """--dry-run prints what would happen and writes nothing."""
     path = tmp_path / "list.csv"
     path.write_text(HEADERLESS)
@@ -234,7 +233,7 @@ def test_cli_dry_run_changes_nothing(runner, staff, tmp_path):  # noqa: F811
     assert db.session.scalar(sa.select(sa.func.count()).select_from(ImportBatch)) == 0
 
 
-def test_cli_import_of_an_unreadable_file_says_why(runner, staff, tmp_path):  # noqa: F811
+def test_cli_import_of_an_unreadable_file_says_why(runner, staff, tmp_path):
     """A file without addresses fails with the reason and exit code 1."""
     path = tmp_path / "list.csv"
     path.write_text("name,grade\nAna,3\n")
@@ -244,7 +243,7 @@ def test_cli_import_of_an_unreadable_file_says_why(runner, staff, tmp_path):  # 
 
 
 @pytest.mark.parametrize("suffix", ["csv", "xlsx"])
-def test_cli_export_writes_the_list(runner, staff, tmp_path, suffix):  # noqa: F811
+def test_cli_export_writes_the_list(runner, staff, tmp_path, suffix):
     """`flask optouts export FILE` writes the opted-out list, neutralized, by extension."""
     org = staff["organization"]
     ledger.opt_out(org, "text", "+12025550123", source=Source.ADMIN, actor=ledger.Actor.system())

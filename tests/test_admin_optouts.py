@@ -13,7 +13,7 @@ from consent.extensions import db
 from consent.models import ConsentEvent, ConsentState, Contact, Phone, PhoneKind, Source, Status
 from tests import factories
 from tests.conftest import csrf_token
-from tests.test_admin_base import staff  # noqa: F401  (the fixture)
+from tests.helpers import state_of
 
 LIST = "/admin/optouts/"
 
@@ -33,17 +33,12 @@ def opt_out(org, channel, address, source=Source.ADMIN, **kwargs):
     return outcome.state
 
 
-def state_of(org, channel, address):
-    db.session.expire_all()
-    return ledger.current(org, channel, address)
-
-
 def rows_shown(page: str) -> int:
     return len(re.findall(r'name="rowid"', page))
 
 
 @pytest.fixture
-def listed(staff):  # noqa: F811
+def listed(staff):
     """A few opt-outs on every channel, one carrier-blocked and one bounced."""
     org = staff["organization"]
     opt_out(org, "text", "+12025550123", note="asked at the office")
@@ -116,7 +111,7 @@ def test_list_shows_opted_out_addresses_per_channel_in_order(client, auth, liste
     assert rows_shown(page) == 5
 
 
-def test_list_names_the_contact_when_known(client, auth, staff):  # noqa: F811
+def test_list_names_the_contact_when_known(client, auth, staff):
     """A listed number shows the contact who has it."""
     org = staff["organization"]
     contact = db.session.scalars(sa.select(Contact)).first()
@@ -195,7 +190,7 @@ def test_list_pages_without_counting(client, auth, listed):
 # --- Add Opt-Out ----------------------------------------------------------------------------
 
 
-def test_add_opt_out_records_each_channel_in_the_ledger(client, auth, staff):  # noqa: F811
+def test_add_opt_out_records_each_channel_in_the_ledger(client, auth, staff):
     """A phone with "all" is opted out of texts and calls, source admin, by the admin, with the note."""
     org = staff["organization"]
     login(auth, "site")
@@ -222,7 +217,7 @@ def test_add_opt_out_records_each_channel_in_the_ledger(client, auth, staff):  #
     assert state_of(org, "text", "+12025550177").status == Status.OPTED_OUT
 
 
-def test_add_opt_out_of_an_email_takes_only_email(client, auth, staff):  # noqa: F811
+def test_add_opt_out_of_an_email_takes_only_email(client, auth, staff):
     """An email address with the text channel is refused on the field; nothing is recorded."""
     login(auth, "org")
     page = client.post(
@@ -246,7 +241,7 @@ def test_add_opt_out_of_an_email_takes_only_email(client, auth, staff):  # noqa:
     assert state_of(staff["organization"], "email", "ana@example.org").status == Status.OPTED_OUT
 
 
-def test_add_opt_out_rejects_a_bad_address(client, auth, staff):  # noqa: F811
+def test_add_opt_out_rejects_a_bad_address(client, auth, staff):
     """Something that is neither phone nor email gets a message that says why."""
     login(auth, "org")
     page = client.post(
@@ -257,7 +252,7 @@ def test_add_opt_out_rejects_a_bad_address(client, auth, staff):  # noqa: F811
     assert db.session.scalar(sa.select(sa.func.count()).select_from(ConsentState)) == 0
 
 
-def test_add_opt_out_without_token_is_400_and_changes_nothing(client, auth, staff):  # noqa: F811
+def test_add_opt_out_without_token_is_400_and_changes_nothing(client, auth, staff):
     """A POST without the CSRF token is refused."""
     login(auth, "org")
     response = client.post(LIST + "add/", data={"address": "2025550177", "channel": "all"})
@@ -410,7 +405,7 @@ def test_xlsx_export_holds_text_cells_only(client, auth, listed):
     assert all(c.data_type == "s" for row in sheet.iter_rows() for c in row if c.value)
 
 
-def test_people_export_lists_each_person_with_opted_out_numbers(client, auth, staff):  # noqa: F811
+def test_people_export_lists_each_person_with_opted_out_numbers(client, auth, staff):
     """Seed 002's export: the person's ID, name, number, its type, and the channels opted out."""
     org = staff["organization"]
     contact = db.session.scalars(sa.select(Contact)).first()

@@ -10,8 +10,8 @@ import sqlalchemy as sa
 from consent import outbox
 from consent.extensions import db
 from consent.models import Organization, OutboxMessage, Role, User, utcnow
-from tests.admin_world import PASSWORD, session_token
 from tests.conftest import csrf_token
+from tests.factories import PASSWORD
 
 
 def _message(world, status="failed", to="retry@example.org", attempts=8, error="SMTP down"):
@@ -51,7 +51,7 @@ def test_retry_action_sends_a_failed_message_again(client, world, mailbox):
     world.login(client, "org")
     response = client.post(
         "/admin/outbox/action/",
-        data={"action": "retry", "rowid": [str(message.id)], "csrf_token": session_token(client)},
+        data={"action": "retry", "rowid": [str(message.id)], "csrf_token": csrf_token(client)},
     )
     assert response.status_code == 302
     db.session.expire_all()
@@ -89,7 +89,7 @@ def test_outbox_messages_cannot_be_edited_or_deleted(client, world):
     """The outbox has no create, edit or delete."""
     message = _message(world)
     world.login(client, "org")
-    token = session_token(client)
+    token = csrf_token(client)
     assert client.get("/admin/outbox/new/").status_code == 404
     assert client.get(f"/admin/outbox/edit/?id={message.id}").status_code == 404
     assert (
@@ -221,7 +221,7 @@ def test_org_team_creates_a_site_admin_who_can_sign_in(client, world, caplog):
         for m in caplog.messages
     )
     assert not any("a-long-enough-password" in m for m in caplog.messages)
-    client.post("/logout", data={"csrf_token": session_token(client)})
+    client.post("/logout", data={"csrf_token": csrf_token(client)})
     from tests.conftest import Auth
 
     assert Auth(client).login("new.person@example.org", "a-long-enough-password").status_code == 302
@@ -264,7 +264,7 @@ def test_org_team_changes_role_and_deactivates(client, world):
     user = _user(staff.email)
     assert user.role == Role.SITE and user.site_id == world.high.id and not user.active
     assert user.check_password(PASSWORD)
-    client.post("/logout", data={"csrf_token": session_token(client)})
+    client.post("/logout", data={"csrf_token": csrf_token(client)})
     from tests.conftest import Auth
 
     Auth(client).login(staff.email, PASSWORD)

@@ -6,7 +6,6 @@ from __future__ import annotations
 import re
 
 import pytest
-import sqlalchemy as sa
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -16,28 +15,14 @@ from consent.extensions import db
 from consent.ledger import Actor
 from consent.models import (
     Channel,
-    ConsentEvent,
     Phone,
     PhoneKind,
     Source,
     Status,
 )
 from tests import factories
-from tests.admin_world import session_token
 from tests.conftest import csrf_token
-
-
-def _state(org, channel, address):
-    db.session.expire_all()
-    return ledger.current(org, channel, address)
-
-
-def _events(address):
-    return list(
-        db.session.scalars(
-            sa.select(ConsentEvent).where(ConsentEvent.address == address).order_by(ConsentEvent.id)
-        )
-    )
+from tests.helpers import events_of, state_of
 
 
 def _post_consent(client, kind, record_id, **data):
@@ -177,7 +162,7 @@ def test_site_admin_cannot_change_another_sites_contact(client, world):
         data={"csrf_token": token, "address": number, "channel": "text", "action": "opt_out"},
     )
     assert response.status_code == 404, response.get_data(as_text=True)
-    assert _state(world.org, "text", number).status == Status.OPTED_IN
+    assert state_of(world.org, "text", number).status == Status.OPTED_IN
 
 
 def test_org_team_sees_every_site(client, world):
@@ -195,13 +180,13 @@ def test_staff_see_statuses_read_only(client, world):
     page = _text(client.get(f"/admin/contacts/{contact.id}/"))
     assert "Opted in" in page and "read-only" in page
     assert "Turn off" not in page and "/consent" not in page
-    token = session_token(client)  # staff pages show no form
+    token = csrf_token(client)  # staff pages show no form
     response = client.post(
         f"/admin/contacts/{contact.id}/consent",
         data={"csrf_token": token, "address": number, "channel": "text", "action": "opt_out"},
     )
     assert response.status_code == 403
-    assert _state(world.org, "text", number).status == Status.OPTED_IN
+    assert state_of(world.org, "text", number).status == Status.OPTED_IN
 
 
 # --- the toggles through the ledger ---------------------------------------------------------
@@ -223,9 +208,9 @@ def test_turning_off_texts_opts_out_with_admin_source_actor_and_note(client, wor
         note="Asked at the front desk",
     )
     assert response.status_code == 302
-    state = _state(world.org, "text", number)
+    state = state_of(world.org, "text", number)
     assert state.status == Status.OPTED_OUT and state.source == Source.ADMIN
-    event = _events(number)[-1]
+    event = events_of(number)[-1]
     assert event.source == Source.ADMIN and event.to_status == Status.OPTED_OUT
     assert event.actor_user_id == world.users["site"].id
     assert "Sam Site" in event.actor_label and event.note == "Asked at the front desk"
@@ -261,8 +246,8 @@ def test_turning_email_back_on_sends_a_confirmation_and_does_not_opt_in(client, 
         note="Called us",
     )
     assert response.status_code == 302
-    assert _state(world.org, "email", email).status == Status.OPTED_OUT
-    request_event = _events(email)[-1]
+    assert state_of(world.org, "email", email).status == Status.OPTED_OUT
+    request_event = events_of(email)[-1]
     assert request_event.kind == "request" and request_event.source == Source.ADMIN
     assert request_event.evidence["attested"] is True and request_event.note == "Called us"
     assert request_event.actor_user_id == world.users["org"].id
@@ -287,13 +272,13 @@ def test_turning_on_without_attesting_is_refused(client, world, mailbox):
         notify_org=False,
     )
     db.session.commit()
-    before = len(_events(email))
+    before = len(events_of(email))
     response = _post_consent(
         client, "contacts", contact.id, address=email, channel="email", action="opt_back_in"
     )
     page = _text(client.get(response.headers["Location"]))
     assert "This person asked me to opt them back in" in page
-    assert len(_events(email)) == before and mailbox.to(email) == []
+    assert len(events_of(email)) == before and mailbox.to(email) == []
 
 
 def test_carrier_blocked_number_shows_the_reason_and_cannot_be_turned_on(client, world):
@@ -315,7 +300,7 @@ def test_carrier_blocked_number_shows_the_reason_and_cannot_be_turned_on(client,
     db.session.commit()
     page = _text(client.get(f"/admin/students/{student.id}/"))
     assert "Blocked by STOP reply" in page and "texting START to +1 202-555-0100" in page
-    before = len(_events(number))
+    before = len(events_of(number))
     response = _post_consent(
         client,
         "students",
@@ -327,7 +312,7 @@ def test_carrier_blocked_number_shows_the_reason_and_cannot_be_turned_on(client,
     )
     page = _text(client.get(response.headers["Location"]))
     assert "only the person can lift that".lower() in page.lower()
-    assert len(_events(number)) == before
+    assert len(events_of(number)) == before
 
 
 def test_org_team_clears_a_bounce_and_site_team_may_not(client, world):
@@ -344,8 +329,8 @@ def test_org_team_clears_a_bounce_and_site_team_may_not(client, world):
         client, "students", student.id, address=number, channel="voice", action="clear_bounce"
     )
     assert response.status_code == 403
-    assert _state(world.org, "voice", number).status == Status.BOUNCED
-    client.post("/logout", data={"csrf_token": session_token(client)})
+    assert state_of(world.org, "voice", number).status == Status.BOUNCED
+    client.post("/logout", data={"csrf_token": csrf_token(client)})
     world.login(client, "org")
     response = _post_consent(
         client,
@@ -357,8 +342,8 @@ def test_org_team_clears_a_bounce_and_site_team_may_not(client, world):
         note="Number fixed",
     )
     assert response.status_code == 302
-    assert _state(world.org, "voice", number).status == Status.UNKNOWN
-    event = _events(number)[-1]
+    assert state_of(world.org, "voice", number).status == Status.UNKNOWN
+    event = events_of(number)[-1]
     assert event.source == Source.ADMIN and event.note == "Number fixed"
     assert event.actor_user_id == world.users["org"].id
 
@@ -372,7 +357,7 @@ def test_toggle_for_an_address_not_on_the_record_is_404(client, world):
         client, "contacts", contact.id, address=other, channel="text", action="opt_out"
     )
     assert response.status_code == 404
-    assert _state(world.org, "text", other).status == Status.OPTED_IN
+    assert state_of(world.org, "text", other).status == Status.OPTED_IN
 
 
 def test_toggle_without_csrf_token_is_400_and_changes_nothing(client, world):
@@ -385,8 +370,8 @@ def test_toggle_without_csrf_token_is_400_and_changes_nothing(client, world):
         data={"address": number, "channel": "text", "action": "opt_out"},
     )
     assert response.status_code == 400
-    assert _state(world.org, "text", number).status == Status.OPTED_IN
-    assert len(_events(number)) == 1
+    assert state_of(world.org, "text", number).status == Status.OPTED_IN
+    assert len(events_of(number)) == 1
 
 
 def test_record_activity_log_lists_its_addresses_events_newest_first(client, world):

@@ -50,3 +50,29 @@ def test_demo_is_idempotent_and_has_the_contract_logins(app, runner):
     } <= emails
     sources = set(db.session.scalars(sa.select(ConsentState.source).distinct()))
     assert len(sources) >= 9
+
+
+def test_production_hashes_passwords_with_scrypt_at_full_cost(tmp_path):
+    """Production's new password hashes are scrypt at werkzeug's default cost (the tests'
+    cheap method is a test setting only)."""
+    from consent import config
+    from consent.passwords import hash_password
+
+    settings = config.from_environment(str(tmp_path), {"PRODUCTION": "1", "SECRET_KEY": "s" * 40})
+    assert settings["PASSWORD_HASH_METHOD"] == "scrypt"
+    production = create_app({**settings, "SQLALCHEMY_DATABASE_URI": "sqlite://"})
+    with production.app_context():
+        user = User(email="x@example.org")
+        user.set_password("long-enough-pass")
+        assert user.password_hash.startswith("scrypt:32768:8:1$")
+        assert user.check_password("long-enough-pass")
+    assert hash_password("outside-an-app").startswith("scrypt:32768:8:1$")
+
+
+def test_sign_in_spends_its_throwaway_check_on_the_configured_method(app):
+    """The check made for an unknown email uses the same method as real hashes."""
+    from portal import auth
+
+    auth._spend_equal_time("a-guess")
+    assert app.config["PASSWORD_HASH_METHOD"] == "scrypt:1024:8:1"
+    assert auth._dummy_hashes[app.config["PASSWORD_HASH_METHOD"]].startswith("scrypt:1024:8:1$")

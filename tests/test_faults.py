@@ -17,7 +17,7 @@ import sqlalchemy as sa
 from consent import create_app, ledger
 from consent.extensions import db
 from consent.models import Channel, ConsentEvent, ConsentState, OutboxMessage, Status
-from tests.conftest import POSTGRES_URL, Auth, _empty_tables, _pg_url, csrf_token
+from tests.conftest import POSTGRES_URL, Auth, _empty_tables, csrf_token, postgres_url
 from tests.netfaults import TcpProxy
 
 UNAVAILABLE = "We cannot reach our records right now. Nothing was changed."
@@ -53,7 +53,7 @@ def proxied(smtp_server):
     """An app whose PostgreSQL connections pass through a TcpProxy, with the demo loaded."""
     if not POSTGRES_URL:
         pytest.skip("needs TEST_DATABASE_URL (the outage is simulated between app and PostgreSQL)")
-    real = sa.engine.make_url(_pg_url(POSTGRES_URL))
+    real = sa.engine.make_url(postgres_url())
     proxy = TcpProxy((real.host or "127.0.0.1", real.port or 5432))
     url = real.set(host="127.0.0.1", port=proxy.port)
     app = create_app(
@@ -164,12 +164,16 @@ def test_connection_cut_mid_change_leaves_nothing_half_written(proxied):
 # --- SQLite: a second process holds the write lock; writers wait, nobody sees an error -----
 
 
-def _hold_write_lock(path: str, seconds: float, ready) -> None:
+def _hold_write_lock(path: str, seconds: float, ready, released=None) -> None:
+    """Hold SQLite's write lock for `seconds`: `ready` is set once it is held, `released` just
+    before it is let go."""
     connection = sqlite3.connect(path, isolation_level=None)
     connection.execute("BEGIN IMMEDIATE")
     connection.execute("UPDATE organizations SET name = name")
     ready.set()
     time.sleep(seconds)
+    if released is not None:
+        released.set()
     connection.execute("COMMIT")
     connection.close()
 
@@ -197,15 +201,16 @@ def test_sqlite_writers_wait_for_a_held_write_lock_instead_of_failing(sqlite_app
     db.session.close()
 
     path = urlsplit(app.config["SQLALCHEMY_DATABASE_URI"].replace("sqlite:///", "file:///")).path
-    ready = multiprocessing.get_context("spawn").Event()
-    holder = multiprocessing.get_context("spawn").Process(
-        target=_hold_write_lock, args=(path, 2.0, ready)
-    )
+    context = multiprocessing.get_context("spawn")
+    ready, released = context.Event(), context.Event()
+    holder = context.Process(target=_hold_write_lock, args=(path, 2.0, ready, released))
     holder.start()
     assert ready.wait(20)
     results: list[int] = []
+    waited: list[bool] = []  # the lock was held when a thread began, and let go when it ended
 
     def act(index, client, token):
+        began_while_held = not released.is_set()
         allow = "off" if index % 2 == 0 else "on"
         response = client.post(
             "/account/settings",
@@ -213,15 +218,15 @@ def test_sqlite_writers_wait_for_a_held_write_lock_instead_of_failing(sqlite_app
         )
         results.append(response.status_code)
         results.append(Auth(app.test_client()).login("parent@example.org").status_code)
+        waited.append(began_while_held and released.is_set())
 
-    started = time.monotonic()
     threads = [threading.Thread(target=act, args=(i, c, t)) for i, (c, t) in enumerate(clients)]
     for thread in threads:
         thread.start()
     for thread in threads:
         thread.join(60)
     holder.join(20)
-    assert time.monotonic() - started >= 1.0  # they really waited for the lock
+    assert waited == [True] * 6  # they really waited for the lock
     assert results == [302] * 12
     events = db.session.scalars(
         sa.select(ConsentEvent).where(
@@ -289,14 +294,13 @@ def test_a_rate_limited_post_does_not_wait_for_the_sqlite_write_lock(sqlite_app,
         uri = sqlite_app.config["SQLALCHEMY_DATABASE_URI"]
         path = urlsplit(uri.replace("sqlite:///", "file:///")).path
         context = multiprocessing.get_context("spawn")
-        ready = context.Event()
-        holder = context.Process(target=_hold_write_lock, args=(path, 4.0, ready))
+        ready, released = context.Event(), context.Event()
+        holder = context.Process(target=_hold_write_lock, args=(path, 4.0, ready, released))
         holder.start()
         try:
             assert ready.wait(20)
-            started = time.monotonic()
             assert client.post("/login", data=guess).status_code == 429
-            assert time.monotonic() - started < 2.0
+            assert not released.is_set()  # answered while the lock was still held
         finally:
             holder.join(20)
     finally:

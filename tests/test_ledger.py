@@ -18,36 +18,12 @@ from consent.models import (
     Source,
     Status,
 )
-from tests.factories import make_org
+from tests.helpers import events_of, state_of
 
 CELL = "+12025550123"
 EMAIL = "ana@example.org"
 PARENT = Actor("user", None, "Ana Rivera (parent)")
 ADMIN = Actor("user", None, "Dana (org admin)")
-
-
-@pytest.fixture
-def org(app):
-    """An organization with the default rules."""
-    org = make_org()
-    db.session.commit()
-    return org
-
-
-def state_of(org, channel=Channel.TEXT, address=CELL):
-    return ledger.current(org, channel, address)
-
-
-def events_of(org, channel=Channel.TEXT, address=CELL):
-    return db.session.scalars(
-        sa.select(ConsentEvent)
-        .where(
-            ConsentEvent.organization_id == org.id,
-            ConsentEvent.channel == channel,
-            ConsentEvent.address == address,
-        )
-        .order_by(ConsentEvent.id)
-    ).all()
 
 
 def outbox(purpose=None):
@@ -76,9 +52,9 @@ def test_opt_out_is_immediate_from_every_opt_out_source(org, source):
     )
     db.session.commit()
     assert outcome.ok and outcome.changed
-    state = state_of(org)
+    state = state_of(org, Channel.TEXT, CELL, fresh=False)
     assert state.status == Status.OPTED_OUT and state.source == source
-    last = events_of(org)[-1]
+    last = events_of(CELL, org=org, channel=Channel.TEXT)[-1]
     assert (last.from_status, last.to_status, last.source) == (
         Status.OPTED_IN,
         Status.OPTED_OUT,
@@ -98,7 +74,10 @@ def test_opt_out_refused_from_sources_that_cannot_opt_out(org, source):
     """Staff entry and bounces never record an opt-out."""
     outcome = ledger.opt_out(org, Channel.TEXT, CELL, source=source, actor=ADMIN)
     assert outcome.refused and outcome.code == "bad_source"
-    assert state_of(org) is None and events_of(org) == []
+    assert (
+        state_of(org, Channel.TEXT, CELL, fresh=False) is None
+        and events_of(CELL, org=org, channel=Channel.TEXT) == []
+    )
 
 
 def test_text_opt_out_queues_one_confirmation_text_without_marketing(org):
@@ -112,7 +91,10 @@ def test_text_opt_out_queues_one_confirmation_text_without_marketing(org):
     again = ledger.opt_out(org, Channel.TEXT, CELL, source=Source.PORTAL, actor=PARENT)
     db.session.commit()
     assert again.ok and not again.changed
-    assert len(outbox("optout_confirmation")) == 1 and len(events_of(org)) == 1
+    assert (
+        len(outbox("optout_confirmation")) == 1
+        and len(events_of(CELL, org=org, channel=Channel.TEXT)) == 1
+    )
 
 
 def test_email_opt_out_queues_a_confirmation_email(org):
@@ -204,7 +186,10 @@ def test_stop_reply_blocks_every_opt_in_but_start(org, source):
     outcome = ledger.opt_in(org, Channel.TEXT, CELL, source=source, actor=PARENT)
     assert outcome.refused and outcome.code == "carrier_block"
     assert "START to +1 202-555-0100" in outcome.reason
-    assert state_of(org).status == Status.OPTED_OUT and state_of(org).carrier_block
+    assert (
+        state_of(org, Channel.TEXT, CELL, fresh=False).status == Status.OPTED_OUT
+        and state_of(org, Channel.TEXT, CELL, fresh=False).carrier_block
+    )
 
 
 def test_stop_reply_blocks_admin_opt_back_in(org):
@@ -225,7 +210,7 @@ def test_start_lifts_the_carrier_block(org):
         org, Channel.TEXT, CELL, source=Source.SMS_KEYWORD, actor=Actor.recipient()
     )
     assert outcome.changed
-    state = state_of(org)
+    state = state_of(org, Channel.TEXT, CELL, fresh=False)
     assert state.status == Status.OPTED_IN and not state.carrier_block
 
 
@@ -237,22 +222,25 @@ def test_start_refused_when_rule_is_off(org):
         org, Channel.TEXT, CELL, source=Source.SMS_KEYWORD, actor=Actor.recipient()
     )
     assert outcome.refused and outcome.code == "start_off"
-    assert state_of(org).carrier_block
+    assert state_of(org, Channel.TEXT, CELL, fresh=False).carrier_block
 
 
 def test_admin_opt_out_over_stop_keeps_the_block(org):
     """A later admin opt-out of a STOP-blocked number leaves the carrier block on."""
     stop(org)
     ledger.opt_out(org, Channel.TEXT, CELL, source=Source.ADMIN, actor=ADMIN)
-    assert state_of(org).carrier_block
+    assert state_of(org, Channel.TEXT, CELL, fresh=False).carrier_block
 
 
 def test_stop_after_admin_opt_out_adds_the_block(org):
     """STOP on a number an admin opted out is still recorded: the block is new."""
     ledger.opt_out(org, Channel.TEXT, CELL, source=Source.ADMIN, actor=ADMIN)
     outcome = stop(org)
-    assert outcome.changed and state_of(org).carrier_block
-    assert [e.carrier_block for e in events_of(org)] == [False, True]
+    assert outcome.changed and state_of(org, Channel.TEXT, CELL, fresh=False).carrier_block
+    assert [e.carrier_block for e in events_of(CELL, org=org, channel=Channel.TEXT)] == [
+        False,
+        True,
+    ]
 
 
 # --- opting in ------------------------------------------------------------------------------
@@ -263,7 +251,7 @@ def test_admin_never_opts_anyone_in(org):
     ledger.opt_out(org, Channel.EMAIL, EMAIL, source=Source.ADMIN, actor=ADMIN)
     outcome = ledger.opt_in(org, Channel.EMAIL, EMAIL, source=Source.ADMIN, actor=ADMIN)
     assert outcome.refused and outcome.code == "admin_cannot_opt_in"
-    assert state_of(org, Channel.EMAIL, EMAIL).status == Status.OPTED_OUT
+    assert state_of(org, Channel.EMAIL, EMAIL, fresh=False).status == Status.OPTED_OUT
 
 
 @pytest.mark.parametrize(
@@ -272,7 +260,7 @@ def test_admin_never_opts_anyone_in(org):
 def test_opt_in_refused_from_sources_that_cannot_opt_in(org, source):
     """Imports, carriers, one-click, free-text replies and bounces never opt anyone in."""
     outcome = ledger.opt_in(org, Channel.TEXT, CELL, source=source, actor=PARENT)
-    assert outcome.refused and state_of(org) is None
+    assert outcome.refused and state_of(org, Channel.TEXT, CELL, fresh=False) is None
 
 
 def test_opt_back_in_request_sends_confirmation_and_changes_nothing(org, app):
@@ -296,8 +284,8 @@ def test_opt_back_in_request_sends_confirmation_and_changes_nothing(org, app):
     assert outcome.ok and not outcome.changed and outcome.code == "confirmation_sent"
     (message,) = outbox("confirm_request")
     assert message.to_address == EMAIL and "https://consent.example.org/confirm/" in message.body
-    assert state_of(org, Channel.EMAIL, EMAIL).status == Status.OPTED_OUT
-    request_event = events_of(org, Channel.EMAIL, EMAIL)[-1]
+    assert state_of(org, Channel.EMAIL, EMAIL, fresh=False).status == Status.OPTED_OUT
+    request_event = events_of(EMAIL, org=org, channel=Channel.EMAIL)[-1]
     assert request_event.kind == "request" and request_event.evidence["attested"] is True
     assert request_event.from_status == request_event.to_status == Status.OPTED_OUT
 
@@ -320,20 +308,22 @@ def test_text_opt_in_from_enrollment_queues_one_confirmation_text(org):
 def test_staff_entry_opts_in_unknown_cell_only(org):
     """A cell entered by staff starts opted in, but never overrides a choice on record."""
     outcome = ledger.record_staff_entry(org, CELL, actor=ADMIN)
-    assert outcome.changed and state_of(org).status == Status.OPTED_IN
-    assert state_of(org).source == Source.STAFF_ENTRY
+    assert (
+        outcome.changed and state_of(org, Channel.TEXT, CELL, fresh=False).status == Status.OPTED_IN
+    )
+    assert state_of(org, Channel.TEXT, CELL, fresh=False).source == Source.STAFF_ENTRY
     other = "+12025550199"
     ledger.opt_out(org, Channel.TEXT, other, source=Source.PORTAL, actor=PARENT)
     kept = ledger.record_staff_entry(org, other, actor=ADMIN)
     assert not kept.changed and kept.code == "kept"
-    assert state_of(org, address=other).status == Status.OPTED_OUT
+    assert state_of(org, Channel.TEXT, other, fresh=False).status == Status.OPTED_OUT
 
 
 def test_staff_entry_leaves_unknown_when_rule_is_off(org):
     """With the staff-entry rule off, a staff-entered cell stays unknown."""
     org.staff_cell_starts_opted_in = False
     outcome = ledger.record_staff_entry(org, CELL, actor=ADMIN)
-    assert not outcome.changed and state_of(org) is None
+    assert not outcome.changed and state_of(org, Channel.TEXT, CELL, fresh=False) is None
 
 
 # --- bounces ------------------------------------------------------------------------------
@@ -343,23 +333,28 @@ def test_bounce_marks_address_until_admin_clears_it(org):
     """A bounce marks the number; an admin clearing it restores what it was before."""
     ledger.opt_in(org, Channel.TEXT, CELL, source=Source.ENROLLMENT, actor=PARENT)
     ledger.mark_bounced(org, Channel.TEXT, CELL, evidence={"error_code": "30006"})
-    assert state_of(org).status == Status.BOUNCED
+    assert state_of(org, Channel.TEXT, CELL, fresh=False).status == Status.BOUNCED
     outcome = ledger.clear_bounce(org, Channel.TEXT, CELL, actor=ADMIN, note="new phone")
-    assert outcome.changed and state_of(org).status == Status.OPTED_IN
+    assert (
+        outcome.changed and state_of(org, Channel.TEXT, CELL, fresh=False).status == Status.OPTED_IN
+    )
 
 
 def test_bounce_never_overrides_an_opt_out(org):
     """An opted-out number that bounces stays opted out."""
     ledger.opt_out(org, Channel.TEXT, CELL, source=Source.PORTAL, actor=PARENT)
     outcome = ledger.mark_bounced(org, Channel.TEXT, CELL)
-    assert not outcome.changed and state_of(org).status == Status.OPTED_OUT
+    assert (
+        not outcome.changed
+        and state_of(org, Channel.TEXT, CELL, fresh=False).status == Status.OPTED_OUT
+    )
 
 
 def test_opting_in_again_clears_a_bounce(org):
     """A bounced number that opts in again is opted in."""
     ledger.mark_bounced(org, Channel.TEXT, CELL)
     ledger.opt_in(org, Channel.TEXT, CELL, source=Source.PORTAL, actor=PARENT)
-    assert state_of(org).status == Status.OPTED_IN
+    assert state_of(org, Channel.TEXT, CELL, fresh=False).status == Status.OPTED_IN
 
 
 def test_clear_bounce_refused_when_not_bounced(org):
@@ -388,8 +383,8 @@ def test_state_is_the_fold_of_its_events(org):
     ledger.clear_bounce(org, Channel.TEXT, CELL, actor=ADMIN)
     ledger.opt_out(org, Channel.TEXT, CELL, source=Source.ADMIN, actor=ADMIN)
     db.session.commit()
-    events = events_of(org)
-    state = state_of(org)
+    events = events_of(CELL, org=org, channel=Channel.TEXT)
+    state = state_of(org, Channel.TEXT, CELL, fresh=False)
     assert fold(events) == (state.status, state.carrier_block)
     assert (
         [e.state_version for e in events]
@@ -416,15 +411,15 @@ def test_bulk_opt_out_records_one_event_per_changed_address(org):
         "+12025550113": "imported",
     }
     for number in ("+12025550112", "+12025550113"):
-        state = state_of(org, address=number)
-        events = events_of(org, address=number)
+        state = state_of(org, Channel.TEXT, number, fresh=False)
+        events = events_of(number, org=org, channel=Channel.TEXT)
         assert state.status == Status.OPTED_OUT and state.source == Source.IMPORT
         assert fold(events) == (state.status, state.carrier_block)
         assert (
             events[-1].evidence["file"] == "list.csv" and events[-1].state_version == state.version
         )
-    assert state_of(org, address="+12025550113").sort_key.endswith("12025550113")
-    assert state_of(org, address="+12025550113").digits == "2025550113"
+    assert state_of(org, Channel.TEXT, "+12025550113", fresh=False).sort_key.endswith("12025550113")
+    assert state_of(org, Channel.TEXT, "+12025550113", fresh=False).digits == "2025550113"
 
 
 def test_event_cannot_be_updated_or_deleted(org):
@@ -433,12 +428,12 @@ def test_event_cannot_be_updated_or_deleted(org):
 
     ledger.opt_out(org, Channel.TEXT, CELL, source=Source.PORTAL, actor=PARENT)
     db.session.commit()
-    event = events_of(org)[0]
+    event = events_of(CELL, org=org, channel=Channel.TEXT)[0]
     event.note = "rewritten"
     with pytest.raises(ImmutableEventError):
         db.session.commit()
     db.session.rollback()
-    db.session.delete(events_of(org)[0])
+    db.session.delete(events_of(CELL, org=org, channel=Channel.TEXT)[0])
     with pytest.raises(ImmutableEventError):
         db.session.commit()
     db.session.rollback()
@@ -447,7 +442,10 @@ def test_event_cannot_be_updated_or_deleted(org):
     with pytest.raises(ImmutableEventError):
         db.session.execute(sa.delete(ConsentEvent))
     db.session.rollback()
-    assert events_of(org)[0].note is None and len(events_of(org)) == 1
+    assert (
+        events_of(CELL, org=org, channel=Channel.TEXT)[0].note is None
+        and len(events_of(CELL, org=org, channel=Channel.TEXT)) == 1
+    )
 
 
 # --- the lock -----------------------------------------------------------------------------
@@ -500,7 +498,7 @@ def test_twenty_threads_changing_one_address_keep_every_event(app, org):
     rows = db.session.scalars(sa.select(ConsentState).where(ConsentState.address == CELL)).all()
     assert len(rows) == 1
     state = rows[0]
-    events = events_of(org)
+    events = events_of(CELL, org=org, channel=Channel.TEXT)
     changes = [e for e in events if e.kind == "change"]
     # Each accepted call appended one event; unchanged calls (same status twice in a row) none.
     assert 1 <= len(changes) <= 20

@@ -11,7 +11,7 @@ from flask_migrate import downgrade, upgrade
 from consent import create_app
 from consent.database import include_object
 from consent.extensions import db
-from tests.conftest import POSTGRES_URL, _pg_url
+from tests.conftest import POSTGRES_URL, postgres_url
 
 
 @pytest.fixture(params=["sqlite", "postgres"])
@@ -22,7 +22,7 @@ def empty_database(request, tmp_path):
         return
     if not POSTGRES_URL:
         pytest.skip("TEST_DATABASE_URL is not set")
-    base = sa.engine.make_url(_pg_url(POSTGRES_URL))
+    base = sa.engine.make_url(postgres_url())
     name = f"{base.database}_migrations"
     admin = sa.create_engine(base, isolation_level="AUTOCOMMIT")
     with admin.connect() as conn:

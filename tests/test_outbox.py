@@ -16,14 +16,6 @@ from tests.conftest import free_port
 
 
 @pytest.fixture
-def org(app):
-    """One organization."""
-    org = factories.make_org()
-    db.session.commit()
-    return org
-
-
-@pytest.fixture
 def smtp_down(app):
     """Point the mailer at a loopback port where nothing listens, for this test."""
     state = app.extensions["mail"]

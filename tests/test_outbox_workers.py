@@ -15,13 +15,11 @@ from collections import Counter
 from email import message_from_bytes, policy
 from pathlib import Path
 
-import pytest
 import sqlalchemy as sa
 
 from consent import outbox
 from consent.extensions import db
 from consent.models import OutboxMessage
-from tests import factories
 from tests.conftest import free_port
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -118,14 +116,6 @@ def wait_until_all_sent(count: int, timeout: float) -> list[str]:
             return statuses
         time.sleep(0.2)
     return statuses
-
-
-@pytest.fixture
-def org(app):
-    """One organization, committed, so the worker processes see it."""
-    org = factories.make_org()
-    db.session.commit()
-    return org
 
 
 def test_two_workers_deliver_every_message_exactly_once(app, org, database):

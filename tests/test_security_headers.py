@@ -259,6 +259,7 @@ def test_errors_under_api_and_sms_are_json(client):
         assert response.is_json and response.json["error"]
 
 
+@pytest.mark.own_app  # it adds a route
 def test_an_unexpected_error_is_a_clean_500_page(app, demo):
     """A bug in a view gives the plain 500 page (not a traceback) and rolls the work back."""
     app.config["PROPAGATE_EXCEPTIONS"] = False

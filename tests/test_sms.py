@@ -32,14 +32,6 @@ PUBLIC_URL = "https://consent.example.org"
 TOKEN = "test-twilio-auth-token"
 
 
-@pytest.fixture
-def org(app):
-    """The district, with its texting number +1 202-555-0100."""
-    org = make_org()
-    db.session.commit()
-    return org
-
-
 def text(client, body, sender=None, *, sid=None, to=OUR_NUMBER, token=None, url=None, sign=None):
     """Post an inbound text as Twilio would (signed with `token` when given)."""
     data = {
