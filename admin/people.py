@@ -129,10 +129,11 @@ class PeopleView(SecureView):
                 origin=origin,
                 language=getattr(person, "language", None) or "en",
             )
+            sent_to = outcome.event.evidence["sent_to"] if outcome.event else address
             done = _(
                 "A confirmation was sent to %(address)s. It is opted in only when the person "
                 "confirms.",
-                address=shown,
+                address=sent_to if "@" in sent_to else format_phone(sent_to),
             )
         else:
             outcome = ledger.clear_bounce(
