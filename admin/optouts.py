@@ -138,7 +138,7 @@ class OptBackInForm(AdminPageForm):
     def set_destinations(self, destinations) -> None:
         self.destinations = destinations
         self.send_to.choices = [
-            (
+            SelectChoice(
                 "" if d.channel != Channel.EMAIL or i == 0 else d.to,
                 _("A text to %(number)s", number=format_phone(d.to))
                 if d.channel == Channel.TEXT
