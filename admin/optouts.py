@@ -511,9 +511,7 @@ class OptOutListView(SecureModelView):
             execute=False,
             page_size=0,
         )
-        return _send(
-            optout_list.list_rows(query.statement, site_id=site_scope()), fmt, "opt-outs"
-        )
+        return _send(optout_list.list_rows(query.statement, site_id=site_scope()), fmt, "opt-outs")
 
     @expose("/export-people.<fmt>")
     def export_people_view(self, fmt: str):

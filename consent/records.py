@@ -216,7 +216,9 @@ def _tick(org: Organization, person: Person, number: str, by: Staff, done: Done)
     if outcome.refused:
         done.say("error", outcome.reason or "")
     elif outcome.changed:
-        done.say("success", _("Text Opt-In: %(number)s is opted in to text messages.", number=shown))
+        done.say(
+            "success", _("Text Opt-In: %(number)s is opted in to text messages.", number=shown)
+        )
     elif outcome.code == "staff_entry_off":
         done.say(
             "info",

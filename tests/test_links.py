@@ -435,7 +435,10 @@ def test_preferences_yes_opts_the_cells_in_and_spends_the_link(client, family):
     assert "this link is used up" in page and 'value="Yes, send me text messages"' not in page
     assert state_of(family.org, "text", family.cell).status == Status.OPTED_IN
     assert check_one(family.org, "text", family.cell).allowed
-    no = {"csrf_token": csrf_token(client, "/opt-back-in"), "no": "No, do not send me text messages"}
+    no = {
+        "csrf_token": csrf_token(client, "/opt-back-in"),
+        "no": "No, do not send me text messages",
+    }
     replay = client.post(url, data=no)
     assert replay.status_code == 410
     assert state_of(family.org, "text", family.cell).status == Status.OPTED_IN
