@@ -2,7 +2,8 @@
 
 Who: the organization team and site teams (seed 000: "Sign in with an Organization or Site
 Communication Team account"; opt-outs are organization-wide, so a site team sees the whole
-list and may add an opt-out or send an opt-back-in confirmation). Staff have no opt-out list.
+list and may add an opt-out or send an opt-back-in confirmation, but the names of people only
+of its own site, on the list and in every export). Staff have no opt-out list.
 Importing a file is the organization team's (admin/imports.py).
 
 Statuses: the list shows opted-out addresses; bounced ones (seed 004's "SMS Bounce") are a
@@ -24,7 +25,7 @@ from flask_admin.model.template import EndpointLinkRowAction
 from flask_babel import gettext as _
 from flask_babel import lazy_gettext as _l
 from markupsafe import Markup
-from wtforms import BooleanField, EmailField, RadioField, SelectChoice, StringField, TextAreaField
+from wtforms import BooleanField, RadioField, SelectChoice, StringField, TextAreaField
 from wtforms.validators import DataRequired, Length, Optional
 
 from admin.base import (
@@ -35,8 +36,9 @@ from admin.base import (
     admin_actor,
     admin_origin,
     has_role,
+    site_scope,
 )
-from consent import export, ledger, optout_list
+from consent import export, ledger, notifications, optout_list
 from consent.addresses import AddressError, format_phone, normalize_any, normalize_email
 from consent.app import current_organization
 from consent.extensions import db
@@ -128,11 +130,22 @@ class AddOptOutForm(AdminPageForm):
 
 class OptBackInForm(AdminPageForm):
     attested = BooleanField(_l("This person asked me to opt them back in"))
-    send_to = EmailField(
-        _l("Send the link by email to (optional, for a phone)"),
-        validators=[Optional(), Length(max=320)],
-    )
+    # Only the address itself or an email on the same person's record: the choices come from
+    # notifications.confirmation_destinations, and the ledger refuses anything else.
+    send_to = RadioField(_l("Send the confirmation to"), validate_choice=False, default="")
     note = TextAreaField(_l("Note"), validators=[Optional(), Length(max=1000)])
+
+    def set_destinations(self, destinations) -> None:
+        self.destinations = destinations
+        self.send_to.choices = [
+            SelectChoice(
+                "" if d.channel != Channel.EMAIL or i == 0 else d.to,
+                _("A text to %(number)s", number=format_phone(d.to))
+                if d.channel == Channel.TEXT
+                else _("An email to %(email)s", email=d.to),
+            )
+            for i, d in enumerate(destinations)
+        ]
 
 
 class ClearBounceForm(AdminPageForm):
@@ -247,7 +260,9 @@ class OptOutListView(SecureModelView):
             page_size=page_size,
         )
         if execute and data:
-            g.optout_owners = optout_list.owners_by_address(data[0].organization_id, data)
+            g.optout_owners = optout_list.owners_by_address(
+                data[0].organization_id, data, site_id=site_scope()
+            )
         return count, data
 
     # --- list action: clear bounces ---------------------------------------------------------
@@ -379,6 +394,9 @@ class OptOutListView(SecureModelView):
         state = self._state_or_404(id)
         org = current_organization()
         form = OptBackInForm()
+        form.set_destinations(
+            notifications.confirmation_destinations(org, state.channel, state.address)
+        )
         bounce_form = ClearBounceForm()
         check = ledger.check_opt_back_in(org, state.channel, state.address)
         if request.method == "POST" and request.form.get("do") == "clear_bounce":
@@ -411,7 +429,7 @@ class OptOutListView(SecureModelView):
             form=form,
             bounce_form=bounce_form,
             check=check,
-            owners=optout_list.owners_by_address(org.id, [state]).get(
+            owners=optout_list.owners_by_address(org.id, [state], site_id=site_scope()).get(
                 (optout_list.kind_of(state.channel), state.address), ""
             ),
             status_words=optout_list.STATUS_WORDS,
@@ -426,7 +444,7 @@ class OptOutListView(SecureModelView):
             )
             return False
         send_to = None
-        if form.send_to.data:
+        if form.send_to.data and state.channel != Channel.EMAIL:
             try:
                 send_to = normalize_email(form.send_to.data)
             except AddressError as exc:
@@ -441,17 +459,20 @@ class OptOutListView(SecureModelView):
             attested=True,
             note=(form.note.data or "").strip() or None,
             origin=admin_origin(),
-            send_to=send_to if state.channel != Channel.EMAIL else None,
+            send_to=send_to,
         )
         if outcome.refused:
             db.session.rollback()
-            flash(outcome.reason, "error")
+            if outcome.code == "not_their_address":
+                form.send_to.errors.append(outcome.reason)
+            else:
+                flash(outcome.reason, "error")
             return False
         db.session.commit()
         if outcome.code == "already_opted_in":
             flash(_("%(who)s is already opted in.", who=optout_list.shown(state)), "info")
             return True
-        to = send_to or state.address
+        to = outcome.event.evidence["sent_to"]
         how = _("by email") if "@" in to else _("by text message")
         shown = to if "@" in to else format_phone(to)
         flash(
@@ -490,13 +511,13 @@ class OptOutListView(SecureModelView):
             execute=False,
             page_size=0,
         )
-        return _send(optout_list.list_rows(query.statement), fmt, "opt-outs")
+        return _send(optout_list.list_rows(query.statement, site_id=site_scope()), fmt, "opt-outs")
 
     @expose("/export-people.<fmt>")
     def export_people_view(self, fmt: str):
         """Seed 002's export: each contact's and student's opted-out numbers, with ID and type."""
         org = current_organization()
-        return _send(optout_list.people_rows(org), fmt, "opted-out-numbers")
+        return _send(optout_list.people_rows(org, site_id=site_scope()), fmt, "opted-out-numbers")
 
 
 def _channels(kind: str, choice: str) -> list[Channel]:

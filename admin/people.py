@@ -1,5 +1,6 @@
 """Contacts and Students (seeds 001 and 004): search, each address's status per channel, the
-staff toggles through the ledger, and each record's own activity log."""
+staff toggles through the ledger, editing the record's phones and emails (consent/records.py,
+with seed 001's Text Opt-In checkbox beside a cell), and each record's own activity log."""
 
 from __future__ import annotations
 
@@ -11,8 +12,10 @@ from flask_login import current_user
 from wtforms import BooleanField, HiddenField, TextAreaField
 from wtforms.validators import AnyOf, DataRequired, Length, Optional
 
+from admin import record_forms as forms_module
 from admin.base import ALL_ADMINS, AdminPageForm, SecureView, admin_actor, admin_origin
-from consent import ledger, people
+from admin.record_forms import RemoveForm
+from consent import ledger, people, records
 from consent.addresses import format_phone
 from consent.app import current_organization
 from consent.extensions import db
@@ -78,10 +81,16 @@ class PeopleView(SecureView):
     @expose("/<int:record_id>/")
     def details(self, record_id: int):
         """One record: its addresses with their status per channel, the toggles, its log."""
+        return self._details(self._record(record_id))
+
+    def _details(self, person, failed: tuple[str, object] | None = None, status: int = 200):
+        """The record page; `failed` is (form key, bound form) of an edit to show again."""
         org = current_organization()
-        person = self._record(record_id)
         book = StatusBook.for_people(org.id, [person])
-        return self.render(
+        forms = record_forms_for(person, book) if may_change(current_user) else {}
+        if failed is not None:
+            forms[failed[0]] = failed[1]
+        page = self.render(
             self.details_template,
             person=person,
             kind=self.kind,
@@ -93,7 +102,127 @@ class PeopleView(SecureView):
             texting_number=format_phone(org.texting_number),
             org=org,
             form=ConsentActionForm(),
+            record_forms=forms,
+            failed=failed[0] if failed else None,
+            phone_ids={p.number: p.id for p in person.phones},
+            email_ids={e.address: e.id for e in person.emails},
         )
+        return page, status
+
+    # --- editing the record: phones and emails (consent only through the ledger) -----------
+
+    @expose("/<int:record_id>/phones/", methods=("POST",))
+    def add_phone(self, record_id: int):
+        """Add a phone; a ticked Text Opt-In on a cell is a staff entry."""
+        person = self._editable(record_id)
+        form = forms_module.new_phone_form(request.form)
+        return self._edit(
+            person,
+            "new-phone",
+            form,
+            lambda: records.add_phone(
+                current_organization(),
+                person,
+                number=form.number.data,
+                kind=form.kind.data,
+                text_opt_in=bool(form.text_opt_in.data),
+                by=_staff(),
+            ),
+        )
+
+    @expose("/<int:record_id>/phones/<int:phone_id>/", methods=("POST",))
+    def change_phone(self, record_id: int, phone_id: int):
+        """Correct a phone's number or type; tick or untick its Text Opt-In."""
+        person = self._editable(record_id)
+        phone = _one(person.phones, phone_id)
+        form = forms_module.phone_form(phone, None, request.form)
+        return self._edit(
+            person,
+            f"phone-{phone.id}",
+            form,
+            lambda: records.change_phone(
+                current_organization(),
+                person,
+                phone.id,
+                number=form.number.data,
+                kind=form.kind.data,
+                text_opt_in=bool(form.text_opt_in.data),
+                note=form.note.data,
+                by=_staff(),
+            ),
+        )
+
+    @expose("/<int:record_id>/phones/<int:phone_id>/remove", methods=("POST",))
+    def remove_phone(self, record_id: int, phone_id: int):
+        """Take a phone off the record (its consent stays in the ledger)."""
+        person = self._editable(record_id)
+        phone = _one(person.phones, phone_id)
+        return self._edit(
+            person,
+            "remove",
+            RemoveForm(),
+            lambda: records.remove_phone(current_organization(), person, phone.id),
+        )
+
+    @expose("/<int:record_id>/emails/", methods=("POST",))
+    def add_email(self, record_id: int):
+        """Add an email address."""
+        person = self._editable(record_id)
+        form = forms_module.new_email_form(request.form)
+        return self._edit(
+            person,
+            "new-email",
+            form,
+            lambda: records.add_email(current_organization(), person, address=form.address.data),
+        )
+
+    @expose("/<int:record_id>/emails/<int:email_id>/", methods=("POST",))
+    def change_email(self, record_id: int, email_id: int):
+        """Correct an email address."""
+        person = self._editable(record_id)
+        email = _one(person.emails, email_id)
+        form = forms_module.email_form(email, request.form)
+        return self._edit(
+            person,
+            f"email-{email.id}",
+            form,
+            lambda: records.change_email(
+                current_organization(), person, email.id, address=form.address.data
+            ),
+        )
+
+    @expose("/<int:record_id>/emails/<int:email_id>/remove", methods=("POST",))
+    def remove_email(self, record_id: int, email_id: int):
+        """Take an email off the record (its consent stays in the ledger)."""
+        person = self._editable(record_id)
+        email = _one(person.emails, email_id)
+        return self._edit(
+            person,
+            "remove",
+            RemoveForm(),
+            lambda: records.remove_email(current_organization(), person, email.id),
+        )
+
+    def _editable(self, record_id: int):
+        if not may_change(current_user):
+            abort(403)
+        return self._record(record_id)
+
+    def _edit(self, person, key: str, form, edit):
+        """Validate, call the core, commit and say what happened; or show the form again."""
+        if form.validate():
+            try:
+                done = edit()
+            except records.RecordError as refusal:
+                db.session.rollback()
+                getattr(form, refusal.field).errors.append(refusal.message)
+            else:
+                db.session.commit()
+                for category, words in done.messages:
+                    flash(words, category)
+                return redirect(url_for(".details", record_id=person.id))
+        flash(_("That change could not be made: see the form below. Nothing was saved."), "error")
+        return self._details(self._record(person.id), (key, form), 422)
 
     @expose("/<int:record_id>/consent", methods=("POST",))
     def consent(self, record_id: int):
@@ -135,10 +264,11 @@ class PeopleView(SecureView):
                 origin=origin,
                 language=getattr(person, "language", None) or "en",
             )
+            sent_to = outcome.event.evidence["sent_to"] if outcome.event else address
             done = _(
                 "A confirmation was sent to %(address)s. It is opted in only when the person "
                 "confirms.",
-                address=shown,
+                address=sent_to if "@" in sent_to else format_phone(sent_to),
             )
         else:
             outcome = ledger.clear_bounce(
@@ -163,6 +293,32 @@ class PeopleView(SecureView):
         if person is None:
             abort(404)
         return person
+
+
+def record_forms_for(person, book: StatusBook) -> dict[str, object]:
+    """The edit forms of a record page: one per phone and email, and the two "add" forms."""
+    forms: dict[str, object] = {
+        "new-phone": forms_module.new_phone_form(),
+        "new-email": forms_module.new_email_form(),
+    }
+    for phone in person.phones:
+        state = book.shown(Channel.TEXT, phone.number).state
+        forms[f"phone-{phone.id}"] = forms_module.phone_form(phone, state.status if state else None)
+    for email in person.emails:
+        forms[f"email-{email.id}"] = forms_module.email_form(email)
+    return forms
+
+
+def _one(items, item_id: int):
+    """The phone or email of this record with that id, else 404."""
+    item = next((i for i in items if i.id == item_id), None)
+    if item is None:
+        abort(404)
+    return item
+
+
+def _staff() -> records.Staff:
+    return records.Staff(admin_actor(), admin_origin())
 
 
 def _words(channel: Channel) -> str:

@@ -449,7 +449,10 @@ def request_opt_back_in(
     """Record that someone asked to opt this address back in, and send the person a
     confirmation. The state does not move: only the person's confirmation opts them in.
 
-    An admin must attest that the person asked (`attested=True`).
+    The confirmation goes to the address itself or, when `send_to` names one, to an email on
+    the record of a person who has this address (notifications.confirmation_destinations);
+    never to another address, nor to one that is itself opted out or bounced. The request
+    event records where it went. An admin must attest that the person asked (`attested=True`).
     """
     channel = Channel(channel)
     source = Source(source)
@@ -463,6 +466,27 @@ def request_opt_back_in(
         return _refused("carrier_block", carrier_block_reason(org), state)
     if state and state.status == Status.OPTED_IN:
         return _unchanged(state, "already_opted_in")
+    destinations = notifications.confirmation_destinations(org, channel, address)
+    if send_to is not None:
+        destination = next(
+            (d for d in destinations if d.channel == Channel.EMAIL and d.to == send_to), None
+        )
+        if destination is None:
+            return _refused(
+                "not_their_address",
+                "A confirmation goes only to the address itself, or to an email on the "
+                "record of the person who has it (and not opted out of email).",
+                state,
+            )
+    elif destinations:
+        destination = destinations[0]
+    else:
+        return _refused(
+            "no_way_to_confirm",
+            "There is no way to reach this person for a confirmation: their number cannot get "
+            "texts and they have no email on record that can get one.",
+            state,
+        )
     origin = origin or Origin()
     status = state.status if state else None
     event = ConsentEvent(
@@ -481,7 +505,12 @@ def request_opt_back_in(
         ip=origin.ip,
         user_agent=(origin.user_agent or "")[:500] or None,
         note=note,
-        evidence={**(evidence or {}), "attested": attested},
+        evidence={
+            **(evidence or {}),
+            "attested": attested,
+            "sent_to": destination.to,
+            "sent_by": destination.channel.value,
+        },
         state_version=state.version if state else 0,
     )
     db.session.add(event)
@@ -492,7 +521,7 @@ def request_opt_back_in(
         address,
         state_version=state.version if state else 0,
         event=event,
-        send_to=send_to,
+        send_to=destination.to if destination.channel == Channel.EMAIL else None,
         language=language,
     )
     return Outcome(
@@ -502,6 +531,44 @@ def request_opt_back_in(
         state=state,
         event=event,
         messages=messages,
+    )
+
+
+def opt_in_or_confirm(
+    org: Organization,
+    channel: str,
+    address: str,
+    *,
+    source: Source,
+    actor: Actor,
+    evidence: dict | None = None,
+    origin: Origin | None = None,
+    language: str = "en",
+) -> Outcome:
+    """A "Yes" from someone the address has not proven to be its owner (a form, a parent).
+
+    An address with no choice (or opted in, or bounced) is opted in, the words shown as
+    evidence. An opted-out one is never opted in here: it gets its own confirmation and stays
+    opted out until it confirms (code "confirmation_sent"); a carrier-blocked one gets nothing
+    (code "carrier_block": only START from the phone lifts it).
+    """
+    state = _lock(org.id, Channel(channel), address)
+    if state is not None and state.status == Status.OPTED_OUT:
+        if state.carrier_block:
+            return _refused("carrier_block", carrier_block_reason(org), state)
+        return request_opt_back_in(
+            org,
+            channel,
+            address,
+            actor=actor,
+            source=source,
+            attested=False,
+            evidence=evidence,
+            origin=origin,
+            language=language,
+        )
+    return opt_in(
+        org, channel, address, source=source, actor=actor, evidence=evidence, origin=origin
     )
 
 

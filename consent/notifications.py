@@ -3,6 +3,9 @@ in the recipient's language and queued in the outbox (same transaction as the ch
 
 from __future__ import annotations
 
+import hashlib
+from dataclasses import dataclass
+
 import sqlalchemy as sa
 from flask import current_app, render_template
 from flask_babel import force_locale
@@ -18,6 +21,7 @@ from consent.models import (
     EmailAddress,
     Organization,
     Phone,
+    PhoneKind,
     Source,
     Status,
     Student,
@@ -93,6 +97,50 @@ def language_for(channel: str, address: str, org_id: int) -> str:
     return "en"
 
 
+def covered_cells(org_id: int, email: str) -> dict[str, list[str]]:
+    """{cell number: names of its owners} of the people who have this email address: the
+    numbers a preferences link for the email covers."""
+    found: dict[str, list[str]] = {}
+    for person in owners_of(Channel.EMAIL, email, org_id):
+        for phone in person.phones:
+            if phone.kind == PhoneKind.CELL:
+                names = found.setdefault(phone.number, [])
+                if person.name not in names:
+                    names.append(person.name)
+    return found
+
+
+def preferences_digest(org_id: int, email: str) -> str:
+    """A digest of every choice a preferences link covers (each covered number and the
+    version of its text state): it changes when any of them changes, which spends the link."""
+    numbers = sorted(covered_cells(org_id, email))
+    versions = dict.fromkeys(numbers, 0)
+    if numbers:
+        versions.update(
+            db.session.execute(
+                sa.select(ConsentState.address, ConsentState.version).where(
+                    ConsentState.organization_id == org_id,
+                    ConsentState.channel == Channel.TEXT,
+                    ConsentState.address.in_(numbers),
+                )
+            ).all()
+        )
+    text = ";".join(f"{number}:{versions[number]}" for number in numbers)
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+def preferences_token(org: Organization, email: str, version: int | None = None) -> str:
+    """A signed preferences link for an email address, for the choices as they are now."""
+    if version is None:
+        from consent.ledger import current
+
+        state = current(org, Channel.EMAIL, email)
+        version = state.version if state else 0
+    return tokens.make(
+        "preferences", org.id, "email", email, version, d=preferences_digest(org.id, email)
+    )
+
+
 def email_headers(org: Organization, to: str) -> tuple[dict, str, str]:
     """List-Unsubscribe headers (RFC 8058) and the footer links for an email to `to`."""
     from consent.ledger import current
@@ -100,7 +148,7 @@ def email_headers(org: Organization, to: str) -> tuple[dict, str, str]:
     state = current(org, Channel.EMAIL, to)
     version = state.version if state else 0
     unsubscribe = link("/unsubscribe/" + tokens.make("unsubscribe", org.id, "email", to, version))
-    preferences = link("/preferences/" + tokens.make("preferences", org.id, "email", to, version))
+    preferences = link("/preferences/" + preferences_token(org, to, version))
     headers = {
         "List-Unsubscribe": f"<{unsubscribe}>",
         "List-Unsubscribe-Post": "List-Unsubscribe=One-Click",
@@ -253,8 +301,16 @@ def after_change(
                 )
             )
         if confirm and channel == Channel.VOICE and source != Source.IMPORT:
-            # A call cannot carry a confirmation: the person hears by email, once.
-            to = next(iter(_emails_of(channel, address, org.id)), None)
+            # A call cannot carry a confirmation: the person hears by email, once (never at
+            # an email that is itself opted out or bounced).
+            to = next(
+                (
+                    d.to
+                    for d in confirmation_destinations(org, channel, address)
+                    if d.channel == Channel.EMAIL
+                ),
+                None,
+            )
             if to is not None:
                 messages.append(
                     queue_email(
@@ -326,6 +382,39 @@ def _channel_words(channel: str):
         Channel.VOICE: _("calls"),
         Channel.EMAIL: _("email"),
     }[Channel(channel)]
+
+
+@dataclass(frozen=True)
+class Destination:
+    """Where a confirmation may go: a text to a number, or an email."""
+
+    channel: Channel  # TEXT or EMAIL
+    to: str
+
+
+def _may_receive(state: ConsentState | None) -> bool:
+    return not (state and (state.blocks_sending or state.carrier_block))
+
+
+def confirmation_destinations(org: Organization, channel: str, address: str) -> list[Destination]:
+    """Where a confirmation to opt (channel, address) back in may go, the address itself first.
+
+    An email address: itself. A number: a text to itself (for calls, only when the number may
+    get texts), then the emails on the records of the people who have the number, except
+    those opted out of email or bounced. Never any other address.
+    """
+    from consent.ledger import current
+
+    channel = Channel(channel)
+    if channel == Channel.EMAIL:
+        return [Destination(Channel.EMAIL, address)]
+    found = []
+    if channel == Channel.TEXT or _may_receive(current(org, Channel.TEXT, address)):
+        found.append(Destination(Channel.TEXT, address))
+    for email in _emails_of(channel, address, org.id):
+        if _may_receive(current(org, Channel.EMAIL, email)):
+            found.append(Destination(Channel.EMAIL, email))
+    return found
 
 
 def confirmation_request(

@@ -129,9 +129,12 @@ def _escape_like(text: str) -> str:
 # --- whose address is it ------------------------------------------------------------------
 
 
-def owners_by_address(org_id: int, states: Iterable[ConsentState]) -> dict[tuple[str, str], str]:
+def owners_by_address(
+    org_id: int, states: Iterable[ConsentState], site_id: int | None = None
+) -> dict[tuple[str, str], str]:
     """{(kind, address): "Ana Rivera (contact), Sofia Rivera (student)"} for a page of rows,
-    in two queries (phones, emails) whatever the page size."""
+    in two queries (phones, emails) whatever the page size. With `site_id` (a site team),
+    only the people of that site are named: its students, and contacts with a student there."""
     phones = {s.address for s in states if s.channel != Channel.EMAIL}
     emails = {s.address for s in states if s.channel == Channel.EMAIL}
     found: dict[tuple[str, str], list[str]] = defaultdict(list)
@@ -141,7 +144,7 @@ def owners_by_address(org_id: int, states: Iterable[ConsentState]) -> dict[tuple
     ):
         if not values:
             continue
-        for address, contact, student in _owner_rows(org_id, model, column, values):
+        for address, contact, student in _owner_rows(org_id, model, column, values, site_id):
             if contact is not None:
                 found[(kind, address)].append(f"{contact.name} (contact)")
             if student is not None:
@@ -149,7 +152,7 @@ def owners_by_address(org_id: int, states: Iterable[ConsentState]) -> dict[tuple
     return {key: ", ".join(dict.fromkeys(names)) for key, names in found.items()}
 
 
-def _owner_rows(org_id, model, column, values):
+def _owner_rows(org_id, model, column, values, site_id=None):
     contact_family = sa.orm.aliased(Family)
     student_family = sa.orm.aliased(Family)
     stmt = (
@@ -162,13 +165,23 @@ def _owner_rows(org_id, model, column, values):
         .where(
             column.in_(sorted(values)),
             sa.or_(
-                contact_family.organization_id == org_id,
-                student_family.organization_id == org_id,
+                _at_site(contact_family.organization_id == org_id, Contact, site_id),
+                _at_site(student_family.organization_id == org_id, Student, site_id),
             ),
         )
         .order_by(column, model.id)
     )
     return db.session.execute(stmt).all()
+
+
+def _at_site(in_org, model, site_id: int | None):
+    """`in_org`, and for a site team: a student of the site, or a contact with one there."""
+    if site_id is None:
+        return in_org
+    if model is Student:
+        return sa.and_(in_org, Student.site_id == site_id)
+    at_site = sa.select(Student.family_id).where(Student.site_id == site_id)
+    return sa.and_(in_org, Contact.family_id.in_(at_site))
 
 
 def kind_of(channel: str) -> str:
@@ -183,21 +196,22 @@ def shown(state: ConsentState) -> str:
 # --- exports ------------------------------------------------------------------------------
 
 
-def list_rows(stmt: sa.Select) -> Iterator[list[str]]:
-    """The list's rows for `stmt` (a select of ConsentState), header first, streamed by chunk."""
+def list_rows(stmt: sa.Select, site_id: int | None = None) -> Iterator[list[str]]:
+    """The list's rows for `stmt` (a select of ConsentState), header first, streamed by chunk.
+    With `site_id`, the "Contact or student" column names only that site's people."""
     yield list(LIST_HEADER)
     chunk: list[ConsentState] = []
     for state in db.session.scalars(stmt.execution_options(yield_per=EXPORT_CHUNK)):
         chunk.append(state)
         if len(chunk) >= EXPORT_CHUNK:
-            yield from _list_chunk(chunk)
+            yield from _list_chunk(chunk, site_id)
             chunk = []
     if chunk:
-        yield from _list_chunk(chunk)
+        yield from _list_chunk(chunk, site_id)
 
 
-def _list_chunk(states: list[ConsentState]) -> Iterator[list[str]]:
-    owners = owners_by_address(states[0].organization_id, states)
+def _list_chunk(states: list[ConsentState], site_id: int | None) -> Iterator[list[str]]:
+    owners = owners_by_address(states[0].organization_id, states, site_id)
     for state in states:
         yield [
             state.address,
@@ -221,9 +235,10 @@ def list_statement(org: Organization, status: Status = Status.OPTED_OUT) -> sa.S
     )
 
 
-def people_rows(org: Organization) -> Iterator[list[str]]:
+def people_rows(org: Organization, site_id: int | None = None) -> Iterator[list[str]]:
     """Seed 002's export: every contact's and student's number that is opted out (text or
-    voice), with the person's ID, name, the number and its type, header first."""
+    voice), with the person's ID, name, the number and its type, header first. With
+    `site_id` (a site team), only that site's people."""
     yield list(PEOPLE_HEADER)
     family = sa.orm.aliased(Family)
     student_family = sa.orm.aliased(Family)
@@ -242,7 +257,12 @@ def people_rows(org: Organization) -> Iterator[list[str]]:
         .outerjoin(family, Contact.family_id == family.id)
         .outerjoin(Student, Phone.student_id == Student.id)
         .outerjoin(student_family, Student.family_id == student_family.id)
-        .where(sa.or_(family.organization_id == org.id, student_family.organization_id == org.id))
+        .where(
+            sa.or_(
+                _at_site(family.organization_id == org.id, Contact, site_id),
+                _at_site(student_family.organization_id == org.id, Student, site_id),
+            )
+        )
         .order_by(Phone.id, ConsentState.channel)
         .execution_options(yield_per=EXPORT_CHUNK)
     )

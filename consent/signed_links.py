@@ -22,7 +22,6 @@ from consent.models import (
     ConsentState,
     Organization,
     OutboxMessage,
-    PhoneKind,
     Source,
     Status,
     utcnow,
@@ -83,6 +82,11 @@ def open_link(purpose: str, token: str) -> Link:
     state = ledger.current(org, claim.channel, claim.address)
     if purpose != "unsubscribe":
         tokens.check_unspent(claim, state.version if state else 0)
+    if purpose == "preferences":
+        # The link also covers the cell numbers of the people at this email: any change of
+        # their choices (or of which numbers they are) spends it too.
+        if claim.extra.get("d") != notifications.preferences_digest(org.id, claim.address):
+            raise tokens.spent()
     return Link(claim=claim, org=org, state=state)
 
 
@@ -171,12 +175,11 @@ class CellNumber:
 
 def cell_numbers(link: Link) -> list[CellNumber]:
     """The cell numbers of the contacts and students who have this email address."""
-    found: dict[str, list[str]] = {}
-    if link.channel == Channel.EMAIL:
-        for person in notifications.owners_of(Channel.EMAIL, link.address, link.org.id):
-            for phone in person.phones:
-                if phone.kind == PhoneKind.CELL:
-                    found.setdefault(phone.number, []).append(person.name)
+    found = (
+        notifications.covered_cells(link.org.id, link.address)
+        if link.channel == Channel.EMAIL
+        else {}
+    )
     if not found:
         return []
     states = {
@@ -196,12 +199,21 @@ def cell_numbers(link: Link) -> list[CellNumber]:
             CellNumber(
                 number=number,
                 shown=format_phone(number),
-                owners=list(dict.fromkeys(owners)),
+                owners=owners,
                 status=state.status if state else None,
                 carrier_block=bool(state and state.carrier_block),
             )
         )
     return numbers
+
+
+def opted_out_words(org: Organization) -> str:
+    """Why "Yes" on a link does not turn texts back on for a number that opted out."""
+    return _(
+        "This number opted out of texts. Only the phone itself can opt back in, by texting "
+        "START to %(number)s.",
+        number=format_phone(org.texting_number),
+    )
 
 
 def yes_words() -> str:
@@ -229,6 +241,15 @@ def set_text_preference(link: Link, *, wants_texts: bool, origin: Origin) -> Pre
     result = PreferencesResult(wants_texts=wants_texts)
     events = []
     for cell in cell_numbers(link):
+        if wants_texts and cell.status == Status.OPTED_OUT:
+            # A link in an email proves the mailbox, not the phone: only START lifts this.
+            reason = (
+                ledger.carrier_block_reason(link.org)
+                if cell.carrier_block
+                else opted_out_words(link.org)
+            )
+            result.refused.append((cell.shown, reason))
+            continue
         outcome = ledger.change(
             link.org,
             Channel.TEXT,
@@ -275,24 +296,24 @@ def set_text_preference(link: Link, *, wants_texts: bool, origin: Origin) -> Pre
 def request_from_public(
     org: Organization, channel: str, address: str, *, origin: Origin, language: str = "en"
 ) -> str:
-    """A visitor asks to opt `address` (normalized) back in to `channel`. Sends the person a
-    confirmation link only when the address is opted out or bounced, has no carrier block, and
-    got no confirmation request today. Returns a code for the log and tests; the page answers
-    the same whatever it is, so it tells no one what is on record.
+    """A visitor asks to opt `address` (normalized) back in to `channel`. Returns a code for
+    the log and tests; the page answers the same whatever it is, so it tells no one what is on
+    record.
+
+    A phone gets nothing from here: anyone can type any number, and a text to a number that
+    opted out is not the visitor's to ask for. The page tells them to text START (texts) or to
+    call the district (calls). An email address gets a confirmation link only when it is
+    opted out or bounced and got no confirmation request today.
 
     The request is recorded with source `email_link`: it is the recipient's own request, and
     it completes through a signed link (the ledger's sources have no "public page" of their own).
     """
     channel = Channel(channel)
+    if channel != Channel.EMAIL:
+        return "phone_not_sent"
     state = ledger.current(org, channel, address)
     if state is None or state.status not in MAY_ASK_AGAIN:
         return "nothing_to_confirm"
-    if channel != Channel.EMAIL:
-        text_state = (
-            state if channel == Channel.TEXT else ledger.current(org, Channel.TEXT, address)
-        )
-        if state.carrier_block or (text_state and text_state.carrier_block):
-            return "carrier_block"  # the carrier would block the text; START is the way
     if asked_today(org, address):
         return "already_sent_today"
     outcome = ledger.request_opt_back_in(

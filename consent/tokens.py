@@ -107,6 +107,11 @@ def load(purpose: str, token: str) -> LinkClaim:
 def check_unspent(claim: LinkClaim, current_version: int) -> None:
     """Raise TokenError("spent") when the state has changed since the token was issued."""
     if current_version != claim.version:
-        raise TokenError(
-            "spent", "This link has already been used, or the choice it was for has changed since."
-        )
+        raise spent()
+
+
+def spent() -> TokenError:
+    """The error of a link whose choice has changed since it was issued."""
+    return TokenError(
+        "spent", "This link has already been used, or the choice it was for has changed since."
+    )

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 import sqlalchemy as sa
 from flask_babel import gettext as _
 
-from consent import ledger, verification
+from consent import ledger, notifications, verification
 from consent.addresses import format_phone
 from consent.extensions import db
 from consent.ledger import Actor, Origin, Outcome
@@ -306,9 +306,29 @@ def set_choice(
         if not outcome.ok:
             return Result(False, outcome.reason or "", outcome)
         return Result(True, _off_words(channel, shown), outcome)
+    language = getattr(person, "language", None) or "en"
+    send_to = _email_for_calls(org, person, address) if channel == Channel.VOICE else None
     if opts_in_directly(user, address):
         if channel == Channel.TEXT:
             evidence["disclosure"] = text_disclosure(org)
+        state = ledger.current(org, channel, address)
+        if state is not None and state.status == Status.OPTED_OUT and not state.carrier_block:
+            # An opt-out is lifted only by the address itself: it gets its own confirmation.
+            outcome = ledger.request_opt_back_in(
+                org,
+                channel,
+                address,
+                actor=actor,
+                source=Source.PORTAL,
+                attested=False,
+                origin=origin,
+                evidence=evidence,
+                send_to=send_to,
+                language=language,
+            )
+            if not outcome.ok:
+                return Result(False, _blocked_or(org, outcome), outcome)
+            return Result(True, _sent_words(outcome), outcome)
         outcome = ledger.opt_in(
             org,
             channel,
@@ -321,18 +341,15 @@ def set_choice(
         if not outcome.ok:
             return Result(False, _blocked_or(org, outcome), outcome)
         return Result(True, _on_words(channel, shown), outcome)
-    send_to = None
-    if channel == Channel.VOICE:
-        send_to = next((e.address for e in person.emails), None)
-        if send_to is None:
-            return Result(
-                False,
-                _(
-                    "%(name)s has no email address, so we cannot ask them to confirm. "
-                    "They can ask the school to turn calls back on.",
-                    name=person.name,
-                ),
-            )
+    if channel == Channel.VOICE and send_to is None:
+        return Result(
+            False,
+            _(
+                "%(name)s has no email address, so we cannot ask them to confirm. "
+                "They can ask the school to turn calls back on.",
+                name=person.name,
+            ),
+        )
     outcome = ledger.request_opt_back_in(
         org,
         channel,
@@ -343,7 +360,7 @@ def set_choice(
         origin=origin,
         evidence=evidence,
         send_to=send_to,
-        language=getattr(person, "language", None) or "en",
+        language=language,
     )
     if not outcome.ok:
         return Result(False, _blocked_or(org, outcome), outcome)
@@ -356,6 +373,25 @@ def set_choice(
             name=person.name,
         ),
         outcome,
+    )
+
+
+def _email_for_calls(org, person, number: str) -> str | None:
+    """The person's email a calls confirmation goes to (not one opted out or bounced)."""
+    allowed = {
+        d.to
+        for d in notifications.confirmation_destinations(org, Channel.VOICE, number)
+        if d.channel == Channel.EMAIL
+    }
+    return next((e.address for e in person.emails if e.address in allowed), None)
+
+
+def _sent_words(outcome: Outcome) -> str:
+    sent_to = outcome.event.evidence["sent_to"]
+    return _(
+        "That choice was opted out, so we sent a confirmation to %(address)s. It changes only "
+        "when the confirmation is answered.",
+        address=sent_to if "@" in sent_to else format_phone(sent_to),
     )
 
 

@@ -7,6 +7,7 @@ from flask import Blueprint, abort, flash, redirect, render_template, request, u
 from flask_babel import get_locale
 from flask_babel import gettext as _
 
+from consent.addresses import format_phone
 from consent.app import current_organization
 from consent.extensions import db, limiter
 from consent.ledger import Origin
@@ -54,6 +55,8 @@ def enroll():
                     ),
                     "success",
                 )
+                if _said_yes(enrollment):
+                    flash(_stop_words(org), "info")
                 return redirect(url_for("auth.login"))
         flash(_("Please correct the fields marked below. Nothing was saved."), "error")
         return render_template("portal/enroll.html", form=form, disclosure=disclosure, org=org), 422
@@ -74,3 +77,17 @@ def _field_by_id(form, field_id: str):
         elif hasattr(field, "form"):
             stack.extend(field.form)
     raise LookupError(field_id)
+
+
+def _said_yes(enrollment) -> bool:
+    return any(p.texts == YES for g in enrollment.guardians for p in g.phones)
+
+
+def _stop_words(org) -> str:
+    """Said after every "Yes", whatever is on record for the number (the page tells no one
+    whether it replied STOP)."""
+    return _(
+        "Text messages: a number that replied STOP to our texts before gets them again only "
+        "after it texts START to %(number)s.",
+        number=format_phone(org.texting_number),
+    )

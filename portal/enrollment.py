@@ -25,7 +25,6 @@ from consent.models import (
     Student,
     User,
 )
-from portal.choices import carrier_block_words
 
 
 @dataclass
@@ -85,9 +84,10 @@ def enroll(
 ) -> User:
     """Create the family and the parent's login, and record each cell's text choice.
 
-    "Yes" opts the number in (source enrollment, the disclosure as evidence) and queues the
-    one confirmation text; "No" records an opt-out with no text (the person just asked for
-    none). Raises EnrollmentRefused before or during the writes; the caller then rolls back.
+    "Yes" opts a number with no choice in (source enrollment, the disclosure as evidence) and
+    queues the one confirmation text; a number that opted out only gets a text asking it to
+    confirm, and one that replied STOP nothing (ledger.opt_in_or_confirm). "No" records an
+    opt-out with no text (the person just asked for none). Raises EnrollmentRefused before or during the writes; the caller then rolls back.
     """
     taken = db.session.scalars(
         sa.select(User.id).where(User.email == enrollment.login_email)
@@ -159,7 +159,9 @@ def enroll(
                 "choice": choice_words[phone.texts],
             }
             if phone.texts == "yes":
-                outcome = ledger.opt_in(
+                # An opted-out number is not opted in by a form anyone can fill: it gets its
+                # own confirmation (a STOP-blocked one nothing); the page says the same.
+                outcome = ledger.opt_in_or_confirm(
                     org,
                     Channel.TEXT,
                     phone.number,
@@ -167,7 +169,10 @@ def enroll(
                     actor=actor,
                     evidence=evidence,
                     origin=origin,
+                    language=enrollment.language,
                 )
+                if outcome.code == "carrier_block":
+                    continue  # only START from the phone lifts it; the success page says so
             else:
                 outcome = ledger.opt_out(
                     org,
@@ -180,6 +185,5 @@ def enroll(
                     confirm=False,
                 )
             if not outcome.ok:
-                words = carrier_block_words(org) if outcome.code == "carrier_block" else None
-                raise EnrollmentRefused(phone.field, words or outcome.reason or "")
+                raise EnrollmentRefused(phone.field, outcome.reason or "")
     return user

@@ -3,7 +3,7 @@ opt-back-in page. GET shows a page and a button; only POST changes anything."""
 
 from __future__ import annotations
 
-from flask import Blueprint, abort, flash, redirect, render_template, request, url_for
+from flask import Blueprint, abort, flash, render_template, request
 from flask_babel import get_locale
 from flask_babel import gettext as _
 
@@ -74,8 +74,14 @@ def opt_back_in():
             channel=form.channel.data,
             entered=form.address.data.strip(),
             texting_number=format_phone(org.texting_number),
+            help_contact=org.help_contact or org.notification_email,
         )
-    return render_template("portal/links/opt_back_in.html", form=form, org=org)
+    return render_template(
+        "portal/links/opt_back_in.html",
+        form=form,
+        org=org,
+        texting_number=format_phone(org.texting_number),
+    )
 
 
 @bp.route("/confirm/<token>", methods=["GET", "POST"])
@@ -134,7 +140,15 @@ def preferences(token: str):
             )
         elif not result.refused:
             flash(_("Nothing to change: your choice was already on record."), "info")
-        return redirect(url_for("links.preferences", token=token))
+        # A change spends the link (it covers every number's choice): show the choices as they
+        # are now, without the buttons; a link that changed nothing can still be used.
+        numbers = signed_links.cell_numbers(link)
+        return render_template(
+            "portal/links/preferences.html",
+            link=link,
+            numbers=numbers,
+            form=None if result.changed else form,
+        )
     status = 400 if form.errors else 200
     page = render_template("portal/links/preferences.html", link=link, numbers=numbers, form=form)
     return page, status

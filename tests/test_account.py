@@ -271,7 +271,7 @@ def test_number_shared_by_two_people_says_a_change_applies_to_both(client, auth,
 
 def test_own_text_off_then_on(client, auth, family, mailbox):
     """Own cell, texts off: opted out at once, event by the parent, one confirmation text,
-    the office told by email; on again: opted in with the disclosure as evidence."""
+    the office told by email; on again: the number gets a confirmation, still opted out."""
     phone = family.ana.phones[0]
     login(auth)
     response = toggle(client, "/account/settings", f"phone-{phone.id}", "text", "off")
@@ -293,19 +293,22 @@ def test_own_text_off_then_on(client, auth, family, mailbox):
     assert f"{family.ana.name} (" in body and "opted out of text messages" in body
     assert "the parent portal" in body and "Ana Rivera (parent)" in body
 
+    # On again: an opt-out is lifted only by the number itself, so it gets a confirmation.
     toggle(client, "/account/settings", f"phone-{phone.id}", "text", "on")
-    assert status_of(family.org, Channel.TEXT, phone.number) == Status.OPTED_IN
+    text = page(client, "/account/settings")
+    assert "we sent a confirmation to +1 415" in text and "Texts off" in text
+    assert status_of(family.org, Channel.TEXT, phone.number) == Status.OPTED_OUT
     last = events_of(phone.number)[-1]
-    assert (
-        last.source == Source.PORTAL and "Msg & data rates may apply" in last.evidence["disclosure"]
-    )
-    assert "Texts allowed" in page(client, "/account/settings")
-    assert [m.purpose for m in outbox_to(phone.number)][-1] == "optin_confirmation"
-    assert len(mailbox.to("office@example.org")) == 1  # opting in is not an office notice
+    assert last.kind == "request" and last.source == Source.PORTAL
+    assert "Msg & data rates may apply" in last.evidence["disclosure"]
+    assert last.evidence["sent_to"] == phone.number
+    assert [m.purpose for m in outbox_to(phone.number)][-1] == "confirm_request"
+    assert len(mailbox.to("office@example.org")) == 1  # asking is not an office notice
 
 
 def test_own_calls_off_then_on(client, auth, family, mailbox):
-    """Own cell, calls off: the person hears by email, the office by email; on again directly."""
+    """Own cell, calls off: the person hears by email, the office by email; on again: a
+    confirmation link by email, nothing changes until it is used."""
     phone = family.ana.phones[0]
     own_email = family.ana.emails[0].address
     login(auth)
@@ -318,12 +321,15 @@ def test_own_calls_off_then_on(client, auth, family, mailbox):
     assert "opted out of calls" in mailbox.text(notice)
 
     toggle(client, "/account/settings", f"phone-{phone.id}", "voice", "on")
-    assert status_of(family.org, Channel.VOICE, phone.number) == Status.OPTED_IN
-    assert "Calls allowed" in page(client, "/account/settings")
+    assert status_of(family.org, Channel.VOICE, phone.number) == Status.OPTED_OUT
+    assert "Calls off" in page(client, "/account/settings")
+    request_mail = mailbox.to(own_email)[-1]
+    assert mailbox.links(request_mail, "/confirm/")
 
 
 def test_own_email_off_then_on(client, auth, family, mailbox):
-    """Own email off: one unsubscribe confirmation to it, an office notice; on again directly."""
+    """Own email off: one unsubscribe confirmation to it, an office notice; on again: a
+    confirmation link to it."""
     email = family.ana.emails[0]
     login(auth)
     toggle(client, "/account/settings", f"email-{email.id}", "email", "off")
@@ -335,8 +341,9 @@ def test_own_email_off_then_on(client, auth, family, mailbox):
     assert "opted out of email" in mailbox.text(notice) and email.address in mailbox.text(notice)
 
     toggle(client, "/account/settings", f"email-{email.id}", "email", "on")
-    assert status_of(family.org, Channel.EMAIL, email.address) == Status.OPTED_IN
-    assert "Email allowed" in page(client, "/account/settings")
+    assert status_of(family.org, Channel.EMAIL, email.address) == Status.OPTED_OUT
+    assert "Email off" in page(client, "/account/settings")
+    assert mailbox.links(mailbox.to(email.address)[-1], "/confirm/")
 
 
 def test_turning_off_twice_changes_nothing_the_second_time(client, auth, family, mailbox):
@@ -419,7 +426,7 @@ def test_other_contacts_calls_on_asks_them_by_email(client, auth, family, mailbo
 
 
 def test_student_text_off_then_on(client, auth, family, mailbox):
-    """The student's cell: off at once (office told), on again directly by the parent."""
+    """The student's cell: off at once (office told); on again: the number confirms itself."""
     phone = family.kid.phones[0]
     path = f"/account/students/{family.kid.id}"
     login(auth)
@@ -429,14 +436,15 @@ def test_student_text_off_then_on(client, auth, family, mailbox):
     (notice,) = mailbox.to("office@example.org")
     assert family.kid.name in mailbox.text(notice)
     toggle(client, path, f"phone-{phone.id}", "text", "on")
-    assert status_of(family.org, Channel.TEXT, phone.number) == Status.OPTED_IN
+    assert status_of(family.org, Channel.TEXT, phone.number) == Status.OPTED_OUT
     event = events_of(phone.number)[-1]
-    assert event.kind == "change" and "disclosure" in event.evidence
-    assert "Texts allowed" in page(client, path)
+    assert event.kind == "request" and "disclosure" in event.evidence
+    assert "Texts off" in page(client, path)
+    assert [m.purpose for m in outbox_to(phone.number)][-1] == "confirm_request"
 
 
 def test_student_email_off_then_on(client, auth, family, mailbox):
-    """The student's email: off with a confirmation to it, on again directly."""
+    """The student's email: off with a confirmation to it; on again: a confirmation link."""
     email = family.kid.emails[0]
     path = f"/account/students/{family.kid.id}"
     login(auth)
@@ -445,5 +453,5 @@ def test_student_email_off_then_on(client, auth, family, mailbox):
     assert len(mailbox.to(email.address)) == 1
     assert "opted out of email" in mailbox.text(mailbox.to("office@example.org")[0])
     toggle(client, path, f"email-{email.id}", "email", "on")
-    assert status_of(family.org, Channel.EMAIL, email.address) == Status.OPTED_IN
-    assert "Email allowed" in page(client, path)
+    assert status_of(family.org, Channel.EMAIL, email.address) == Status.OPTED_OUT
+    assert mailbox.links(mailbox.to(email.address)[-1], "/confirm/")

@@ -21,7 +21,7 @@ from hypothesis import strategies as st
 from itsdangerous import URLSafeTimedSerializer
 from markupsafe import escape
 
-from consent import create_app, ledger, tokens
+from consent import create_app, ledger, notifications, tokens
 from consent.extensions import db, limiter
 from consent.importfile import ImportFileError, ImportRow, read_rows
 from consent.models import (
@@ -135,7 +135,7 @@ def test_a_token_for_one_address_cannot_act_on_another(client, people):
     assert ledger.current(org, Channel.EMAIL, my_email).status == Status.OPTED_OUT
     assert ledger.current(org, Channel.EMAIL, their_email) is None
 
-    preferences = tokens.make("preferences", org.id, "email", my_email, 1)
+    preferences = notifications.preferences_token(org, my_email)
     page = html.unescape(client.get(f"/preferences/{preferences}").get_data(as_text=True))
     from consent.addresses import format_phone
 

@@ -50,9 +50,12 @@ def family(app):
 
 
 def link_for(purpose, org, channel, address):
-    """A fresh signed link for the state as it is now."""
+    """A fresh signed link for the state as it is now (a preferences link also names the
+    choices of the numbers it covers, as the emails' links do)."""
+    if purpose == "preferences":
+        return "/preferences/" + ledger.notifications.preferences_token(org, address)
     state = ledger.current(org, channel, address)
-    return f"/{'confirm' if purpose == 'confirm' else purpose}/" + tokens.make(
+    return f"/{purpose}/" + tokens.make(
         purpose, org.id, channel, address, state.version if state else 0
     )
 
@@ -414,16 +417,22 @@ def test_preferences_no_opts_the_cells_out_and_confirms_to_person_and_organizati
     assert "Opt-out" in to_office["Subject"]
 
 
-def test_preferences_yes_opts_the_cells_in_and_the_link_can_be_used_again(client, family):
-    """ "Yes" opts in; the same link works again (a text choice does not spend it)."""
+def test_preferences_yes_opts_the_cells_in_and_spends_the_link(client, family):
+    """ "Yes" opts in a number with no choice; the link covered that choice, so it is spent:
+    replaying it (here with "No") gets the spent page and changes nothing."""
     url = link_for("preferences", family.org, "email", family.email)
     yes = {"csrf_token": csrf_token(client, url), "yes": "Yes, send me text messages"}
-    client.post(url, data=yes)
+    page = body(client.post(url, data=yes))
+    assert "this link is used up" in page and 'value="Yes, send me text messages"' not in page
     assert state_of(family.org, "text", family.cell).status == Status.OPTED_IN
     assert check_one(family.org, "text", family.cell).allowed
-    no = {"csrf_token": csrf_token(client, url), "no": "No, do not send me text messages"}
-    client.post(url, data=no)
-    assert state_of(family.org, "text", family.cell).status == Status.OPTED_OUT
+    no = {
+        "csrf_token": csrf_token(client, "/opt-back-in"),
+        "no": "No, do not send me text messages",
+    }
+    replay = client.post(url, data=no)
+    assert replay.status_code == 410
+    assert state_of(family.org, "text", family.cell).status == Status.OPTED_IN
 
 
 def test_preferences_yes_cannot_lift_a_carrier_block(client, family):
@@ -511,21 +520,22 @@ def test_opt_back_in_answers_the_same_for_known_and_unknown_and_sends_nothing_fo
     assert events_of("stranger@example.org", fresh=True) == []
 
 
-def test_opt_back_in_by_phone_sends_one_text_a_day(client, family):
-    """A phone gets one text with a confirmation link, and no second one the same day."""
+def test_opt_back_in_by_phone_sends_nothing_and_says_text_start_or_call(client, family):
+    """A phone that opted out gets nothing from the public page (anyone can type any number):
+    for texts the page says to text START, for calls to call the district."""
     admin_opt_out(family.org, "text", family.cell)
-    ask(client, "text", family.cell)
-    ask(client, "text", family.cell)
-    ask(client, "voice", family.cell)
+    admin_opt_out(family.org, "voice", family.cell)
+    texts = body(ask(client, "text", family.cell))
+    calls = body(ask(client, "voice", family.cell))
+    assert "text START to +1 202-555-0100 from that phone" in texts
+    assert "call or write to the district" in calls
+    assert "office@example.org" in calls
     db.session.expire_all()
-    texts = db.session.scalars(
-        sa.select(OutboxMessage).where(
-            OutboxMessage.to_address == family.cell, OutboxMessage.purpose == "confirm_request"
-        )
+    purposes = db.session.scalars(
+        sa.select(OutboxMessage.purpose).where(OutboxMessage.to_address == family.cell)
     ).all()
-    assert len(texts) == 1
-    assert "https://consent.example.org/confirm/" in texts[0].body
-    assert texts[0].status == "sent"
+    assert "confirm_request" not in purposes
+    assert [e.kind for e in events_of(family.cell)] == ["change", "change"]
 
 
 def test_opt_back_in_for_a_carrier_blocked_number_answers_the_same_and_sends_no_text(

@@ -7,7 +7,7 @@ import pytest
 import sqlalchemy as sa
 
 from consent import config as config_module
-from consent import create_app, ledger, tokens
+from consent import create_app, ledger, notifications, tokens
 from consent.extensions import db
 from consent.models import Channel, ConsentState, ImportBatch, Status
 from tests.conftest import Auth
@@ -36,6 +36,7 @@ def argument_values(app, demo) -> dict[str, dict[str, object]]:
     state = ledger.current(demo.org, Channel.EMAIL, email)
     version = state.version if state else 0
     token = {p: tokens.make(p, demo.org.id, "email", email, version) for p in tokens.PURPOSES}
+    token["preferences"] = notifications.preferences_token(demo.org, email)
     opted_out = db.session.scalars(
         sa.select(ConsentState).where(ConsentState.status == Status.OPTED_OUT)
     ).first()
