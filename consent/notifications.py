@@ -73,8 +73,16 @@ def shown_address(channel: str, address: str) -> str:
     return address if channel == Channel.EMAIL else format_phone(address)
 
 
-def owners_of(channel: str, address: str, org_id: int) -> list[Contact | Student]:
-    """The contacts and students of the organization who have this address."""
+# How an email can be tied to its person, not merely to whoever reads the mailbox: the district's
+# records, staff, or the account's own email link (consent.verification.Method values).
+_TIES_TO_PERSON = frozenset({"records", "staff", "account_email"})
+
+
+def owners_of(
+    channel: str, address: str, org_id: int, *, proven: bool = False
+) -> list[Contact | Student]:
+    """The contacts and students of the organization who have this address (with `proven`,
+    only those on whose record the address is verified: typing a number proves nothing)."""
     if channel == Channel.EMAIL:
         rows = db.session.scalars(
             sa.select(EmailAddress).where(EmailAddress.address == address)
@@ -83,6 +91,8 @@ def owners_of(channel: str, address: str, org_id: int) -> list[Contact | Student
         rows = db.session.scalars(sa.select(Phone).where(Phone.number == address)).all()
     people = []
     for row in rows:
+        if proven and row.verified_at is None:
+            continue
         person = row.owner
         if person is not None and person.family.organization_id == org_id:
             people.append(person)
@@ -101,9 +111,9 @@ def covered_cells(org_id: int, email: str) -> dict[str, list[str]]:
     """{cell number: names of its owners} of the people who have this email address: the
     numbers a preferences link for the email covers."""
     found: dict[str, list[str]] = {}
-    for person in owners_of(Channel.EMAIL, email, org_id):
+    for person in owners_of(Channel.EMAIL, email, org_id, proven=True):
         for phone in person.phones:
-            if phone.kind == PhoneKind.CELL:
+            if phone.kind == PhoneKind.CELL and phone.verified_at is not None:
                 names = found.setdefault(phone.number, [])
                 if person.name not in names:
                     names.append(person.name)
@@ -366,10 +376,17 @@ def after_change(
 
 
 def _emails_of(channel: str, address: str, org_id: int) -> list[str]:
-    """The email addresses of the people who have this phone number, in a stable order."""
+    """The email addresses tied to the people whose records prove this phone number, in a
+    stable order."""
     emails: list[str] = []
-    for person in owners_of(channel, address, org_id):
-        emails.extend(e.address for e in person.emails if e.address not in emails)
+    for person in owners_of(channel, address, org_id, proven=True):
+        emails.extend(
+            e.address
+            for e in person.emails
+            if e.verified_by in _TIES_TO_PERSON
+            and e.verified_at is not None
+            and e.address not in emails
+        )
     return emails
 
 

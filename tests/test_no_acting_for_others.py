@@ -505,3 +505,41 @@ def test_site_team_still_sees_its_own_sites_names(client, auth, demo):
     assert named and student.name in named[0][-1]
     people = client.get("/admin/optouts/export-people.csv").get_data(as_text=True)
     assert student.name in people
+
+
+# --- what the records prove, not what a parent typed -----------------------------------------
+
+
+def test_a_number_typed_on_a_strangers_record_sends_its_confirmation_nowhere_near_them(world):
+    """Someone types another person's number on their own record (never confirmed): the
+    number's opt-back-in is never offered to that record's emails."""
+    from consent import verification
+
+    victim = world.far.contacts[0]
+    number = victim.phones[0].number
+    stranger = world.near.contacts[0]
+    typed = Phone(number=number, kind=PhoneKind.CELL, is_primary=False)
+    stranger.phones.append(typed)
+    verification.mark_unverified(typed)
+    ledger.opt_out(world.org, Channel.VOICE, number, source=Source.ADMIN, actor=Actor.system())
+    db.session.commit()
+    places = {d.to for d in notifications.confirmation_destinations(world.org, "voice", number)}
+    assert not places & {e.address for e in stranger.emails}
+    assert victim.emails[0].address in places
+
+
+def test_an_email_a_parent_typed_and_confirmed_on_another_record_is_no_destination(world):
+    """Proving a mailbox is the reader's proves nothing about whose record it is on: an email
+    that only a link confirmed is not where another person's opt-back-in goes."""
+    from consent import verification
+
+    victim = world.far.contacts[0]
+    number = victim.phones[0].number
+    typed = EmailAddress(address="reader@example.net")
+    victim.emails.append(typed)
+    verification.mark_verified(typed, verification.Method.EMAIL_LINK)
+    ledger.opt_out(world.org, Channel.VOICE, number, source=Source.ADMIN, actor=Actor.system())
+    db.session.commit()
+    places = {d.to for d in notifications.confirmation_destinations(world.org, "voice", number)}
+    assert "reader@example.net" not in places
+    assert victim.emails[0].address in places
