@@ -19,7 +19,7 @@ class HomeView(RoleAccess, AdminIndexView):
     @expose("/")
     def index(self):
         from consent import reports
-        from consent.app import current_organization
+        from consent.tenant import current_organization
 
         org = current_organization()
         counts = reports.dashboard_counts(org.id) if current_user.role != Role.STAFF else None

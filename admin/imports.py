@@ -28,10 +28,10 @@ from wtforms.validators import DataRequired, Length, Optional
 from admin.base import ORG, AdminPageForm, SecureView, admin_actor, admin_origin
 from admin.optouts import CHANNEL_CHOICES
 from consent import importfile, optout_import
-from consent.app import current_organization
 from consent.extensions import db
 from consent.importfile import ImportFileError
 from consent.models import ImportBatch
+from consent.tenant import current_organization
 
 UPLOAD_NAME = re.compile(r"^(\d+)-[0-9a-f]{32}\.(csv|xlsx)$")
 STALE_SECONDS = 24 * 3600

@@ -38,10 +38,10 @@ from admin.base import (
 )
 from consent import export, ledger, optout_list
 from consent.addresses import AddressError, format_phone, normalize_any, normalize_email
-from consent.app import current_organization
 from consent.extensions import db
 from consent.models import Channel, ConsentState, Source, Status
 from consent.notifications import SOURCE_WORDS
+from consent.tenant import current_organization
 
 CHANNEL_OPTIONS = (("text", "Text"), ("voice", "Voice"), ("email", "Email"))
 STATUS_OPTIONS = (("opted_out", "Opted out"), ("bounced", "Bounced"))

@@ -14,10 +14,10 @@ from wtforms.validators import AnyOf, DataRequired, Length, Optional
 from admin.base import ALL_ADMINS, AdminPageForm, SecureView, admin_actor, admin_origin
 from consent import ledger, people
 from consent.addresses import format_phone
-from consent.app import current_organization
 from consent.extensions import db
 from consent.models import Channel, Role, Source
 from consent.status import StatusBook, address_rows
+from consent.tenant import current_organization
 
 ACTIONS = ("opt_out", "opt_back_in", "clear_bounce")
 

@@ -10,7 +10,7 @@ from flask_babel import lazy_gettext as _l
 from admin.base import ORG, SecureView
 from consent import export, reports
 from consent.addresses import format_phone
-from consent.app import current_organization
+from consent.tenant import current_organization
 
 FORMATS = ("csv", "xlsx")
 PARENT_TITLES = {

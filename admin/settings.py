@@ -14,9 +14,9 @@ from wtforms.validators import DataRequired, Length, ValidationError
 from admin.base import ORG, AdminPageForm, SecureView
 from consent import settings
 from consent.addresses import AddressError, format_phone, normalize_email, normalize_phone
-from consent.app import current_organization
 from consent.extensions import db
 from consent.models import Organization
+from consent.tenant import current_organization
 
 RULE_LABELS = {
     "text_requires_consent": _l("Text needs consent"),

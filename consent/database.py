@@ -195,3 +195,9 @@ def reads_without_transaction(session=None) -> Iterator[None]:
         yield
     finally:
         session.rollback()  # nothing to roll back: ends the autocommit transaction
+
+
+def read_only(view):
+    """Mark a POST view that only reads (no write lock needed on SQLite)."""
+    view.read_only = True
+    return view

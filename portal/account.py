@@ -9,9 +9,9 @@ from flask import Blueprint, abort, flash, g, redirect, render_template, request
 from flask_babel import gettext as _
 from flask_login import current_user, login_required
 
-from consent.app import current_organization
 from consent.extensions import db
 from consent.ledger import Origin
+from consent.tenant import current_organization
 from portal import choices
 from portal.account_forms import ToggleForm
 

@@ -7,9 +7,9 @@ from flask import Blueprint, abort, flash, redirect, render_template, request, u
 from flask_babel import get_locale
 from flask_babel import gettext as _
 
-from consent.app import current_organization
 from consent.extensions import db, limiter
 from consent.ledger import Origin
+from consent.tenant import current_organization
 from portal import choices
 from portal.enroll_forms import NO, YES, EnrollForm, collect
 from portal.enrollment import EnrollmentRefused

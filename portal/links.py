@@ -9,9 +9,9 @@ from flask_babel import gettext as _
 
 from consent import signed_links
 from consent.addresses import format_phone
-from consent.app import current_organization
 from consent.extensions import csrf, db, limiter
 from consent.ledger import Origin
+from consent.tenant import current_organization
 from consent.tokens import TokenError
 from portal.links_forms import ButtonForm, OptBackInForm, PreferencesForm
 
