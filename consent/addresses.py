@@ -176,3 +176,16 @@ class Address:
 
     kind: str  # "phone" or "email"
     value: str
+
+
+def sort_fields(channel: str, address: str) -> tuple[str, str | None]:
+    """The (sort_key, digits) a stored address is listed and searched by: emails by themselves;
+    phones by all their digits, zero-padded, and by their national digits."""
+    if channel == "email":
+        return address, None
+    digits = address.lstrip("+")
+    try:
+        national = phone_digits(address)
+    except Exception:  # a stored number that phonenumbers cannot parse: search by all digits
+        national = digits
+    return digits.rjust(15, "0"), national

@@ -9,6 +9,7 @@ from flask_babel import force_locale
 
 from consent import outbox, tokens
 from consent.addresses import format_phone
+from consent.database import org_is
 from consent.extensions import db
 from consent.models import (
     Channel,
@@ -22,6 +23,18 @@ from consent.models import (
     Status,
     Student,
     utcnow,
+)
+
+# Sources whose opt-outs the organization hears about by email (docs/rules.md).
+NOTIFY_ORG_SOURCES = frozenset(
+    {
+        Source.PORTAL,
+        Source.SMS_KEYWORD,
+        Source.SMS_REPLY,
+        Source.CARRIER,
+        Source.EMAIL_LINK,
+        Source.ONE_CLICK,
+    }
 )
 
 SOURCE_WORDS = {
@@ -93,12 +106,22 @@ def language_for(channel: str, address: str, org_id: int) -> str:
     return "en"
 
 
+def _state_version(org_id: int, channel: str, address: str) -> int:
+    """The version of the address's consent state (0 before any choice): signed links carry
+    it, so a link stops working once the choice it was sent for has moved on."""
+    version = db.session.scalar(
+        sa.select(ConsentState.version).where(
+            org_is(ConsentState.organization_id, org_id),
+            ConsentState.channel == channel,
+            ConsentState.address == address,
+        )
+    )
+    return version or 0
+
+
 def email_headers(org: Organization, to: str) -> tuple[dict, str, str]:
     """List-Unsubscribe headers (RFC 8058) and the footer links for an email to `to`."""
-    from consent.ledger import current
-
-    state = current(org, Channel.EMAIL, to)
-    version = state.version if state else 0
+    version = _state_version(org.id, Channel.EMAIL, to)
     unsubscribe = link("/unsubscribe/" + tokens.make("unsubscribe", org.id, "email", to, version))
     preferences = link("/preferences/" + tokens.make("preferences", org.id, "email", to, version))
     headers = {
@@ -186,8 +209,6 @@ def after_change(
 ) -> list:
     """Queue what a change calls for: the recipient's one confirmation, the organization's
     notice. SMS keyword replies are answered in the webhook's own reply, not here."""
-    from consent.ledger import NOTIFY_ORG_SOURCES
-
     messages = []
     channel, address, source = state.channel, state.address, event.source
     language = language_for(channel, address, org.id)

@@ -72,6 +72,11 @@ def _choice_words(choice: str) -> str:
     return {"text": "text messages", "voice": "calls", "email": "email"}.get(choice, choice)
 
 
+class ImportRefused(Exception):
+    """The ledger refused the import's opt-outs (its reason is the message); the import stops
+    there, keeping the chunks already committed."""
+
+
 @dataclass
 class RowResult:
     """What became of one row: imported, already opted out, or rejected with the reason."""
@@ -259,7 +264,7 @@ def import_file(
                 if on_row:
                     on_row(result)
             db.session.commit()
-    except ImportFileError as exc:
+    except (ImportFileError, ImportRefused) as exc:
         db.session.rollback()
         report.stopped = str(exc)
     begin_write()
@@ -288,12 +293,14 @@ def _import_chunk(org, chunk, choice, batch_id, filename, actor, note, origin) -
         )
         for channel in channels:
             per_channel[channel].append(bulk)
-    outcomes: dict[Channel, dict[str, str]] = {}
+    outcomes: dict[Channel, ledger.BulkOutcome] = {}
     for channel, bulk_rows in per_channel.items():
         if bulk_rows:
             outcomes[channel] = ledger.opt_out_many(
                 org, channel, bulk_rows, source=Source.IMPORT, actor=actor, origin=origin
             )
+            if outcomes[channel].refused:
+                raise ImportRefused(outcomes[channel].reason)
     results = []
     for row, (channels, reason) in zip(chunk, wanted, strict=True):
         if reason:

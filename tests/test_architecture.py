@@ -125,7 +125,6 @@ def _cycles(graph: dict[str, set[str]]) -> list[list[str]]:
     return cycles
 
 
-@pytest.mark.xfail(strict=True, reason="ledger and notifications import each other until split")
 def test_no_import_cycles():
     """No cycle, counting imports inside functions too (the factory, which imports every
     front door, and the package's lazy `create_app` left out)."""
