@@ -22,6 +22,7 @@ from flask_wtf import FlaskForm
 
 from consent.ledger import Actor, Origin
 from consent.models import Role
+from consent.web import request_origin
 
 ORG = (Role.ORG,)
 ORG_AND_SITE = (Role.ORG, Role.SITE)
@@ -66,7 +67,7 @@ def admin_actor() -> Actor:
 
 def admin_origin() -> Origin:
     """The request's address and browser, kept as evidence on the event."""
-    return Origin(ip=request.remote_addr, user_agent=request.headers.get("User-Agent"))
+    return request_origin()
 
 
 class RoleAccess:

@@ -36,16 +36,15 @@ from admin.base import (
     admin_origin,
     has_role,
 )
-from consent import export, ledger, optout_list
-from consent.addresses import AddressError, format_phone, normalize_any, normalize_email
+from consent import export, ledger, optout_list, words
+from consent.addresses import AddressError, normalize_any, normalize_email
 from consent.extensions import db
 from consent.models import Channel, ConsentState, Source, Status
-from consent.notifications import SOURCE_WORDS
 from consent.tenant import current_organization
 
-CHANNEL_OPTIONS = (("text", "Text"), ("voice", "Voice"), ("email", "Email"))
-STATUS_OPTIONS = (("opted_out", "Opted out"), ("bounced", "Bounced"))
-SOURCE_OPTIONS = tuple((s.value, SOURCE_WORDS[s].capitalize()) for s in Source)
+CHANNEL_OPTIONS = tuple((c.value, words.channel_label(c)) for c in Channel)
+STATUS_OPTIONS = tuple((s.value, words.status_label(s)) for s in (Status.OPTED_OUT, Status.BOUNCED))
+SOURCE_OPTIONS = tuple((s.value, words.source_label(s)) for s in Source)
 CHANNEL_CHOICES = [
     SelectChoice("text", _l("Text messages")),
     SelectChoice("voice", _l("Calls (voice)")),
@@ -195,9 +194,9 @@ class OptOutListView(SecureModelView):
     column_filters = FILTERS
     column_formatters = {
         "address": _address_cell,
-        "channel": lambda v, c, m, n: optout_list.CHANNEL_WORDS[m.channel],
-        "status": lambda v, c, m, n: optout_list.STATUS_WORDS[m.status],
-        "source": lambda v, c, m, n: SOURCE_WORDS.get(m.source, m.source),
+        "channel": lambda v, c, m, n: words.channel_label(m.channel),
+        "status": lambda v, c, m, n: words.status_label(m.status),
+        "source": lambda v, c, m, n: words.source_words(m.source),
         "changed_at": lambda v, c, m, n: m.changed_at.strftime("%Y-%m-%d %H:%M"),
         "owner": _owner_cell,
     }
@@ -354,9 +353,9 @@ class OptOutListView(SecureModelView):
                 db.session.rollback()
                 flash(outcome.reason, "error")
                 return False
-            (changed if outcome.changed else already).append(ledger.CHANNEL_WORDS[channel])
+            (changed if outcome.changed else already).append(str(words.channel_words(channel)))
         db.session.commit()
-        shown = address if kind == "email" else format_phone(address)
+        shown = words.shown_address(address)
         if changed:
             flash(
                 _("%(who)s is now opted out of %(what)s.", who=shown, what=" and ".join(changed)),
@@ -414,9 +413,7 @@ class OptOutListView(SecureModelView):
             owners=optout_list.owners_by_address(org.id, [state]).get(
                 (optout_list.kind_of(state.channel), state.address), ""
             ),
-            status_words=optout_list.STATUS_WORDS,
-            channel_words=optout_list.CHANNEL_WORDS,
-            source_words=SOURCE_WORDS,
+            words=words,
         )
 
     def _opt_back_in(self, org, state, form) -> bool:
@@ -453,7 +450,7 @@ class OptOutListView(SecureModelView):
             return True
         to = send_to or state.address
         how = _("by email") if "@" in to else _("by text message")
-        shown = to if "@" in to else format_phone(to)
+        shown = words.shown_address(to)
         flash(
             _(
                 "We sent a confirmation link %(how)s to %(to)s. Nothing changes until they "
@@ -461,7 +458,7 @@ class OptOutListView(SecureModelView):
                 how=how,
                 to=shown,
                 who=optout_list.shown(state),
-                what=ledger.CHANNEL_WORDS[state.channel],
+                what=words.channel_words(state.channel),
             ),
             "success",
         )

@@ -12,7 +12,7 @@ from wtforms import BooleanField, HiddenField, TextAreaField
 from wtforms.validators import AnyOf, DataRequired, Length, Optional
 
 from admin.base import ALL_ADMINS, AdminPageForm, SecureView, admin_actor, admin_origin
-from consent import ledger, people
+from consent import ledger, people, words
 from consent.addresses import format_phone
 from consent.extensions import db
 from consent.models import Channel, Role, Source
@@ -83,7 +83,7 @@ class PeopleView(SecureView):
             events=people.events_of(org.id, person),
             may_change=may_change(current_user),
             may_clear_bounce=may_clear_bounce(current_user),
-            block_reason=ledger.carrier_block_reason(org),
+            block_reason=words.carrier_block_reason(org),
             texting_number=format_phone(org.texting_number),
             org=org,
             form=ConsentActionForm(),
@@ -109,13 +109,15 @@ class PeopleView(SecureView):
         note = (form.note.data or "").strip() or None
         actor = admin_actor()
         origin = admin_origin()
-        shown = address if channel == Channel.EMAIL else format_phone(address)
+        shown = words.shown_address(address)
         if action == "opt_out":
             outcome = ledger.opt_out(
                 org, channel, address, source=Source.ADMIN, actor=actor, note=note, origin=origin
             )
             done = _(
-                "%(address)s is opted out of %(channel)s.", address=shown, channel=_words(channel)
+                "%(address)s is opted out of %(channel)s.",
+                address=shown,
+                channel=words.channel_words(channel),
             )
         elif action == "opt_back_in":
             outcome = ledger.request_opt_back_in(
@@ -157,12 +159,6 @@ class PeopleView(SecureView):
         if person is None:
             abort(404)
         return person
-
-
-def _words(channel: Channel) -> str:
-    return {Channel.TEXT: _("text messages"), Channel.VOICE: _("calls"), Channel.EMAIL: _("email")}[
-        channel
-    ]
 
 
 class ContactsView(PeopleView):

@@ -17,7 +17,7 @@ import sqlalchemy as sa
 from sqlalchemy.exc import IntegrityError
 
 from consent import ledger_bulk, notifications
-from consent.addresses import format_phone, sort_fields
+from consent.addresses import sort_fields
 from consent.database import begin_write, is_sqlite, org_is
 from consent.extensions import db
 from consent.ledger_bulk import BulkRow
@@ -31,6 +31,7 @@ from consent.models import (
     User,
     utcnow,
 )
+from consent.words import carrier_block_reason
 
 OPT_OUT_SOURCES = frozenset(
     {
@@ -122,20 +123,6 @@ def _refused(code: str, reason: str, state: ConsentState | None = None) -> Outco
 
 def _unchanged(state: ConsentState | None, code: str = "unchanged") -> Outcome:
     return Outcome(ok=True, changed=False, code=code, state=state)
-
-
-CHANNEL_WORDS = {Channel.TEXT: "text messages", Channel.VOICE: "calls", Channel.EMAIL: "email"}
-
-
-def carrier_block_reason(org: Organization) -> str:
-    """The words shown wherever a STOP reply blocks an opt-in."""
-    from flask_babel import gettext
-
-    return gettext(
-        "This number replied STOP to our texts, so the carrier blocks them. Only the person "
-        "can lift that, by texting START to %(number)s.",
-        number=format_phone(org.texting_number),
-    )
 
 
 def _event_values(

@@ -24,6 +24,7 @@ from consent.models import (
     Student,
     utcnow,
 )
+from consent.words import channel_words, shown_address, source_words
 
 # Sources whose opt-outs the organization hears about by email (docs/rules.md).
 NOTIFY_ORG_SOURCES = frozenset(
@@ -37,35 +38,6 @@ NOTIFY_ORG_SOURCES = frozenset(
     }
 )
 
-SOURCE_WORDS = {
-    Source.ENROLLMENT: "the enrollment form",
-    Source.PORTAL: "the parent portal",
-    Source.ADMIN: "an admin",
-    Source.IMPORT: "an imported list",
-    Source.SMS_KEYWORD: "a text reply",
-    Source.SMS_REPLY: "a text reply",
-    Source.CARRIER: "the mobile carrier",
-    Source.EMAIL_LINK: "a link in an email",
-    Source.ONE_CLICK: "one-click unsubscribe",
-    Source.STAFF_ENTRY: "staff entry",
-    Source.BOUNCE: "a delivery failure",
-}
-
-
-def org_words(value: str) -> str:
-    """An organization's own words (what texts are about, how often) in the current language
-    when they are the defaults we ship; the organization's wording as it is otherwise."""
-    from flask_babel import gettext as _
-
-    known = {
-        "school closures, attendance, emergencies and events": lambda: _(
-            "school closures, attendance, emergencies and events"
-        ),
-        "up to 10 messages a month": lambda: _("up to 10 messages a month"),
-    }
-    words = known.get((value or "").strip())
-    return words() if words else value
-
 
 def base_url() -> str:
     """The public address of the app, for links in messages."""
@@ -76,10 +48,6 @@ def base_url() -> str:
 
 def link(path: str) -> str:
     return base_url() + path
-
-
-def shown_address(channel: str, address: str) -> str:
-    return address if channel == Channel.EMAIL else format_phone(address)
 
 
 def owners_of(channel: str, address: str, org_id: int) -> list[Contact | Student]:
@@ -245,7 +213,7 @@ def after_change(
                     key=f"optout:{org.id}:{channel}:{address}:{event.state_version}",
                     language=language,
                     event_id=event.id,
-                    channel_words=_channel_words(channel),
+                    channel_words=channel_words(channel),
                 )
             )
         if confirm and channel == Channel.VOICE and source != Source.IMPORT:
@@ -261,7 +229,7 @@ def after_change(
                         key=f"optout:{org.id}:{channel}:{address}:{event.state_version}",
                         language=language,
                         event_id=event.id,
-                        shown=shown_address(channel, address),
+                        shown=shown_address(address),
                     )
                 )
     elif confirm and event.to_status == Status.OPTED_IN and channel == Channel.TEXT:
@@ -296,9 +264,9 @@ def after_change(
                 event_id=event.id,
                 event=event,
                 who=", ".join(p.name for p in people) or "Someone not on record",
-                shown=shown_address(channel, address),
-                channel_words=_channel_words(channel),
-                how=SOURCE_WORDS.get(source, source),
+                shown=shown_address(address),
+                channel_words=channel_words(channel),
+                how=source_words(source),
                 opted_out=event.to_status == Status.OPTED_OUT,
             )
         )
@@ -311,17 +279,6 @@ def _emails_of(channel: str, address: str, org_id: int) -> list[str]:
     for person in owners_of(channel, address, org_id):
         emails.extend(e.address for e in person.emails if e.address not in emails)
     return emails
-
-
-def _channel_words(channel: str):
-    """The channel in words, translated when rendered (inside the recipient's language)."""
-    from flask_babel import lazy_gettext as _
-
-    return {
-        Channel.TEXT: _("text messages"),
-        Channel.VOICE: _("calls"),
-        Channel.EMAIL: _("email"),
-    }[Channel(channel)]
 
 
 def confirmation_request(
@@ -342,8 +299,8 @@ def confirmation_request(
     day = utcnow().date().isoformat()  # UTC, as the outbox's created_at
     context = dict(
         confirm_url=url,
-        shown=shown_address(channel, address),
-        channel_words=_channel_words(channel),
+        shown=shown_address(address),
+        channel_words=channel_words(channel),
     )
     event_id = event.id if event else None
     if channel == Channel.EMAIL or send_to:

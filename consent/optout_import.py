@@ -22,6 +22,7 @@ from consent.database import begin_write, org_is
 from consent.extensions import db
 from consent.importfile import ImportFileError, ImportRow, read_rows
 from consent.models import Channel, ConsentState, ImportBatch, Organization, Source, Status
+from consent.words import CHANNEL_WORDS
 
 __all__ = [
     "CHANNEL_CHOICES",
@@ -69,7 +70,7 @@ def _mismatch(kind: str, choice: str) -> str:
 
 
 def _choice_words(choice: str) -> str:
-    return {"text": "text messages", "voice": "calls", "email": "email"}.get(choice, choice)
+    return CHANNEL_WORDS.get(choice, choice)
 
 
 class ImportRefused(Exception):

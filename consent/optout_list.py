@@ -19,7 +19,7 @@ from collections.abc import Iterable, Iterator
 
 import sqlalchemy as sa
 
-from consent.addresses import AddressError, format_phone, normalize_phone
+from consent.addresses import AddressError, normalize_phone
 from consent.export import csv_chunks, write_xlsx
 from consent.export import when as _when
 from consent.extensions import db
@@ -34,15 +34,8 @@ from consent.models import (
     Status,
     Student,
 )
-from consent.notifications import SOURCE_WORDS
+from consent.words import CHANNEL_LABELS, SOURCE_WORDS, STATUS_WORDS, shown_address
 
-CHANNEL_WORDS = {Channel.TEXT: "Text", Channel.VOICE: "Voice", Channel.EMAIL: "Email"}
-STATUS_WORDS = {
-    Status.OPTED_OUT: "Opted out",
-    Status.BOUNCED: "Bounced",
-    Status.OPTED_IN: "Opted in",
-    Status.UNKNOWN: "No choice",
-}
 LIST_HEADER = [
     "Address",
     "Channel",
@@ -177,7 +170,7 @@ def kind_of(channel: str) -> str:
 
 def shown(state: ConsentState) -> str:
     """The address the way staff read it."""
-    return state.address if state.channel == Channel.EMAIL else format_phone(state.address)
+    return shown_address(state.address)
 
 
 # --- exports ------------------------------------------------------------------------------
@@ -201,7 +194,7 @@ def _list_chunk(states: list[ConsentState]) -> Iterator[list[str]]:
     for state in states:
         yield [
             state.address,
-            CHANNEL_WORDS[state.channel],
+            CHANNEL_LABELS[state.channel],
             STATUS_WORDS[state.status],
             "Yes" if state.carrier_block else "No",
             SOURCE_WORDS.get(state.source, state.source),
@@ -249,12 +242,12 @@ def people_rows(org: Organization) -> Iterator[list[str]]:
     current: list | None = None
     for phone, contact, student, channel, changed_at in db.session.execute(stmt):
         if current is not None and current[0] == phone.id:
-            current[2].append(CHANNEL_WORDS[channel])
+            current[2].append(CHANNEL_LABELS[channel])
             current[3] = max(current[3], changed_at)
             continue
         if current is not None:
             yield _person_row(*current)
-        current = [phone.id, (phone, contact, student), [CHANNEL_WORDS[channel]], changed_at]
+        current = [phone.id, (phone, contact, student), [CHANNEL_LABELS[channel]], changed_at]
     if current is not None:
         yield _person_row(*current)
 

@@ -9,8 +9,10 @@ from flask import Flask, current_app, request
 from consent import i18n, outbox
 from consent.database import begin_write_on_first_use
 from consent.extensions import db, login_manager
+from consent.ledger import Origin
 from consent.models import Contact, User
 from consent.tenant import current_organization
+from consent.words import org_words
 
 # Pages whose URL carries a signed token or a parent's data: never cached.
 NO_STORE_PREFIXES = ("/confirm/", "/preferences/", "/unsubscribe/", "/account")
@@ -21,9 +23,6 @@ def init_app(app: Flask) -> None:
     login_manager.user_loader(load_user)
     app.before_request(_write_lock_for_posts)
     app.before_request(i18n.remember_language)
-
-    from consent.notifications import org_words
-
     app.jinja_env.filters["org_words"] = org_words
     app.context_processor(_template_globals)
     app.after_request(_security_headers)
@@ -85,3 +84,9 @@ def _security_headers(response):
 def _deliver_outbox(response):
     outbox.deliver_pending()
     return response
+
+
+def request_origin() -> Origin:
+    """Where this request came from (address and browser), kept on the event as evidence:
+    the one place a view turns the request into the ledger's Origin."""
+    return Origin(ip=request.remote_addr, user_agent=request.user_agent.string or None)

@@ -10,8 +10,8 @@ from flask_babel import gettext as _
 from flask_login import current_user, login_required
 
 from consent.extensions import db
-from consent.ledger import Origin
 from consent.tenant import current_organization
+from consent.web import request_origin
 from portal import choices
 from portal.account_forms import ToggleForm
 
@@ -48,7 +48,7 @@ def _person_page(person, template: str, **context):
                 form.target.data,
                 form.channel.data,
                 form.allow.data == "on",
-                Origin(request.remote_addr, request.headers.get("User-Agent")),
+                request_origin(),
             )
         except choices.NotFound:
             abort(404)

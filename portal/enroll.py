@@ -8,8 +8,8 @@ from flask_babel import get_locale
 from flask_babel import gettext as _
 
 from consent.extensions import db, limiter
-from consent.ledger import Origin
 from consent.tenant import current_organization
+from consent.web import request_origin
 from portal import choices
 from portal.enroll_forms import NO, YES, EnrollForm, collect
 from portal.enrollment import EnrollmentRefused
@@ -40,7 +40,7 @@ def enroll():
                         YES: _("Yes, send me text messages"),
                         NO: _("No, do not send me text messages"),
                     },
-                    origin=Origin(request.remote_addr, request.headers.get("User-Agent")),
+                    origin=request_origin(),
                 )
             except EnrollmentRefused as refusal:
                 db.session.rollback()
