@@ -27,9 +27,10 @@ from wtforms.validators import DataRequired, Length, Optional
 
 from admin.base import ORG, AdminPageForm, SecureView, admin_actor, admin_origin
 from admin.optouts import CHANNEL_CHOICES
-from consent import importfile, optout_import
+from consent import import_reader as importfile
+from consent import imports as optout_import
 from consent.extensions import db
-from consent.importfile import ImportFileError
+from consent.import_reader import ImportFileError
 from consent.models import ImportBatch
 from consent.tenant import current_organization
 

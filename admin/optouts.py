@@ -497,7 +497,7 @@ class OptOutListView(SecureModelView):
 
 
 def _channels(kind: str, choice: str) -> list[Channel]:
-    from consent.optout_import import channels_for
+    from consent.imports import channels_for
 
     return list(channels_for(kind, choice)) if choice in ("text", "voice", "email", "all") else []
 

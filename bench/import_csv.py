@@ -30,10 +30,11 @@ BUDGET_ROWS_PER_S = 20_000
 
 
 def measure(url: str, scale: float, rows: int) -> list[Figure]:
-    from consent import ledger, optout_import
+    from consent import imports as optout_import
+    from consent import ledger
     from consent.addresses import normalize_phone
     from consent.extensions import db
-    from consent.importfile import read_rows
+    from consent.import_reader import read_rows
     from consent.models import ConsentEvent, Organization, Source
 
     app = dataset.app_for(url)
@@ -110,7 +111,7 @@ def _bare_executemany(org_id: int, numbers: list[str]) -> float:
     driver's own executemany, in the import's chunks (each sorted, as the import sorts them)
     with a commit each: the floor that the database and its indexes set."""
     from consent.extensions import db
-    from consent.optout_import import CHUNK
+    from consent.imports import CHUNK
 
     now = datetime(2026, 11, 23, 12, 0, 0)
     rows = [

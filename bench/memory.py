@@ -85,7 +85,8 @@ def child_request(url: str, scale: float, count: int) -> dict:
 
 
 def child_import(url: str, scale: float, rows: int) -> dict:
-    from consent import ledger, optout_import
+    from consent import imports as optout_import
+    from consent import ledger
     from consent.extensions import db
     from consent.models import Organization
 
@@ -136,7 +137,7 @@ def measure(url: str, scale: float) -> list[Figure]:
                    request["rss_before"] / MB, "RSS just before"),
         ]  # fmt: skip
     try:
-        import consent.optout_import  # noqa: F401
+        import consent.imports  # noqa: F401
     except ImportError:
         print("  (no consent.optout_import yet: the import's memory is not measured)")
         return figures

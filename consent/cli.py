@@ -129,7 +129,7 @@ def optouts_import(file: str, channel: str, dry_run: bool, note: str | None):
     """
     import os
 
-    from consent import optout_import
+    from consent import imports as optout_import
     from consent.ledger import Actor
 
     org = _organization()

@@ -20,7 +20,7 @@ import sqlalchemy as sa
 from consent import ledger
 from consent.database import begin_write, org_is
 from consent.extensions import db
-from consent.importfile import ImportFileError, ImportRow, read_rows
+from consent.import_reader import ImportFileError, ImportRow, read_rows
 from consent.models import Channel, ConsentState, ImportBatch, Organization, Source, Status
 from consent.words import CHANNEL_WORDS
 
