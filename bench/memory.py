@@ -85,8 +85,7 @@ def child_request(url: str, scale: float, count: int) -> dict:
 
 
 def child_import(url: str, scale: float, rows: int) -> dict:
-    from consent import imports as optout_import
-    from consent import ledger
+    from consent import imports, ledger
     from consent.extensions import db
     from consent.models import Organization
 
@@ -103,7 +102,7 @@ def child_import(url: str, scale: float, rows: int) -> dict:
         tracemalloc.start()
         started = time.perf_counter()
         with open(path, "rb") as stream:
-            report = optout_import.import_file(org, stream, "optouts.csv", "text", actor=actor)
+            report = imports.import_file(org, stream, "optouts.csv", "text", actor=actor)
         elapsed = time.perf_counter() - started
         _current, peak = tracemalloc.get_traced_memory()
         tracemalloc.stop()
@@ -139,7 +138,7 @@ def measure(url: str, scale: float) -> list[Figure]:
     try:
         import consent.imports  # noqa: F401
     except ImportError:
-        print("  (no consent.optout_import yet: the import's memory is not measured)")
+        print("  (no consent.imports yet: the import's memory is not measured)")
         return figures
     imported = _run_child("import", url, scale, 100_000)
     if imported:

@@ -1,6 +1,6 @@
 """The database part of an opt-out import: preview a file without writing, then import it.
 
-The file is read by consent.importfile (streamed, row by row). Phones go to text and/or voice,
+The file is read by consent/import_reader.py (streamed, row by row). Phones go to text and/or voice,
 emails to email; "all" means every channel that fits the address. The import writes through
 `ledger.opt_out_many` in chunks of CHUNK rows with a commit per chunk, so a 100,000-row
 file never holds one long transaction (on SQLite, another writer waits at most one chunk); an

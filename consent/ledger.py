@@ -557,7 +557,7 @@ def opt_out_many(
     Returns a BulkOutcome, {address: "imported" | "already"}; a refusal is returned, never
     raised. Same rules and events as `change`, without the per-row round trips (the engine is
     consent/ledger_bulk.py), and no messages. Callers pass chunks (an import:
-    optout_import.CHUNK) and commit between them.
+    imports.CHUNK) and commit between them.
     """
     channel = Channel(channel)
     source = Source(source)
