@@ -100,3 +100,18 @@ class SecureModelView(RoleAccess, ModelView):
     can_delete = False
     can_view_details = True
     page_size = 50
+
+    def filtered_query(self):
+        """The list's query under the current search, filters and sort, every page (exports)."""
+        view_args = self._get_list_extra_args()
+        sort = self._get_column_by_idx(view_args.sort)
+        _count, query = self.get_list(
+            0,
+            sort[0] if sort else None,
+            view_args.sort_desc,
+            view_args.search,
+            view_args.filters,
+            execute=False,
+            page_size=0,
+        )
+        return query

@@ -16,7 +16,7 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 
 import sqlalchemy as sa
-from flask import Response, abort, flash, g, redirect, request, stream_with_context, url_for
+from flask import abort, flash, g, redirect, request, url_for
 from flask_admin import expose
 from flask_admin.actions import action
 from flask_admin.contrib.sqla import filters as sqla_filters
@@ -37,7 +37,7 @@ from admin.base import (
     has_role,
 )
 from consent import export, ledger, optout_list, words
-from consent.addresses import AddressError, normalize_any, normalize_email
+from consent.addresses import AddressError, normalize_email
 from consent.extensions import db
 from consent.models import Channel, ConsentState, Source, Status
 from consent.tenant import current_organization
@@ -321,55 +321,24 @@ class OptOutListView(SecureModelView):
         return self.render("admin/optouts/add.html", form=form)
 
     def _add(self, form) -> bool:
-        org = current_organization()
-        try:
-            kind, address = normalize_any(form.address.data)
-        except AddressError as exc:
-            form.address.errors.append(
-                _("This is not a phone number or email address: %(why)s.", why=exc.why)
-            )
+        added = optout_list.add_opt_out(
+            current_organization(),
+            form.address.data,
+            form.channel.data,
+            actor=admin_actor(),
+            note=form.note.data,
+            origin=admin_origin(),
+        )
+        if added.field_name:
+            getattr(form, added.field_name).errors.append(added.error)
             return False
-        channels = _channels(kind, form.channel.data)
-        if not channels:
-            form.channel.errors.append(
-                _("An email address can only be opted out of email.")
-                if kind == "email"
-                else _("A phone number can be opted out of text messages or calls, not email.")
-            )
+        if not added.ok:
+            db.session.rollback()
+            flash(added.error, "error")
             return False
-        note = (form.note.data or "").strip() or None
-        changed, already = [], []
-        for channel in channels:
-            outcome = ledger.opt_out(
-                org,
-                channel,
-                address,
-                source=Source.ADMIN,
-                actor=admin_actor(),
-                note=note,
-                origin=admin_origin(),
-            )
-            if outcome.refused:
-                db.session.rollback()
-                flash(outcome.reason, "error")
-                return False
-            (changed if outcome.changed else already).append(str(words.channel_words(channel)))
         db.session.commit()
-        shown = words.shown_address(address)
-        if changed:
-            flash(
-                _("%(who)s is now opted out of %(what)s.", who=shown, what=" and ".join(changed)),
-                "success",
-            )
-        if already:
-            flash(
-                _(
-                    "%(who)s was already opted out of %(what)s.",
-                    who=shown,
-                    what=" and ".join(already),
-                ),
-                "info",
-            )
+        for sentence, kind in added.messages:
+            flash(sentence, kind)
         return True
 
     @expose("/row/<int:id>/", methods=("GET", "POST"))
@@ -476,58 +445,18 @@ class OptOutListView(SecureModelView):
     @expose("/export.<fmt>")
     def export_view(self, fmt: str):
         """The list as shown (search and filters applied), as CSV (streamed) or XLSX."""
-        view_args = self._get_list_extra_args()
-        sort = self._get_column_by_idx(view_args.sort)
-        _count, query = self.get_list(
-            None,
-            sort[0] if sort else None,
-            view_args.sort_desc,
-            view_args.search,
-            view_args.filters,
-            execute=False,
-            page_size=0,
-        )
-        return _send(optout_list.list_rows(query.statement), fmt, "opt-outs")
+        if fmt not in export.FORMATS:
+            abort(404)
+        rows = optout_list.list_rows(self.filtered_query().statement)
+        return export.response(rows, fmt, export.dated("opt-outs"), "Opt-outs")
 
     @expose("/export-people.<fmt>")
     def export_people_view(self, fmt: str):
         """Seed 002's export: each contact's and student's opted-out numbers, with ID and type."""
-        org = current_organization()
-        return _send(optout_list.people_rows(org), fmt, "opted-out-numbers")
-
-
-def _channels(kind: str, choice: str) -> list[Channel]:
-    from consent.imports import channels_for
-
-    return list(channels_for(kind, choice)) if choice in ("text", "voice", "email", "all") else []
-
-
-def _send(rows, fmt: str, name: str) -> Response:
-    stamp = datetime.now().strftime("%Y-%m-%d")
-    if fmt == "csv":
-        response = Response(
-            stream_with_context(export.csv_chunks(rows)), mimetype="text/csv; charset=utf-8"
-        )
-    elif fmt == "xlsx":
-        import tempfile
-
-        spool = tempfile.SpooledTemporaryFile(max_size=8 * 1024 * 1024)
-        export.write_xlsx(rows, spool)
-        spool.seek(0)
-        response = Response(
-            _read_chunks(spool),
-            mimetype="application/vnd.openxmlformats-officedocument.spreadsheetml.sheet",
-        )
-    else:
-        abort(404)
-    response.headers["Content-Disposition"] = f'attachment; filename="{name}-{stamp}.{fmt}"'
-    return response
-
-
-def _read_chunks(spool, size: int = 64 * 1024):
-    with spool:
-        while chunk := spool.read(size):
-            yield chunk
+        if fmt not in export.FORMATS:
+            abort(404)
+        rows = optout_list.people_rows(current_organization())
+        return export.response(rows, fmt, export.dated("opted-out-numbers"), "Opted-out numbers")
 
 
 def register(admin) -> None:
