@@ -1,6 +1,6 @@
 """What every admin view shares: who may see it (by role) and CSRF on every form.
 
-Roles (seed 000): the organization team (ORG) sees and does everything; a site team (SITE) sees
+Roles (docs/identity.md "Staff roles"): the organization team (ORG) sees and does everything; a site team (SITE) sees
 the opt-out list and its own site's contacts and students; staff (STAFF) see the status of their
 site's contacts and students, read-only. A view lists its roles in `roles`; any other role gets no
 menu item and a 403.

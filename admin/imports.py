@@ -1,4 +1,4 @@
-"""Import an opt-out file (seed 003): upload, preview each row's problem, import, report.
+"""Import an opt-out file: upload, preview each row's problem, import, report.
 
 The organization team's only: an import changes the whole organization's list at once.
 Between the preview and the import the upload waits in `instance/uploads` under a random name

@@ -1,12 +1,11 @@
-"""The Opt-Out List (seeds 000, 003, 004): search, filters, Add Opt-Out, Opt Back In, exports.
+"""The Opt-Out List: search, filters, Add Opt-Out, Opt Back In, exports.
 
-Who: the organization team and site teams (seed 000: "Sign in with an Organization or Site
-Communication Team account"; opt-outs are organization-wide, so a site team sees the whole
-list and may add an opt-out or send an opt-back-in confirmation). Staff have no opt-out list.
-Importing a file is the organization team's (admin/imports.py).
+Who (docs/identity.md "Staff roles"): the organization team and site teams; opt-outs are
+organization-wide, so a site team sees the whole list and may add an opt-out or send an
+opt-back-in confirmation. Staff have no opt-out list. Importing a file is the organization
+team's (admin/imports.py).
 
-Statuses: the list shows opted-out addresses; bounced ones (seed 004's "SMS Bounce") are a
-separate status chosen with the Status filter, where an admin can clear the bounce.
+Statuses: the list shows opted-out addresses; bounced ones are a separate status chosen with the Status filter, where an admin can clear the bounce.
 Paging never counts the table (simple pager); order is per channel, then address (phones by
 their digits, emails alphabetically), which the list index serves.
 """

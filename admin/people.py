@@ -1,4 +1,4 @@
-"""Contacts and Students (seeds 001 and 004): search, each address's status per channel, the
+"""Contacts and Students: search, each address's status per channel, the
 staff toggles through the ledger, and each record's own activity log."""
 
 from __future__ import annotations

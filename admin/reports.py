@@ -1,4 +1,4 @@
-"""Reports (seed 002): students with Parent 1-4's primary phone and its text status, by site and
+"""Reports: students with Parent 1-4's primary phone and its text status, by site and
 enrollment status; parents opted out of texts, and opted in. Each exports as CSV and XLSX."""
 
 from __future__ import annotations

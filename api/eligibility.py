@@ -128,8 +128,8 @@ _SAME = {
 
 
 def results_json(rows) -> str:
-    """{"results": [...]} for many rows, written directly (json.dumps of 100,000 dicts is
-    several times slower); the same JSON that json.dumps would give."""
+    """{"results": [...]} for many rows, written directly (faster than json.dumps of one dict
+    per row; bench/eligibility.py); the same JSON that json.dumps would give."""
     enc = encode_basestring_ascii
     parts = []
     append = parts.append

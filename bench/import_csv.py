@@ -10,7 +10,7 @@ Baseline: the driver's own executemany (sqlite3, psycopg; no SQLAlchemy) of the 
 already-normalized rows into consent_states alone (no parsing, no events, no checks), in the
 same chunks, each sorted as the import sorts it. Also shown: the file reading alone (consent.import_reader), and the
 database part alone (the same chunks through opt_out_many, addresses given).
-Budget (DESIGN.md): >= 20,000 rows/s.
+Budget (README "Performance"): >= 20,000 rows/s.
 """
 
 from __future__ import annotations

@@ -7,7 +7,7 @@ the app is up and the input is in memory or on disk: tracemalloc's peak of Pytho
 during the operation, beside the size of the input (the JSON body; the CSV file); and the
 process's peak resident set during the operation (Linux VmHWM, reset just before it through
 /proc/self/clear_refs; interpreter, app and SQLite's page cache included) beside its resident
-set just before. No budget in DESIGN.md: the figures show that
+set just before. The budget names no memory figure: the figures show that
 the request holds a few times its input and that the import streams (its peak does not grow
 with the file).
 """

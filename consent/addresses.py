@@ -50,7 +50,7 @@ def _fast_phone(text: str, region: str) -> str | None:
     """The E.164 form of a number typed with only digits, spaces, ( ) . - and maybe a leading
     +, when consent.e164 can vouch for it without phonenumbers: "+1 202 555 0123", and in the
     US "(202) 555-0123", "202.555.0123", "1-202-555-0123". None: ask phonenumbers. Imports and
-    forms are mostly such numbers; parsing each with phonenumbers costs thirty times more.
+    forms are mostly such numbers, and parsing each with phonenumbers costs far more.
     tests/test_addresses.py checks that both ways agree."""
     from consent.e164 import verdict
 

@@ -30,7 +30,7 @@ def _dev_secret_key(instance_path: Path) -> str:
 
 
 def from_environment(instance_path: str, env: dict[str, str] | None = None) -> dict:
-    """The app's settings from environment variables (CONTRACT.md "Configuration")."""
+    """The app's settings from environment variables (README "Configuration")."""
     env = dict(os.environ if env is None else env)
     instance = Path(instance_path)
     production = env.get("FLASK_ENV") == "production" or _bool(env.get("PRODUCTION"))

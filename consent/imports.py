@@ -35,9 +35,8 @@ __all__ = [
 ]
 
 CHANNEL_CHOICES = ("text", "voice", "email", "all")
-# Rows per transaction. Measured at a million opt-outs: 5,000 per chunk imported 1.4 times
-# faster than 1,000 on SQLite (fewer commits, index pages shared within a chunk), and a chunk
-# holds SQLite's write lock for about half a second.
+# Rows per transaction: big enough that commits and index pages are shared by many rows, small
+# enough that another writer on SQLite waits at most one chunk (bench/import_csv.py).
 CHUNK = 5_000
 REPORT_ROWS = 1_000  # rejected rows kept in the stored report (the counts are always complete)
 PREVIEW_GOOD_ROWS = (

@@ -4,7 +4,8 @@ Every change, whatever asked for it (portal, enrollment, admin, import, SMS keyw
 signed link), comes through here. In one transaction it locks the (organization, channel,
 address) state, checks the organization's rule for the source, appends a ConsentEvent with its
 evidence, moves the state and its version, and queues the messages the change calls for.
-It flushes; the caller commits (and the outbox delivers after the commit).
+It flushes; the caller commits (and the outbox delivers after the commit). The rules, in words:
+docs/rules.md; how changes reach this module: docs/architecture.md.
 """
 
 from __future__ import annotations

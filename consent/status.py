@@ -59,7 +59,7 @@ class Shown:
 
     @property
     def is_on(self) -> bool:
-        """Whether the staff toggle reads "on" (seed 001's Text Opt-In, seed 004's SMS On)."""
+        """Whether the staff toggle reads "on" (opted in; anything else is "off")."""
         return self.key == "opted_in"
 
 
