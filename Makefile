@@ -4,6 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 PORT   ?= 5000
 export FLASK_APP := run
+export PORT  # the app's links (PUBLIC_BASE_URL, when not set) follow the port it serves on
 
 .PHONY: run test lint bench clean translations
 
