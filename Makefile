@@ -7,6 +7,7 @@ PORT   ?= 5000
 # TEST_WORKERS=0 runs the suite in one process.
 TEST_WORKERS ?= 2
 export FLASK_APP := run
+export PORT  # the app's links (PUBLIC_BASE_URL, when not set) follow the port it serves on
 
 .PHONY: run test lint bench clean translations
 

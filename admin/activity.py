@@ -14,9 +14,9 @@ from admin.base import ORG
 from admin.readonly import ReadOnlyModelView
 from consent import export
 from consent.addresses import AddressError, normalize_any
-from consent.app import current_organization
 from consent.extensions import db
 from consent.models import Channel, ConsentEvent, Source
+from consent.tenant import current_organization
 
 EXPORT_COLUMNS = [
     ("id", "Event"),

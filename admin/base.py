@@ -1,6 +1,6 @@
 """What every admin view shares: who may see it (by role) and CSRF on every form.
 
-Roles (seed 000): the organization team (ORG) sees and does everything; a site team (SITE) sees
+Roles (docs/identity.md "Staff roles"): the organization team (ORG) sees and does everything; a site team (SITE) sees
 the opt-out list and its own site's contacts and students; staff (STAFF) see the status of their
 site's contacts and students, read-only. A view lists its roles in `roles`; any other role gets no
 menu item and a 403.
@@ -22,6 +22,7 @@ from flask_wtf import FlaskForm
 
 from consent.ledger import Actor, Origin
 from consent.models import Role
+from consent.web import request_origin
 
 ORG = (Role.ORG,)
 ORG_AND_SITE = (Role.ORG, Role.SITE)
@@ -66,7 +67,7 @@ def admin_actor() -> Actor:
 
 def admin_origin() -> Origin:
     """The request's address and browser, kept as evidence on the event."""
-    return Origin(ip=request.remote_addr, user_agent=request.headers.get("User-Agent"))
+    return request_origin()
 
 
 class RoleAccess:
@@ -99,3 +100,18 @@ class SecureModelView(RoleAccess, ModelView):
     can_delete = False
     can_view_details = True
     page_size = 50
+
+    def filtered_query(self):
+        """The list's query under the current search, filters and sort, every page (exports)."""
+        view_args = self._get_list_extra_args()
+        sort = self._get_column_by_idx(view_args.sort)
+        _count, query = self.get_list(
+            0,
+            sort[0] if sort else None,
+            view_args.sort_desc,
+            view_args.search,
+            view_args.filters,
+            execute=False,
+            page_size=0,
+        )
+        return query

@@ -1,4 +1,4 @@
-"""Import an opt-out file (seed 003): upload, preview each row's problem, import, report.
+"""Import an opt-out file: upload, preview each row's problem, import, report.
 
 The organization team's only: an import changes the whole organization's list at once.
 Between the preview and the import the upload waits in `instance/uploads` under a random name
@@ -27,11 +27,11 @@ from wtforms.validators import DataRequired, Length, Optional
 
 from admin.base import ORG, AdminPageForm, SecureView, admin_actor, admin_origin
 from admin.optouts import CHANNEL_CHOICES
-from consent import importfile, optout_import
-from consent.app import current_organization
+from consent import import_reader, imports
 from consent.extensions import db
-from consent.importfile import ImportFileError
+from consent.import_reader import ImportFileError
 from consent.models import ImportBatch
+from consent.tenant import current_organization
 
 UPLOAD_NAME = re.compile(r"^(\d+)-[0-9a-f]{32}\.(csv|xlsx)$")
 STALE_SECONDS = 24 * 3600
@@ -75,7 +75,7 @@ def _upload_path(name: str) -> Path | None:
 
 
 def _max_bytes() -> int:
-    return current_app.config.get("IMPORT_MAX_BYTES") or importfile.MAX_BYTES
+    return current_app.config.get("IMPORT_MAX_BYTES") or import_reader.MAX_BYTES
 
 
 class ImportView(SecureView):
@@ -105,7 +105,7 @@ class ImportView(SecureView):
         upload.save(path)
         try:
             with path.open("rb") as stream:
-                report = optout_import.preview_file(
+                report = imports.preview_file(
                     org, stream, filename, form.channel.data, max_bytes=_max_bytes()
                 )
         except ImportFileError as exc:
@@ -123,14 +123,14 @@ class ImportView(SecureView):
             "admin/imports/preview.html",
             report=report,
             run=run,
-            preview_words=optout_import.PREVIEW_WORDS,
+            preview_words=imports.PREVIEW_WORDS,
         )
 
     @expose("/run", methods=("POST",))
     def run(self):
         """Import the previewed upload, then show the report."""
         form = RunForm()
-        if not form.validate_on_submit() or form.channel.data not in optout_import.CHANNEL_CHOICES:
+        if not form.validate_on_submit() or form.channel.data not in imports.CHANNEL_CHOICES:
             abort(400)
         path = _upload_path(form.upload.data)
         if path is None:
@@ -144,7 +144,7 @@ class ImportView(SecureView):
         org = current_organization()
         try:
             with path.open("rb") as stream:
-                report = optout_import.import_file(
+                report = imports.import_file(
                     org,
                     stream,
                     form.filename.data,
@@ -176,7 +176,7 @@ class ImportView(SecureView):
             "admin/imports/report.html",
             batch=batch,
             report=batch.report or {},
-            words=optout_import.WORDS,
+            words=imports.WORDS,
         )
 
 

@@ -1,13 +1,12 @@
-"""The Opt-Out List (seeds 000, 003, 004): search, filters, Add Opt-Out, Opt Back In, exports.
+"""The Opt-Out List: search, filters, Add Opt-Out, Opt Back In, exports.
 
-Who: the organization team and site teams (seed 000: "Sign in with an Organization or Site
-Communication Team account"; opt-outs are organization-wide, so a site team sees the whole
-list and may add an opt-out or send an opt-back-in confirmation, but the names of people only
-of its own site, on the list and in every export). Staff have no opt-out list.
-Importing a file is the organization team's (admin/imports.py).
+Who (docs/identity.md "Staff roles"): the organization team and site teams; opt-outs are
+organization-wide, so a site team sees the whole list and may add an opt-out or send an
+opt-back-in confirmation, but the names of people only of its own site, on the list and in
+every export. Staff have no opt-out list. Importing a file is the organization
+team's (admin/imports.py).
 
-Statuses: the list shows opted-out addresses; bounced ones (seed 004's "SMS Bounce") are a
-separate status chosen with the Status filter, where an admin can clear the bounce.
+Statuses: the list shows opted-out addresses; bounced ones are a separate status chosen with the Status filter, where an admin can clear the bounce.
 Paging never counts the table (simple pager); order is per channel, then address (phones by
 their digits, emails alphabetically), which the list index serves.
 """
@@ -17,7 +16,7 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 
 import sqlalchemy as sa
-from flask import Response, abort, flash, g, redirect, request, stream_with_context, url_for
+from flask import abort, flash, g, redirect, request, url_for
 from flask_admin import expose
 from flask_admin.actions import action
 from flask_admin.contrib.sqla import filters as sqla_filters
@@ -38,16 +37,15 @@ from admin.base import (
     has_role,
     site_scope,
 )
-from consent import export, ledger, notifications, optout_list
-from consent.addresses import AddressError, format_phone, normalize_any, normalize_email
-from consent.app import current_organization
+from consent import export, ledger, notifications, optout_list, words
+from consent.addresses import AddressError, format_phone, normalize_email
 from consent.extensions import db
 from consent.models import Channel, ConsentState, Source, Status
-from consent.notifications import SOURCE_WORDS
+from consent.tenant import current_organization
 
-CHANNEL_OPTIONS = (("text", "Text"), ("voice", "Voice"), ("email", "Email"))
-STATUS_OPTIONS = (("opted_out", "Opted out"), ("bounced", "Bounced"))
-SOURCE_OPTIONS = tuple((s.value, SOURCE_WORDS[s].capitalize()) for s in Source)
+CHANNEL_OPTIONS = tuple((c.value, words.channel_label(c)) for c in Channel)
+STATUS_OPTIONS = tuple((s.value, words.status_label(s)) for s in (Status.OPTED_OUT, Status.BOUNCED))
+SOURCE_OPTIONS = tuple((s.value, words.source_label(s)) for s in Source)
 CHANNEL_CHOICES = [
     SelectChoice("text", _l("Text messages")),
     SelectChoice("voice", _l("Calls (voice)")),
@@ -208,9 +206,9 @@ class OptOutListView(SecureModelView):
     column_filters = FILTERS
     column_formatters = {
         "address": _address_cell,
-        "channel": lambda v, c, m, n: optout_list.CHANNEL_WORDS[m.channel],
-        "status": lambda v, c, m, n: optout_list.STATUS_WORDS[m.status],
-        "source": lambda v, c, m, n: SOURCE_WORDS.get(m.source, m.source),
+        "channel": lambda v, c, m, n: words.channel_label(m.channel),
+        "status": lambda v, c, m, n: words.status_label(m.status),
+        "source": lambda v, c, m, n: words.source_words(m.source),
         "changed_at": lambda v, c, m, n: m.changed_at.strftime("%Y-%m-%d %H:%M"),
         "owner": _owner_cell,
     }
@@ -337,55 +335,24 @@ class OptOutListView(SecureModelView):
         return self.render("admin/optouts/add.html", form=form)
 
     def _add(self, form) -> bool:
-        org = current_organization()
-        try:
-            kind, address = normalize_any(form.address.data)
-        except AddressError as exc:
-            form.address.errors.append(
-                _("This is not a phone number or email address: %(why)s.", why=exc.why)
-            )
+        added = optout_list.add_opt_out(
+            current_organization(),
+            form.address.data,
+            form.channel.data,
+            actor=admin_actor(),
+            note=form.note.data,
+            origin=admin_origin(),
+        )
+        if added.field_name:
+            getattr(form, added.field_name).errors.append(added.error)
             return False
-        channels = _channels(kind, form.channel.data)
-        if not channels:
-            form.channel.errors.append(
-                _("An email address can only be opted out of email.")
-                if kind == "email"
-                else _("A phone number can be opted out of text messages or calls, not email.")
-            )
+        if not added.ok:
+            db.session.rollback()
+            flash(added.error, "error")
             return False
-        note = (form.note.data or "").strip() or None
-        changed, already = [], []
-        for channel in channels:
-            outcome = ledger.opt_out(
-                org,
-                channel,
-                address,
-                source=Source.ADMIN,
-                actor=admin_actor(),
-                note=note,
-                origin=admin_origin(),
-            )
-            if outcome.refused:
-                db.session.rollback()
-                flash(outcome.reason, "error")
-                return False
-            (changed if outcome.changed else already).append(ledger.CHANNEL_WORDS[channel])
         db.session.commit()
-        shown = address if kind == "email" else format_phone(address)
-        if changed:
-            flash(
-                _("%(who)s is now opted out of %(what)s.", who=shown, what=" and ".join(changed)),
-                "success",
-            )
-        if already:
-            flash(
-                _(
-                    "%(who)s was already opted out of %(what)s.",
-                    who=shown,
-                    what=" and ".join(already),
-                ),
-                "info",
-            )
+        for sentence, kind in added.messages:
+            flash(sentence, kind)
         return True
 
     @expose("/row/<int:id>/", methods=("GET", "POST"))
@@ -432,9 +399,7 @@ class OptOutListView(SecureModelView):
             owners=optout_list.owners_by_address(org.id, [state], site_id=site_scope()).get(
                 (optout_list.kind_of(state.channel), state.address), ""
             ),
-            status_words=optout_list.STATUS_WORDS,
-            channel_words=optout_list.CHANNEL_WORDS,
-            source_words=SOURCE_WORDS,
+            words=words,
         )
 
     def _opt_back_in(self, org, state, form) -> bool:
@@ -474,7 +439,7 @@ class OptOutListView(SecureModelView):
             return True
         to = outcome.event.evidence["sent_to"]
         how = _("by email") if "@" in to else _("by text message")
-        shown = to if "@" in to else format_phone(to)
+        shown = words.shown_address(to)
         flash(
             _(
                 "We sent a confirmation link %(how)s to %(to)s. Nothing changes until they "
@@ -482,7 +447,7 @@ class OptOutListView(SecureModelView):
                 how=how,
                 to=shown,
                 who=optout_list.shown(state),
-                what=ledger.CHANNEL_WORDS[state.channel],
+                what=words.channel_words(state.channel),
             ),
             "success",
         )
@@ -500,58 +465,18 @@ class OptOutListView(SecureModelView):
     @expose("/export.<fmt>")
     def export_view(self, fmt: str):
         """The list as shown (search and filters applied), as CSV (streamed) or XLSX."""
-        view_args = self._get_list_extra_args()
-        sort = self._get_column_by_idx(view_args.sort)
-        _count, query = self.get_list(
-            None,
-            sort[0] if sort else None,
-            view_args.sort_desc,
-            view_args.search,
-            view_args.filters,
-            execute=False,
-            page_size=0,
-        )
-        return _send(optout_list.list_rows(query.statement, site_id=site_scope()), fmt, "opt-outs")
+        if fmt not in export.FORMATS:
+            abort(404)
+        rows = optout_list.list_rows(self.filtered_query().statement, site_id=site_scope())
+        return export.response(rows, fmt, export.dated("opt-outs"), "Opt-outs")
 
     @expose("/export-people.<fmt>")
     def export_people_view(self, fmt: str):
         """Seed 002's export: each contact's and student's opted-out numbers, with ID and type."""
-        org = current_organization()
-        return _send(optout_list.people_rows(org, site_id=site_scope()), fmt, "opted-out-numbers")
-
-
-def _channels(kind: str, choice: str) -> list[Channel]:
-    from consent.optout_import import channels_for
-
-    return list(channels_for(kind, choice)) if choice in ("text", "voice", "email", "all") else []
-
-
-def _send(rows, fmt: str, name: str) -> Response:
-    stamp = datetime.now().strftime("%Y-%m-%d")
-    if fmt == "csv":
-        response = Response(
-            stream_with_context(export.csv_chunks(rows)), mimetype="text/csv; charset=utf-8"
-        )
-    elif fmt == "xlsx":
-        import tempfile
-
-        spool = tempfile.SpooledTemporaryFile(max_size=8 * 1024 * 1024)
-        export.write_xlsx(rows, spool)
-        spool.seek(0)
-        response = Response(
-            _read_chunks(spool),
-            mimetype="application/vnd.openxmlformats-officedocument.spreadsheetml.sheet",
-        )
-    else:
-        abort(404)
-    response.headers["Content-Disposition"] = f'attachment; filename="{name}-{stamp}.{fmt}"'
-    return response
-
-
-def _read_chunks(spool, size: int = 64 * 1024):
-    with spool:
-        while chunk := spool.read(size):
-            yield chunk
+        if fmt not in export.FORMATS:
+            abort(404)
+        rows = optout_list.people_rows(current_organization(), site_id=site_scope())
+        return export.response(rows, fmt, export.dated("opted-out-numbers"), "Opted-out numbers")
 
 
 def register(admin) -> None:

@@ -12,9 +12,9 @@ from flask_babel import lazy_gettext as _l
 from admin.base import ORG
 from admin.readonly import ReadOnlyModelView
 from consent import outbox
-from consent.app import current_organization
 from consent.extensions import db
 from consent.models import OutboxMessage
+from consent.tenant import current_organization
 
 
 class OutboxView(ReadOnlyModelView):

@@ -1,6 +1,6 @@
-"""Contacts and Students (seeds 001 and 004): search, each address's status per channel, the
-staff toggles through the ledger, editing the record's phones and emails (consent/records.py,
-with seed 001's Text Opt-In checkbox beside a cell), and each record's own activity log."""
+"""Contacts and Students: search, each address's status per channel, the staff toggles through
+the ledger, editing the record's phones and emails (consent/records.py, with the Text Opt-In
+checkbox beside a cell; docs/rules.md "Staff entry"), and each record's own activity log."""
 
 from __future__ import annotations
 
@@ -15,12 +15,12 @@ from wtforms.validators import AnyOf, DataRequired, Length, Optional
 from admin import record_forms as forms_module
 from admin.base import ALL_ADMINS, AdminPageForm, SecureView, admin_actor, admin_origin
 from admin.record_forms import RemoveForm
-from consent import ledger, people, records
+from consent import ledger, people, records, words
 from consent.addresses import format_phone
-from consent.app import current_organization
 from consent.extensions import db
 from consent.models import Channel, Role, Source
 from consent.status import StatusBook, address_rows
+from consent.tenant import current_organization
 
 ACTIONS = ("opt_out", "opt_back_in", "clear_bounce")
 
@@ -98,7 +98,7 @@ class PeopleView(SecureView):
             events=people.events_of(org.id, person),
             may_change=may_change(current_user),
             may_clear_bounce=may_clear_bounce(current_user),
-            block_reason=ledger.carrier_block_reason(org),
+            block_reason=words.carrier_block_reason(org),
             texting_number=format_phone(org.texting_number),
             org=org,
             form=ConsentActionForm(),
@@ -244,13 +244,15 @@ class PeopleView(SecureView):
         note = (form.note.data or "").strip() or None
         actor = admin_actor()
         origin = admin_origin()
-        shown = address if channel == Channel.EMAIL else format_phone(address)
+        shown = words.shown_address(address)
         if action == "opt_out":
             outcome = ledger.opt_out(
                 org, channel, address, source=Source.ADMIN, actor=actor, note=note, origin=origin
             )
             done = _(
-                "%(address)s is opted out of %(channel)s.", address=shown, channel=_words(channel)
+                "%(address)s is opted out of %(channel)s.",
+                address=shown,
+                channel=words.channel_words(channel),
             )
         elif action == "opt_back_in":
             outcome = ledger.request_opt_back_in(
@@ -319,12 +321,6 @@ def _one(items, item_id: int):
 
 def _staff() -> records.Staff:
     return records.Staff(admin_actor(), admin_origin())
-
-
-def _words(channel: Channel) -> str:
-    return {Channel.TEXT: _("text messages"), Channel.VOICE: _("calls"), Channel.EMAIL: _("email")}[
-        channel
-    ]
 
 
 class ContactsView(PeopleView):

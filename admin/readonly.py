@@ -26,17 +26,6 @@ class ReadOnlyModelView(SecureModelView):
 
     def export_rows(self, columns: list[tuple[str, str]], value) -> object:
         """The list's rows under the current filters and sort, header first, streamed."""
-        view_args = self._get_list_extra_args()
-        sort = self._get_column_by_idx(view_args.sort)
-        _count, query = self.get_list(
-            0,
-            sort[0] if sort else None,
-            view_args.sort_desc,
-            view_args.search,
-            view_args.filters,
-            execute=False,
-            page_size=0,
-        )
         yield [label for _name, label in columns]
-        for row in query.yield_per(1000):
+        for row in self.filtered_query().yield_per(1000):
             yield [value(row, name) for name, _label in columns]

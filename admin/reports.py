@@ -1,4 +1,4 @@
-"""Reports (seed 002): students with Parent 1-4's primary phone and its text status, by site and
+"""Reports: students with Parent 1-4's primary phone and its text status, by site and
 enrollment status; parents opted out of texts, and opted in. Each exports as CSV and XLSX."""
 
 from __future__ import annotations
@@ -10,7 +10,7 @@ from flask_babel import lazy_gettext as _l
 from admin.base import ORG, SecureView
 from consent import export, reports
 from consent.addresses import format_phone
-from consent.app import current_organization
+from consent.tenant import current_organization
 
 FORMATS = ("csv", "xlsx")
 PARENT_TITLES = {

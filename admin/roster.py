@@ -18,9 +18,9 @@ from flask_wtf.file import MultipleFileField
 
 from admin.base import ORG, AdminPageForm, SecureView, admin_origin
 from consent import jobs, roster
-from consent.app import current_organization
 from consent.extensions import db
 from consent.models import Job
+from consent.tenant import current_organization
 
 RECENT_JOBS = 10
 

@@ -1,5 +1,5 @@
 """Settings (organization team): the texting number, the notification address, and each rule
-of DESIGN.md with a line of help. Every change is audited (who, what, from, to)."""
+of docs/rules.md with a line of help. Every change is audited (who, what, from, to)."""
 
 from __future__ import annotations
 
@@ -14,9 +14,9 @@ from wtforms.validators import DataRequired, Length, ValidationError
 from admin.base import ORG, AdminPageForm, SecureView
 from consent import settings
 from consent.addresses import AddressError, format_phone, normalize_email, normalize_phone
-from consent.app import current_organization
 from consent.extensions import db
 from consent.models import Organization
+from consent.tenant import current_organization
 
 RULE_LABELS = {
     "text_requires_consent": _l("Text needs consent"),
@@ -38,7 +38,7 @@ class SettingsForm(AdminPageForm):
     notification_email = StringField(
         _l("Notification address"),
         validators=[DataRequired(), Length(max=320)],
-        description=_l("Where we send notices of opt-outs (seed 001's Organization Email)."),
+        description=_l("Where we send notices of opt-outs."),
     )
     help_contact = StringField(
         _l("Help contact"),

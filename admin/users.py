@@ -14,9 +14,9 @@ from wtforms.validators import DataRequired, Length, Optional, ValidationError
 from admin.base import ORG, AdminForm, SecureModelView
 from consent import audit
 from consent.addresses import AddressError, normalize_email
-from consent.app import current_organization
 from consent.extensions import db
 from consent.models import Role, Site, User
+from consent.tenant import current_organization
 
 ADMIN_ROLES = (Role.ORG, Role.SITE, Role.STAFF)
 ROLE_WORDS = {

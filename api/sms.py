@@ -13,7 +13,7 @@ from twilio.twiml.messaging_response import MessagingResponse
 
 from consent import sms
 from consent.extensions import csrf, db
-from consent.ledger import Origin
+from consent.web import request_origin
 
 bp = Blueprint("sms", __name__, url_prefix="/sms")
 csrf.exempt(bp)
@@ -48,10 +48,6 @@ def twiml(text: str, status: int = 200) -> Response:
     return Response(str(answer), status=status, mimetype="application/xml")
 
 
-def _origin() -> Origin:
-    return Origin(ip=request.remote_addr, user_agent=request.user_agent.string)
-
-
 @bp.post("/inbound")
 def inbound():
     """Answer a text sent to an organization's number: STOP, START, HELP, or nothing."""
@@ -70,7 +66,7 @@ def inbound():
         form.get("From", ""),
         form.get("Body", ""),
         sid,
-        _origin(),
+        request_origin(),
         to_number=form.get("To", ""),
     )
     db.session.commit()
@@ -90,7 +86,7 @@ def status():
         to_number=form.get("To", ""),
         from_number=form.get("From", ""),
         error_code=form.get("ErrorCode", ""),
-        origin=_origin(),
+        origin=request_origin(),
     )
     db.session.commit()
     return Response(status=204)

@@ -5,7 +5,7 @@
 Figures: the log's first page (newest first) and a filter by address, each a full GET of
 /admin/activity/ (Flask-Admin view, query and template) by a signed-in organization admin,
 beside the raw SQL query that fetches the same 50 rows. Until the admin view exists, the
-query it runs, through SQLAlchemy. DESIGN.md sets no budget for the log; we hold it to the
+query it runs, through SQLAlchemy. The budget names no figure for the log; we hold it to the
 opt-out list's (100 ms a page). Both queries walk an index: (organization_id, id) backwards
 for the first page, (organization_id, address, id) for the address (EXPLAIN is printed).
 """

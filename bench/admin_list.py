@@ -5,7 +5,7 @@
 Figures, on the shared data set (bench.dataset): the list's first page, a digits search, an
 email search (part of an address) and a channel filter, each a full GET of /admin/optouts/
 (Flask-Admin view, query and template) by a signed-in organization admin; beside each, the raw
-SQL query that fetches the same 50 rows. Budget (issue 8; DESIGN.md names the first page, the
+SQL query that fetches the same 50 rows. Budget (issue 8; README "Performance": the first page, the
 digits search and the filter): <= 100 ms each, the email search (part of an address among
 300,000 emails: a trigram index on PostgreSQL, the list index on SQLite) included.
 The plan of each raw query is printed (EXPLAIN / EXPLAIN QUERY PLAN).

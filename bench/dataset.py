@@ -2,7 +2,7 @@
 
     python -m bench.dataset [--database URL ...] [--scale S] [--rebuild]
 
-At scale 1 (DESIGN.md "Performance budget"): one organization with 24 sites, 100,000 families,
+At scale 1 (README "Performance"): one organization with 24 sites, 100,000 families,
 200,000 contacts (each with a cell phone and an email), 150,000 students (30,000 with a cell),
 1,000,000 consent states with status opted_out (500,000 text, 200,000 voice, 300,000 email,
 from every source a district sees), 210,000 opted_in text states (the families' cells that

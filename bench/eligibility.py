@@ -1,4 +1,4 @@
-"""Benchmark: the eligibility API with 1,000,000 opt-outs (DESIGN.md "Performance budget").
+"""Benchmark: the eligibility API with 1,000,000 opt-outs (README "Performance").
 
     python -m bench.eligibility [--database URL ...] [--scale S] [--addresses M] [--requests R]
 

@@ -1,16 +1,16 @@
-"""Benchmark: importing a 100,000-row CSV of phone numbers through consent/optout_import.py.
+"""Benchmark: importing a 100,000-row CSV of phone numbers through consent/imports.py.
 
     python -m bench.import_csv [--database URL ...] [--scale S] [--rows N]
 
 Into a second organization of the shared data set's database (bench.dataset.import_org), so
 the tables hold their million opt-outs and two million events while it runs. Figure: rows per
-second of `optout_import.import_file` (read and normalize each row, then `ledger.opt_out_many`
-in chunks of optout_import.CHUNK with a commit each: one event per address, state version 1).
+second of `imports.import_file` (read and normalize each row, then `ledger.opt_out_many`
+in chunks of imports.CHUNK with a commit each: one event per address, state version 1).
 Baseline: the driver's own executemany (sqlite3, psycopg; no SQLAlchemy) of the same,
 already-normalized rows into consent_states alone (no parsing, no events, no checks), in the
-same chunks, each sorted as the import sorts it. Also shown: the file reading alone (consent.importfile), and the
+same chunks, each sorted as the import sorts it. Also shown: the file reading alone (consent.import_reader), and the
 database part alone (the same chunks through opt_out_many, addresses given).
-Budget (DESIGN.md): >= 20,000 rows/s.
+Budget (README "Performance"): >= 20,000 rows/s.
 """
 
 from __future__ import annotations
@@ -30,10 +30,10 @@ BUDGET_ROWS_PER_S = 20_000
 
 
 def measure(url: str, scale: float, rows: int) -> list[Figure]:
-    from consent import ledger, optout_import
+    from consent import imports, ledger
     from consent.addresses import normalize_phone
     from consent.extensions import db
-    from consent.importfile import read_rows
+    from consent.import_reader import read_rows
     from consent.models import ConsentEvent, Organization, Source
 
     app = dataset.app_for(url)
@@ -54,7 +54,7 @@ def measure(url: str, scale: float, rows: int) -> list[Figure]:
         org = db.session.get(Organization, org_id)
         started = time.perf_counter()
         with open(path, "rb") as stream:
-            report = optout_import.import_file(org, stream, "optouts.csv", "text", actor=actor)
+            report = imports.import_file(org, stream, "optouts.csv", "text", actor=actor)
         import_s = time.perf_counter() - started
         assert report.imported == rows, report.as_dict()
         events = db.session.scalar(
@@ -69,10 +69,10 @@ def measure(url: str, scale: float, rows: int) -> list[Figure]:
     with app.app_context():
         org = db.session.get(Organization, org_id)
         started = time.perf_counter()
-        for start in range(0, rows, optout_import.CHUNK):
+        for start in range(0, rows, imports.CHUNK):
             chunk = [
                 ledger.BulkRow(numbers[i], {"file": "optouts.csv", "row": i + 2, "batch": 0}, None)
-                for i in range(start, min(start + optout_import.CHUNK, rows))
+                for i in range(start, min(start + imports.CHUNK, rows))
             ]
             ledger.opt_out_many(org, "text", chunk, source=Source.IMPORT, actor=actor)
             db.session.commit()
@@ -110,7 +110,7 @@ def _bare_executemany(org_id: int, numbers: list[str]) -> float:
     driver's own executemany, in the import's chunks (each sorted, as the import sorts them)
     with a commit each: the floor that the database and its indexes set."""
     from consent.extensions import db
-    from consent.optout_import import CHUNK
+    from consent.imports import CHUNK
 
     now = datetime(2026, 11, 23, 12, 0, 0)
     rows = [

@@ -7,7 +7,7 @@ the app is up and the input is in memory or on disk: tracemalloc's peak of Pytho
 during the operation, beside the size of the input (the JSON body; the CSV file); and the
 process's peak resident set during the operation (Linux VmHWM, reset just before it through
 /proc/self/clear_refs; interpreter, app and SQLite's page cache included) beside its resident
-set just before. No budget in DESIGN.md: the figures show that
+set just before. The budget names no memory figure: the figures show that
 the request holds a few times its input and that the import streams (its peak does not grow
 with the file).
 """
@@ -85,7 +85,7 @@ def child_request(url: str, scale: float, count: int) -> dict:
 
 
 def child_import(url: str, scale: float, rows: int) -> dict:
-    from consent import ledger, optout_import
+    from consent import imports, ledger
     from consent.extensions import db
     from consent.models import Organization
 
@@ -102,7 +102,7 @@ def child_import(url: str, scale: float, rows: int) -> dict:
         tracemalloc.start()
         started = time.perf_counter()
         with open(path, "rb") as stream:
-            report = optout_import.import_file(org, stream, "optouts.csv", "text", actor=actor)
+            report = imports.import_file(org, stream, "optouts.csv", "text", actor=actor)
         elapsed = time.perf_counter() - started
         _current, peak = tracemalloc.get_traced_memory()
         tracemalloc.stop()
@@ -136,9 +136,9 @@ def measure(url: str, scale: float) -> list[Figure]:
                    request["rss_before"] / MB, "RSS just before"),
         ]  # fmt: skip
     try:
-        import consent.optout_import  # noqa: F401
+        import consent.imports  # noqa: F401
     except ImportError:
-        print("  (no consent.optout_import yet: the import's memory is not measured)")
+        print("  (no consent.imports yet: the import's memory is not measured)")
         return figures
     imported = _run_child("import", url, scale, 100_000)
     if imported:

@@ -7,7 +7,7 @@ the same app) and drives it with bench._load (threads with http.client, in their
 for `--seconds` each, after a one-second warm-up:
 - the bare route: the baseline;
 - `/account/settings` signed in as a parent (one login, the session cookie reused): budget
-  >= 50% of the bare route's requests/s, same run (DESIGN.md);
+  >= 50% of the bare route's requests/s, same run (README "Performance");
 - the eligibility API: GET one address, and POST 1,000 addresses.
 """
 

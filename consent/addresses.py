@@ -50,7 +50,7 @@ def _fast_phone(text: str, region: str) -> str | None:
     """The E.164 form of a number typed with only digits, spaces, ( ) . - and maybe a leading
     +, when consent.e164 can vouch for it without phonenumbers: "+1 202 555 0123", and in the
     US "(202) 555-0123", "202.555.0123", "1-202-555-0123". None: ask phonenumbers. Imports and
-    forms are mostly such numbers; parsing each with phonenumbers costs thirty times more.
+    forms are mostly such numbers, and parsing each with phonenumbers costs far more.
     tests/test_addresses.py checks that both ways agree."""
     from consent.e164 import verdict
 
@@ -176,3 +176,16 @@ class Address:
 
     kind: str  # "phone" or "email"
     value: str
+
+
+def sort_fields(channel: str, address: str) -> tuple[str, str | None]:
+    """The (sort_key, digits) a stored address is listed and searched by: emails by themselves;
+    phones by all their digits, zero-padded, and by their national digits."""
+    if channel == "email":
+        return address, None
+    digits = address.lstrip("+")
+    try:
+        national = phone_digits(address)
+    except Exception:  # a stored number that phonenumbers cannot parse: search by all digits
+        national = digits
+    return digits.rjust(15, "0"), national

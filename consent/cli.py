@@ -133,11 +133,11 @@ def optouts_import(file: str, channel: str, dry_run: bool, note: str | None):
     """
     import os
 
-    from consent import optout_import
+    from consent import imports
     from consent.ledger import Actor
 
     org = _organization()
-    words = optout_import.PREVIEW_WORDS if dry_run else optout_import.WORDS
+    words = imports.PREVIEW_WORDS if dry_run else imports.WORDS
 
     def show(result):
         reason = f": {result.reason}" if result.reason else ""
@@ -150,9 +150,9 @@ def optouts_import(file: str, channel: str, dry_run: bool, note: str | None):
     try:
         with open(file, "rb") as stream:
             if dry_run:
-                report = optout_import.preview_file(org, stream, name, channel, on_row=show)
+                report = imports.preview_file(org, stream, name, channel, on_row=show)
             else:
-                report = optout_import.import_file(
+                report = imports.import_file(
                     org,
                     stream,
                     name,
@@ -161,7 +161,7 @@ def optouts_import(file: str, channel: str, dry_run: bool, note: str | None):
                     note=note,
                     on_row=show,
                 )
-    except optout_import.ImportFileError as exc:
+    except imports.ImportFileError as exc:
         raise click.ClickException(str(exc)) from None
     verb = "would be imported" if dry_run else "imported"
     click.echo(

@@ -29,8 +29,19 @@ def _dev_secret_key(instance_path: Path) -> str:
     return key
 
 
+def _public_base_url(env: dict[str, str], production: bool) -> str | None:
+    """PUBLIC_BASE_URL as set; unset in development, the address `make run` serves (its PORT),
+    so links in messages work; unset in production, none (the request's own URL is used)."""
+    url = (env.get("PUBLIC_BASE_URL") or "").rstrip("/")
+    if url:
+        return url
+    if production:
+        return None
+    return f"http://127.0.0.1:{int(env.get('PORT') or 5000)}"
+
+
 def from_environment(instance_path: str, env: dict[str, str] | None = None) -> dict:
-    """The app's settings from environment variables (CONTRACT.md "Configuration")."""
+    """The app's settings from environment variables (README "Configuration")."""
     env = dict(os.environ if env is None else env)
     instance = Path(instance_path)
     production = env.get("FLASK_ENV") == "production" or _bool(env.get("PRODUCTION"))
@@ -62,7 +73,7 @@ def from_environment(instance_path: str, env: dict[str, str] | None = None) -> d
         "EMAIL_TRANSPORT": env.get("EMAIL_TRANSPORT") or ("smtp" if mail_server else "record"),
         "TWILIO_ACCOUNT_SID": env.get("TWILIO_ACCOUNT_SID") or None,
         "TWILIO_AUTH_TOKEN": env.get("TWILIO_AUTH_TOKEN") or None,
-        "PUBLIC_BASE_URL": (env.get("PUBLIC_BASE_URL") or "").rstrip("/") or None,
+        "PUBLIC_BASE_URL": _public_base_url(env, production),
         "RATELIMIT_STORAGE_URI": env.get("RATELIMIT_STORAGE_URI") or "memory://",
         "RATELIMIT_ENABLED": _bool(env.get("RATELIMIT_ENABLED"), True),
         "RATELIMIT_HEADERS_ENABLED": True,

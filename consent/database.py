@@ -153,9 +153,8 @@ def org_is(column: sa.ColumnElement, org_id: int) -> sa.ColumnElement[bool]:
     The value goes in as `(SELECT org_id)`, a parameter the planner does not see when it plans.
     Otherwise it trusts statistics taken before the organization's latest import: told "this
     organization has no rows", it reads one address through any index that starts with
-    organization_id, walking every row of the organization (1.8 s for one eligibility check,
-    and 4 ms per address of an import, measured with 100,000 rows imported since the last
-    ANALYZE). Planned blind, it probes the (organization, channel, address) index. SQLite keeps
+    organization_id, walking every row of the organization for each address (eligibility
+    checks and imports slow down with every row imported since the last ANALYZE). Planned blind, it probes the (organization, channel, address) index. SQLite keeps
     one average per index prefix, never a figure per organization: the plain value.
     """
     if db.session.get_bind().dialect.name == "postgresql":
@@ -165,8 +164,8 @@ def org_is(column: sa.ColumnElement, org_id: int) -> sa.ColumnElement[bool]:
 
 def pg_array(values: Iterable[object]) -> str:
     """A PostgreSQL array literal of the values as text ({"a","b",NULL}), for a parameter cast
-    to an array type. psycopg adapts a Python list element by element (33 ms for 5,000
-    strings, measured); this string costs a tenth of that, and the server parses it once."""
+    to an array type. psycopg adapts a Python list element by element; this string is built in
+    one pass, and the server parses it once (bench/import_csv.py)."""
     parts = []
     for value in values:
         if value is None:
@@ -195,3 +194,9 @@ def reads_without_transaction(session=None) -> Iterator[None]:
         yield
     finally:
         session.rollback()  # nothing to roll back: ends the autocommit transaction
+
+
+def read_only(view):
+    """Mark a POST view that only reads (no write lock needed on SQLite)."""
+    view.read_only = True
+    return view

@@ -1,4 +1,4 @@
-"""Demo data: the organization, logins and families of CONTRACT.md, and a few hundred more
+"""Demo data: the organization, logins and families the README lists, and a few hundred more
 families with choices on every channel from every source, all made through the ledger."""
 
 from __future__ import annotations

@@ -12,10 +12,11 @@ import csv
 import io
 import tempfile
 from collections.abc import Iterable, Iterator
-from datetime import datetime
+from datetime import date, datetime
 
 from flask import Response, send_file, stream_with_context
 
+FORMATS = ("csv", "xlsx")
 FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
 XLSX_MAX_ROWS = 1_048_575  # a worksheet's rows, less the header
 XLSX_TYPE = "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"
@@ -25,6 +26,11 @@ def neutralize(value: object) -> str:
     """A cell's text, with a leading quote when a spreadsheet would read it as a formula."""
     text = "" if value is None else str(value)
     return "'" + text if text.startswith(FORMULA_STARTS) else text
+
+
+def dated(name: str) -> str:
+    """A download's name with today's date: "opt-outs-2026-12-01"."""
+    return f"{name}-{date.today().isoformat()}"
 
 
 def when(value: datetime | None) -> str:

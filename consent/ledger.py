@@ -4,12 +4,12 @@ Every change, whatever asked for it (portal, enrollment, admin, import, SMS keyw
 signed link), comes through here. In one transaction it locks the (organization, channel,
 address) state, checks the organization's rule for the source, appends a ConsentEvent with its
 evidence, moves the state and its version, and queues the messages the change calls for.
-It flushes; the caller commits (and the outbox delivers after the commit).
+It flushes; the caller commits (and the outbox delivers after the commit). The rules, in words:
+docs/rules.md; how changes reach this module: docs/architecture.md.
 """
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -17,10 +17,11 @@ from datetime import datetime
 import sqlalchemy as sa
 from sqlalchemy.exc import IntegrityError
 
-from consent import notifications
-from consent.addresses import format_phone, phone_digits
-from consent.database import begin_write, is_sqlite, org_is, pg_array
+from consent import ledger_bulk, notifications
+from consent.addresses import sort_fields
+from consent.database import begin_write, is_sqlite, org_is
 from consent.extensions import db
+from consent.ledger_bulk import BulkRow
 from consent.models import (
     Channel,
     ConsentEvent,
@@ -31,6 +32,7 @@ from consent.models import (
     User,
     utcnow,
 )
+from consent.words import carrier_block_reason
 
 OPT_OUT_SOURCES = frozenset(
     {
@@ -47,17 +49,6 @@ OPT_OUT_SOURCES = frozenset(
 )
 OPT_IN_SOURCES = frozenset(
     {Source.ENROLLMENT, Source.PORTAL, Source.SMS_KEYWORD, Source.EMAIL_LINK, Source.STAFF_ENTRY}
-)
-# Sources whose opt-outs the organization hears about by email (seed 001).
-NOTIFY_ORG_SOURCES = frozenset(
-    {
-        Source.PORTAL,
-        Source.SMS_KEYWORD,
-        Source.SMS_REPLY,
-        Source.CARRIER,
-        Source.EMAIL_LINK,
-        Source.ONE_CLICK,
-    }
 )
 
 
@@ -112,6 +103,21 @@ class Outcome:
         return not self.ok
 
 
+class BulkOutcome(dict):
+    """What `opt_out_many` did: {address: "imported" | "already"}. Refused, it is empty and
+    carries `code` and `reason` as a single change's Outcome does."""
+
+    def __init__(self, results=(), *, ok: bool = True, code: str = "done", reason=None):
+        super().__init__(results)
+        self.ok = ok
+        self.code = code
+        self.reason = reason
+
+    @property
+    def refused(self) -> bool:
+        return not self.ok
+
+
 def _refused(code: str, reason: str, state: ConsentState | None = None) -> Outcome:
     return Outcome(ok=False, changed=False, code=code, reason=reason, state=state)
 
@@ -120,18 +126,67 @@ def _unchanged(state: ConsentState | None, code: str = "unchanged") -> Outcome:
     return Outcome(ok=True, changed=False, code=code, state=state)
 
 
-CHANNEL_WORDS = {Channel.TEXT: "text messages", Channel.VOICE: "calls", Channel.EMAIL: "email"}
+def _event_values(
+    org_id: int,
+    channel: Channel,
+    address: str | None,
+    *,
+    kind: str,
+    from_status: Status | None,
+    to_status: Status | None,
+    carrier_block: bool,
+    source: Source,
+    actor: Actor,
+    origin: Origin,
+    occurred_at: datetime,
+    note: str | None,
+    evidence: dict,
+    version: int,
+) -> dict:
+    """The columns of one ConsentEvent: every event, single or bulk, is built here."""
+    return {
+        "organization_id": org_id,
+        "channel": channel,
+        "address": address,
+        "kind": kind,
+        "from_status": from_status,
+        "to_status": to_status,
+        "carrier_block": carrier_block,
+        "source": source,
+        "actor": actor.key,
+        "actor_user_id": actor.user_id,
+        "actor_label": actor.label[:200],
+        "occurred_at": occurred_at,
+        "ip": origin.ip,
+        "user_agent": (origin.user_agent or "")[:500] or None,
+        "note": note,
+        "evidence": evidence,
+        "state_version": version,
+    }
 
 
-def carrier_block_reason(org: Organization) -> str:
-    """The words shown wherever a STOP reply blocks an opt-in."""
-    from flask_babel import gettext
-
-    return gettext(
-        "This number replied STOP to our texts, so the carrier blocks them. Only the person "
-        "can lift that, by texting START to %(number)s.",
-        number=format_phone(org.texting_number),
-    )
+def _state_values(
+    status: Status,
+    carrier_block: bool,
+    source: Source,
+    actor: Actor,
+    now: datetime,
+    note: str | None,
+    version: int,
+    event_id: int | None,
+) -> dict:
+    """What a change moves on the ConsentState, single or bulk."""
+    return {
+        "status": status,
+        "carrier_block": carrier_block,
+        "source": source,
+        "changed_at": now,
+        "changed_by": actor.label[:200] or actor.key,
+        "changed_by_user_id": actor.user_id,
+        "note": note,
+        "version": version,
+        "last_event_id": event_id,
+    }
 
 
 # --- reading --------------------------------------------------------------------------------
@@ -163,17 +218,6 @@ def _lock(org_id: int, channel: str, address: str) -> ConsentState | None:
     if not is_sqlite():
         stmt = stmt.with_for_update()
     return db.session.scalars(stmt).one_or_none()
-
-
-def _sort_fields(channel: str, address: str) -> tuple[str, str | None]:
-    if channel == Channel.EMAIL:
-        return address, None
-    digits = address.lstrip("+")
-    try:
-        national = phone_digits(address)
-    except Exception:  # a stored number that phonenumbers cannot parse: search by all digits
-        national = digits
-    return digits.rjust(15, "0"), national
 
 
 # --- the rules ------------------------------------------------------------------------------
@@ -308,35 +352,28 @@ def change(
     origin = origin or Origin()
     version = (state.version or 0) + 1
     event = ConsentEvent(
-        organization_id=org.id,
-        channel=channel,
-        address=address,
-        kind="change",
-        from_status=from_status,
-        to_status=to_status,
-        carrier_block=new_block,
-        source=source,
-        actor=actor.key,
-        actor_user_id=actor.user_id,
-        actor_label=actor.label[:200],
-        occurred_at=now,
-        ip=origin.ip,
-        user_agent=(origin.user_agent or "")[:500] or None,
-        note=note,
-        evidence=evidence or {},
-        state_version=version,
+        **_event_values(
+            org.id,
+            channel,
+            address,
+            kind="change",
+            from_status=from_status,
+            to_status=to_status,
+            carrier_block=new_block,
+            source=source,
+            actor=actor,
+            origin=origin,
+            occurred_at=now,
+            note=note,
+            evidence=evidence or {},
+            version=version,
+        )
     )
     db.session.add(event)
     db.session.flush()
-    state.status = to_status
-    state.carrier_block = new_block
-    state.source = source
-    state.changed_at = now
-    state.changed_by = actor.label[:200] or actor.key
-    state.changed_by_user_id = actor.user_id
-    state.note = note
-    state.version = version
-    state.last_event_id = event.id
+    moved = _state_values(to_status, new_block, source, actor, now, note, version, event.id)
+    for name, value in moved.items():
+        setattr(state, name, value)
     db.session.flush()
     outcome = Outcome(ok=True, changed=True, code="changed", state=state, event=event)
     outcome.messages = notifications.after_change(
@@ -346,7 +383,7 @@ def change(
 
 
 def _insert_state(org, channel, address, status, source, actor, now, note):
-    sort_key, digits = _sort_fields(channel, address)
+    sort_key, digits = sort_fields(channel, address)
     state = ConsentState(
         organization_id=org.id,
         channel=channel,
@@ -490,28 +527,27 @@ def request_opt_back_in(
     origin = origin or Origin()
     status = state.status if state else None
     event = ConsentEvent(
-        organization_id=org.id,
-        channel=channel,
-        address=address,
-        kind="request",
-        from_status=status,
-        to_status=status,
-        carrier_block=False,
-        source=source,
-        actor=actor.key,
-        actor_user_id=actor.user_id,
-        actor_label=actor.label[:200],
-        occurred_at=utcnow(),
-        ip=origin.ip,
-        user_agent=(origin.user_agent or "")[:500] or None,
-        note=note,
-        evidence={
-            **(evidence or {}),
-            "attested": attested,
-            "sent_to": destination.to,
-            "sent_by": destination.channel.value,
-        },
-        state_version=state.version if state else 0,
+        **_event_values(
+            org.id,
+            channel,
+            address,
+            kind="request",
+            from_status=status,
+            to_status=status,
+            carrier_block=False,
+            source=source,
+            actor=actor,
+            origin=origin,
+            occurred_at=utcnow(),
+            note=note,
+            evidence={
+                **(evidence or {}),
+                "attested": attested,
+                "sent_to": destination.to,
+                "sent_by": destination.channel.value,
+            },
+            version=state.version if state else 0,
+        )
     )
     db.session.add(event)
     db.session.flush()
@@ -575,13 +611,6 @@ def opt_in_or_confirm(
 # --- many at once (imports) -----------------------------------------------------------------
 
 
-@dataclass
-class BulkRow:
-    address: str
-    evidence: dict
-    note: str | None = None
-
-
 def opt_out_many(
     org: Organization,
     channel: str,
@@ -590,317 +619,45 @@ def opt_out_many(
     source: Source,
     actor: Actor,
     origin: Origin | None = None,
-) -> dict[str, str]:
+) -> BulkOutcome:
     """Opt out many addresses of one channel in one transaction, a few statements per call.
 
-    Returns {address: "imported" | "already"}. Same rules and events as `change`, without the
-    per-row round trips. Callers pass chunks (an import: optout_import.CHUNK) and commit
-    between them.
-
-    Addresses the organization has never seen (nearly every row of an import) are created with
-    their event in one step: state version 1, `last_event_id` set, no second write of the row.
-    Known addresses are locked, and those not already opted out get an event and an update.
+    Returns a BulkOutcome, {address: "imported" | "already"}; a refusal is returned, never
+    raised. Same rules and events as `change`, without the per-row round trips (the engine is
+    consent/ledger_bulk.py), and no messages. Callers pass chunks (an import:
+    imports.CHUNK) and commit between them.
     """
     channel = Channel(channel)
     source = Source(source)
     rows = list({row.address: row for row in rows}.values())
     if not rows:
-        return {}
+        return BulkOutcome()
     refusal = check(org, None, channel, Status.OPTED_OUT, source)
     if refusal is not None:
-        raise ValueError(refusal.reason)
-    begin_write()
-    write = _BulkWrite(org.id, channel, source, actor, origin or Origin(), utcnow())
-    states = _lock_many(org.id, channel, [row.address for row in rows])
-    result: dict[str, str] = {}
-    new_rows = [row for row in rows if row.address not in states]
-    if new_rows:
-        created = _create_many(write, new_rows)
-        result.update(dict.fromkeys(created, "imported"))
-        # PostgreSQL: another transaction created some of them meanwhile; they are known now.
-        raced = [row.address for row in new_rows if row.address not in created]
-        if raced:
-            states.update(_lock_many(org.id, channel, raced))
-    changed_rows = []
-    for row in rows:
-        if row.address in result:
-            continue
-        state = states[row.address]
-        if state.status == Status.OPTED_OUT:
-            result[row.address] = "already"
-        else:
-            result[row.address] = "imported"
-            changed_rows.append((row, state))
-    if changed_rows:
-        _change_many(write, changed_rows)
-    return result
-
-
-@dataclass(frozen=True)
-class _BulkWrite:
-    """What every row of one opt_out_many call shares: who, how, when."""
-
-    org_id: int
-    channel: Channel
-    source: Source
-    actor: Actor
-    origin: Origin
-    now: datetime
-
-    @property
-    def label(self) -> str:
-        return self.actor.label[:200] or self.actor.key
-
-    def event(self, row: BulkRow, from_status, carrier_block: bool, version: int) -> dict:
-        return {
-            "organization_id": self.org_id,
-            "channel": self.channel,
-            "address": row.address,
-            "kind": "change",
-            "from_status": from_status,
-            "to_status": Status.OPTED_OUT,
-            "carrier_block": carrier_block,
-            "source": self.source,
-            "actor": self.actor.key,
-            "actor_user_id": self.actor.user_id,
-            "actor_label": self.actor.label[:200],
-            "occurred_at": self.now,
-            "ip": self.origin.ip,
-            "user_agent": (self.origin.user_agent or "")[:500] or None,
-            "note": row.note,
-            "evidence": row.evidence,
-            "state_version": version,
-        }
-
-    def state(self, row: BulkRow, carrier_block: bool, version: int, event_id: int) -> dict:
-        return {
-            "status": Status.OPTED_OUT,
-            "carrier_block": carrier_block,
-            "source": self.source,
-            "changed_at": self.now,
-            "changed_by": self.label,
-            "changed_by_user_id": self.actor.user_id,
-            "note": row.note,
-            "version": version,
-            "last_event_id": event_id,
-        }
-
-
-def _change_many(write: _BulkWrite, changed_rows: list[tuple[BulkRow, sa.Row]]) -> None:
-    """Known addresses, locked, not yet opted out: one event each, then the states move."""
-    # Core statements, not ORM ones: the ORM's per-row bookkeeping costs more than the database.
-    events_table = ConsentEvent.__table__
-    events = [
-        write.event(row, state.status, bool(state.carrier_block), state.version + 1)
-        for row, state in changed_rows
-    ]
-    event_ids = (
-        db.session.execute(
-            sa.insert(events_table).returning(events_table.c.id, sort_by_parameter_order=True),
-            events,
-        )
-        .scalars()
-        .all()
+        return BulkOutcome(ok=False, code=refusal.code, reason=refusal.reason)
+    now = utcnow()
+    write = ledger_bulk.BulkWrite(
+        org.id,
+        channel,
+        shared_event=_event_values(
+            org.id,
+            channel,
+            None,
+            kind="change",
+            from_status=None,
+            to_status=Status.OPTED_OUT,
+            carrier_block=False,
+            source=source,
+            actor=actor,
+            origin=origin or Origin(),
+            occurred_at=now,
+            note=None,
+            evidence={},
+            version=1,
+        ),
+        shared_state=_state_values(Status.OPTED_OUT, False, source, actor, now, None, 1, None),
     )
-    updates = [
-        {"state_id": state.id}
-        | write.state(row, bool(state.carrier_block), state.version + 1, event_id)
-        for (row, state), event_id in zip(changed_rows, event_ids, strict=True)
-    ]
-    states_table = ConsentState.__table__
-    db.session.execute(
-        sa.update(states_table)
-        .where(states_table.c.id == sa.bindparam("state_id"))
-        .values({name: sa.bindparam(name) for name in updates[0] if name != "state_id"}),
-        updates,
-    )
-
-
-def _create_many(write: _BulkWrite, rows: list[BulkRow]) -> set[str]:
-    """Create the states of addresses not seen before, each with its first event (version 1).
-
-    Returns the addresses created. SQLite: the transaction holds the write lock, so all are;
-    the event ids are the next rowids, and both inserts go through the driver's executemany
-    (values converted once by the columns' own types). PostgreSQL: event ids are taken from the
-    sequence first, in the caller's order; then one statement inserts the states (ON CONFLICT
-    DO NOTHING) and the events of the rows that went in; its foreign keys are checked at the
-    end of the statement.
-    """
-    if is_sqlite():
-        return _create_many_sqlite(write, rows)
-    return _create_many_postgresql(write, rows)
-
-
-def _sqlite_insert_many(
-    cursor, table: sa.Table, shared: dict, varying: tuple[str, ...], rows: Iterable[tuple]
-) -> None:
-    """sqlite3's executemany of INSERTs: the `shared` values, converted once, then each
-    row's `varying` values, each converted by its column's own type (what SQLAlchemy would
-    send, without its per-row bookkeeping)."""
-    dialect = db.session.get_bind().dialect
-
-    def processor(name: str):
-        return table.c[name].type.dialect_impl(dialect).bind_processor(dialect)
-
-    fixed = tuple(
-        convert(value) if (convert := processor(name)) else value for name, value in shared.items()
-    )
-    converters = [(i, convert) for i, name in enumerate(varying) if (convert := processor(name))]
-
-    def driver_row(values: tuple) -> tuple:
-        if converters:
-            values = list(values)
-            for i, convert in converters:
-                values[i] = convert(values[i])
-        return fixed + tuple(values)
-
-    names = (*shared, *varying)
-    sql = f"INSERT INTO {table.name} ({', '.join(names)}) VALUES ({', '.join('?' * len(names))})"  # noqa: S608
-    cursor.executemany(sql, map(driver_row, rows))
-
-
-def _create_many_sqlite(write: _BulkWrite, rows: list[BulkRow]) -> set[str]:
-    cursor = db.session.connection().connection.driver_connection.cursor()
-    try:
-        # Under the write lock (begin_write): nobody else can take these rowids meanwhile.
-        (first_id,) = cursor.execute(
-            "SELECT coalesce(max(id), 0) + 1 FROM consent_events"
-        ).fetchone()
-        # Event ids in the caller's (the file's) order; rows written in address order, so
-        # each index is filled page by page rather than at a thousand random places.
-        numbered = sorted(enumerate(rows, start=first_id), key=lambda pair: pair[1].address)
-        shared_event = write.event(rows[0], None, False, 1)
-        for name in ("address", "note", "evidence"):
-            del shared_event[name]
-        _sqlite_insert_many(
-            cursor,
-            ConsentEvent.__table__,
-            shared_event,
-            ("id", "address", "note", "evidence"),
-            ((event_id, row.address, row.note, row.evidence) for event_id, row in numbered),
-        )
-        shared_state = write.state(rows[0], False, 1, 0)
-        del shared_state["note"], shared_state["last_event_id"]
-        _sqlite_insert_many(
-            cursor,
-            ConsentState.__table__,
-            {"organization_id": write.org_id, "channel": write.channel} | shared_state,
-            ("address", "sort_key", "digits", "note", "last_event_id"),
-            (
-                (row.address, *_sort_fields(write.channel, row.address), row.note, event_id)
-                for event_id, row in numbered
-            ),
-        )
-    finally:
-        cursor.close()
-    return {row.address for row in rows}
-
-
-# One statement per chunk: the states that are new (ON CONFLICT DO NOTHING skips any another
-# transaction created meanwhile), each with its event id, then those rows' events, both in
-# address order (each index filled page by page). The foreign key from a state to its event is
-# checked at the end of the statement, when both are in.
-_PG_CREATE = sa.text(
-    """
-    WITH input AS (
-        SELECT * FROM unnest(
-            CAST(:ids AS bigint[]), CAST(:addresses AS text[]), CAST(:sort_keys AS text[]),
-            CAST(:digits AS text[]), CAST(:notes AS text[]), CAST(:evidence AS text[])
-        ) AS t(id, address, sort_key, digits, note, evidence)
-    ), created AS (
-        INSERT INTO consent_states (
-            organization_id, channel, address, sort_key, digits, status, carrier_block, source,
-            changed_at, changed_by, changed_by_user_id, note, version, last_event_id
-        )
-        SELECT CAST(:org_id AS integer), CAST(:channel AS varchar), address, sort_key, digits,
-            'opted_out', false, CAST(:source AS varchar), CAST(:now AS timestamp),
-            CAST(:label AS varchar), CAST(:user_id AS integer), note, 1, id
-        FROM input
-        ORDER BY address
-        ON CONFLICT (organization_id, channel, address) DO NOTHING
-        RETURNING last_event_id
-    )
-    INSERT INTO consent_events (
-        id, organization_id, channel, address, kind, from_status, to_status, carrier_block,
-        source, actor, actor_user_id, actor_label, occurred_at, ip, user_agent, note, evidence,
-        state_version
-    )
-    SELECT input.id, CAST(:org_id AS integer), CAST(:channel AS varchar), input.address,
-        'change', NULL, 'opted_out', false, CAST(:source AS varchar), CAST(:actor AS varchar),
-        CAST(:user_id AS integer), CAST(:actor_label AS varchar), CAST(:now AS timestamp),
-        CAST(:ip AS varchar), CAST(:user_agent AS varchar), input.note,
-        CAST(input.evidence AS json), 1
-    FROM input JOIN created ON created.last_event_id = input.id
-    ORDER BY input.address
-    RETURNING address
-    """
-)
-_PG_EVENT_IDS = sa.text(
-    "SELECT nextval('consent_events_id_seq') FROM generate_series(1, :count) ORDER BY 1"
-)
-
-
-def _create_many_postgresql(write: _BulkWrite, rows: list[BulkRow]) -> set[str]:
-    # Event ids in the caller's (the file's) order; ids of rows another transaction created
-    # meanwhile are left unused.
-    ids = db.session.scalars(_PG_EVENT_IDS, {"count": len(rows)}).all()
-    sort_fields = [_sort_fields(write.channel, row.address) for row in rows]
-    event = write.event(rows[0], None, False, 1)
-    params = {
-        "ids": pg_array(ids),
-        "addresses": pg_array(row.address for row in rows),
-        "sort_keys": pg_array(sort_key for sort_key, _digits in sort_fields),
-        "digits": pg_array(digits for _sort_key, digits in sort_fields),
-        "notes": pg_array(row.note for row in rows),
-        "evidence": pg_array(json.dumps(row.evidence) for row in rows),
-        "org_id": write.org_id,
-        "channel": write.channel.value,
-        "source": write.source.value,
-        "now": write.now,
-        "label": write.label,
-        "user_id": write.actor.user_id,
-        "actor": event["actor"],
-        "actor_label": event["actor_label"],
-        "ip": event["ip"],
-        "user_agent": event["user_agent"],
-    }
-    return set(db.session.execute(_PG_CREATE, params).scalars())
-
-
-def _lock_many(org_id: int, channel: str, addresses: list[str]) -> dict[str, sa.Row]:
-    """The current (id, address, status, carrier_block, version) of these addresses, locked."""
-    table = ConsentState.__table__
-    columns = (table.c.id, table.c.address, table.c.status, table.c.carrier_block, table.c.version)
-    if is_sqlite():
-        stmt = sa.select(*columns).where(
-            org_is(table.c.organization_id, org_id),
-            table.c.channel == channel,
-            table.c.address.in_(addresses),
-        )
-    else:
-        # One index probe per listed address (a LATERAL subquery), whatever the statistics
-        # say: during a big import into an organization that had few rows, they are stale,
-        # and a plain join or "= ANY" then reads (and hashes) every row of the organization
-        # for every chunk, which grows with the import (850 rows/s at 100,000 rows).
-        from sqlalchemy.dialects.postgresql import ARRAY
-
-        wanted = (
-            sa.func.unnest(sa.bindparam("wanted", addresses, type_=ARRAY(sa.String)))
-            .table_valued("address")
-            .render_derived(name="wanted")
-        )
-        found = (
-            sa.select(*columns)
-            .where(
-                org_is(table.c.organization_id, org_id),
-                table.c.channel == channel,
-                table.c.address == wanted.c.address,
-            )
-            .with_for_update()
-            .lateral("found")
-        )
-        stmt = sa.select(*found.c).select_from(wanted).join(found, sa.true())
-    return {row.address: row for row in db.session.execute(stmt)}
+    return BulkOutcome(ledger_bulk.opt_out_rows(write, rows))
 
 
 def record_staff_entries(
@@ -914,22 +671,40 @@ def record_staff_entries(
     `record_staff_entry`, in a few statements per call. Returns {number: outcome code}.
 
     A number with no consent state gets its state (opted in, source staff_entry, version 1) and
-    its one event, as `change` would write them; such an opt-in calls for no message
-    (notifications.after_change queues none for a staff entry). Every other number, one that
-    has a state already (a choice to keep, a cleared bounce) or that another transaction
-    created meanwhile, goes through `record_staff_entry` itself.
+    its one event, as `change` would write them; such an opt-in calls for no message. Every
+    other number (one with a state already, or one another transaction created meanwhile)
+    goes through `record_staff_entry` itself.
     """
     rows = list({row.address: row for row in rows}.values())
     if not rows:
         return {}
     if not org.staff_cell_starts_opted_in:
         return dict.fromkeys((row.address for row in rows), "staff_entry_off")
-    begin_write()
-    known = _lock_many(org.id, Channel.TEXT, [row.address for row in rows])
-    result = {}
-    new_rows = [row for row in rows if row.address not in known]
-    if new_rows:
-        result.update(dict.fromkeys(_create_staff_entries(org, new_rows, actor, origin), "changed"))
+    now = utcnow()
+    write = ledger_bulk.BulkWrite(
+        org.id,
+        Channel.TEXT,
+        shared_event=_event_values(
+            org.id,
+            Channel.TEXT,
+            None,
+            kind="change",
+            from_status=None,
+            to_status=Status.OPTED_IN,
+            carrier_block=False,
+            source=Source.STAFF_ENTRY,
+            actor=actor,
+            origin=origin or Origin(),
+            occurred_at=now,
+            note=None,
+            evidence={},
+            version=1,
+        ),
+        shared_state=_state_values(
+            Status.OPTED_IN, False, Source.STAFF_ENTRY, actor, now, None, 1, None
+        ),
+    )
+    result = dict.fromkeys(ledger_bulk.create_new_states(write, rows), "changed")
     for row in rows:
         if row.address not in result:
             outcome = record_staff_entry(
@@ -937,89 +712,3 @@ def record_staff_entries(
             )
             result[row.address] = outcome.code
     return result
-
-
-def _create_staff_entries(org, rows: list[BulkRow], actor: Actor, origin: Origin | None):
-    """States (ON CONFLICT DO NOTHING: a number created meanwhile is left to the caller), then
-    the events of those created, then each state's last event. Returns the numbers created."""
-    from sqlalchemy.dialects import postgresql, sqlite
-
-    origin = origin or Origin()
-    now = utcnow()
-    label = actor.label[:200] or actor.key
-    states_table, events_table = ConsentState.__table__, ConsentEvent.__table__
-    insert = (sqlite.insert if is_sqlite() else postgresql.insert)(states_table)
-    created = db.session.execute(
-        insert.on_conflict_do_nothing(
-            index_elements=["organization_id", "channel", "address"]
-        ).returning(states_table.c.id, states_table.c.address),
-        [
-            {
-                "organization_id": org.id,
-                "channel": Channel.TEXT,
-                "address": row.address,
-                "sort_key": sort_key,
-                "digits": digits,
-                "status": Status.OPTED_IN,
-                "carrier_block": False,
-                "source": Source.STAFF_ENTRY,
-                "changed_at": now,
-                "changed_by": label,
-                "changed_by_user_id": actor.user_id,
-                "note": row.note,
-                "version": 1,
-            }
-            for row in sorted(rows, key=lambda r: r.address)
-            for sort_key, digits in [_sort_fields(Channel.TEXT, row.address)]
-        ],
-    ).all()
-    state_ids = {address: state_id for state_id, address in created}
-    if not state_ids:
-        return set()
-    events = db.session.execute(
-        sa.insert(events_table).returning(events_table.c.id, events_table.c.address),
-        [
-            {
-                "organization_id": org.id,
-                "channel": Channel.TEXT,
-                "address": row.address,
-                "kind": "change",
-                "from_status": None,
-                "to_status": Status.OPTED_IN,
-                "carrier_block": False,
-                "source": Source.STAFF_ENTRY,
-                "actor": actor.key,
-                "actor_user_id": actor.user_id,
-                "actor_label": actor.label[:200],
-                "occurred_at": now,
-                "ip": origin.ip,
-                "user_agent": (origin.user_agent or "")[:500] or None,
-                "note": row.note,
-                "evidence": row.evidence,
-                "state_version": 1,
-            }
-            for row in rows
-            if row.address in state_ids
-        ],
-    ).all()
-    pairs = [(state_ids[address], event_id) for event_id, address in events]
-    if is_sqlite():
-        db.session.execute(
-            sa.update(states_table)
-            .where(states_table.c.id == sa.bindparam("state_id"))
-            .values(last_event_id=sa.bindparam("event_id")),
-            [{"state_id": state_id, "event_id": event_id} for state_id, event_id in pairs],
-        )
-    else:  # one statement, not one round of the pipeline per row
-        db.session.execute(
-            sa.text(
-                "UPDATE consent_states SET last_event_id = v.event_id FROM unnest("
-                "CAST(:state_ids AS integer[]), CAST(:event_ids AS integer[])) AS v(state_id, "
-                "event_id) WHERE consent_states.id = v.state_id"
-            ),
-            {
-                "state_ids": pg_array(p[0] for p in pairs),
-                "event_ids": pg_array(p[1] for p in pairs),
-            },
-        )
-    return set(state_ids)

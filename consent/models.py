@@ -93,7 +93,7 @@ class Organization(db.Model):
         server_default="up to 10 messages a month",
     )
     default_region: Mapped[str] = mapped_column(sa.String(2), default="US", server_default="US")
-    # The rules of DESIGN.md, one column each, with their defaults.
+    # The rules of docs/rules.md ("Organization settings"), one column each, with their defaults.
     text_requires_consent: Mapped[bool] = mapped_column(default=True, server_default=sa.true())
     stop_blocks_voice: Mapped[bool] = mapped_column(default=False, server_default=sa.false())
     start_opts_in: Mapped[bool] = mapped_column(default=True, server_default=sa.true())
@@ -240,7 +240,7 @@ def _owner_indexes(table: str) -> tuple[sa.Index, ...]:
     """An address belongs to a contact or to a student, so each owner column is mostly NULL
     in one of the two tables (no student has an email in many districts). Full indexes then
     tell SQLite's planner, after ANALYZE, that a student id matches every row (they count
-    the NULLs), and it scans the table instead (11 ms per account page at 200,000 emails).
+    the NULLs), and it scans the table instead (the account pages slow down with the table).
     Indexes of the non-NULL rows only hold what a lookup by owner can find."""
     return tuple(
         sa.Index(

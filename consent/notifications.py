@@ -12,6 +12,7 @@ from flask_babel import force_locale
 
 from consent import outbox, tokens
 from consent.addresses import format_phone
+from consent.database import org_is
 from consent.extensions import db
 from consent.models import (
     Channel,
@@ -27,35 +28,19 @@ from consent.models import (
     Student,
     utcnow,
 )
+from consent.words import channel_words, shown_address, source_words
 
-SOURCE_WORDS = {
-    Source.ENROLLMENT: "the enrollment form",
-    Source.PORTAL: "the parent portal",
-    Source.ADMIN: "an admin",
-    Source.IMPORT: "an imported list",
-    Source.SMS_KEYWORD: "a text reply",
-    Source.SMS_REPLY: "a text reply",
-    Source.CARRIER: "the mobile carrier",
-    Source.EMAIL_LINK: "a link in an email",
-    Source.ONE_CLICK: "one-click unsubscribe",
-    Source.STAFF_ENTRY: "staff entry",
-    Source.BOUNCE: "a delivery failure",
-}
-
-
-def org_words(value: str) -> str:
-    """An organization's own words (what texts are about, how often) in the current language
-    when they are the defaults we ship; the organization's wording as it is otherwise."""
-    from flask_babel import gettext as _
-
-    known = {
-        "school closures, attendance, emergencies and events": lambda: _(
-            "school closures, attendance, emergencies and events"
-        ),
-        "up to 10 messages a month": lambda: _("up to 10 messages a month"),
+# Sources whose opt-outs the organization hears about by email (docs/rules.md).
+NOTIFY_ORG_SOURCES = frozenset(
+    {
+        Source.PORTAL,
+        Source.SMS_KEYWORD,
+        Source.SMS_REPLY,
+        Source.CARRIER,
+        Source.EMAIL_LINK,
+        Source.ONE_CLICK,
     }
-    words = known.get((value or "").strip())
-    return words() if words else value
+)
 
 
 def base_url() -> str:
@@ -67,10 +52,6 @@ def base_url() -> str:
 
 def link(path: str) -> str:
     return base_url() + path
-
-
-def shown_address(channel: str, address: str) -> str:
-    return address if channel == Channel.EMAIL else format_phone(address)
 
 
 # How an email can be tied to its person, not merely to whoever reads the mailbox: the district's
@@ -105,6 +86,19 @@ def language_for(channel: str, address: str, org_id: int) -> str:
         if getattr(person, "language", None):
             return person.language
     return "en"
+
+
+def _state_version(org_id: int, channel: str, address: str) -> int:
+    """The version of the address's consent state (0 before any choice): signed links carry
+    it, so a link stops working once the choice it was sent for has moved on."""
+    version = db.session.scalar(
+        sa.select(ConsentState.version).where(
+            org_is(ConsentState.organization_id, org_id),
+            ConsentState.channel == channel,
+            ConsentState.address == address,
+        )
+    )
+    return version or 0
 
 
 def covered_cells(org_id: int, email: str) -> dict[str, list[str]]:
@@ -142,10 +136,7 @@ def preferences_digest(org_id: int, email: str) -> str:
 def preferences_token(org: Organization, email: str, version: int | None = None) -> str:
     """A signed preferences link for an email address, for the choices as they are now."""
     if version is None:
-        from consent.ledger import current
-
-        state = current(org, Channel.EMAIL, email)
-        version = state.version if state else 0
+        version = _state_version(org.id, Channel.EMAIL, email)
     return tokens.make(
         "preferences", org.id, "email", email, version, d=preferences_digest(org.id, email)
     )
@@ -153,10 +144,7 @@ def preferences_token(org: Organization, email: str, version: int | None = None)
 
 def email_headers(org: Organization, to: str) -> tuple[dict, str, str]:
     """List-Unsubscribe headers (RFC 8058) and the footer links for an email to `to`."""
-    from consent.ledger import current
-
-    state = current(org, Channel.EMAIL, to)
-    version = state.version if state else 0
+    version = _state_version(org.id, Channel.EMAIL, to)
     unsubscribe = link("/unsubscribe/" + tokens.make("unsubscribe", org.id, "email", to, version))
     preferences = link("/preferences/" + preferences_token(org, to, version))
     headers = {
@@ -269,8 +257,6 @@ def after_change(
 ) -> list:
     """Queue what a change calls for: the recipient's one confirmation, the organization's
     notice. SMS keyword replies are answered in the webhook's own reply, not here."""
-    from consent.ledger import NOTIFY_ORG_SOURCES
-
     messages = []
     channel, address, source = state.channel, state.address, event.source
     language = language_for(channel, address, org.id)
@@ -307,7 +293,7 @@ def after_change(
                     key=f"optout:{org.id}:{channel}:{address}:{event.state_version}",
                     language=language,
                     event_id=event.id,
-                    channel_words=_channel_words(channel),
+                    channel_words=channel_words(channel),
                 )
             )
         if confirm and channel == Channel.VOICE and source != Source.IMPORT:
@@ -331,7 +317,7 @@ def after_change(
                         key=f"optout:{org.id}:{channel}:{address}:{event.state_version}",
                         language=language,
                         event_id=event.id,
-                        shown=shown_address(channel, address),
+                        shown=shown_address(address),
                     )
                 )
     elif confirm and event.to_status == Status.OPTED_IN and channel == Channel.TEXT:
@@ -366,9 +352,9 @@ def after_change(
                 event_id=event.id,
                 event=event,
                 who=", ".join(p.name for p in people) or "Someone not on record",
-                shown=shown_address(channel, address),
-                channel_words=_channel_words(channel),
-                how=SOURCE_WORDS.get(source, source),
+                shown=shown_address(address),
+                channel_words=channel_words(channel),
+                how=source_words(source),
                 opted_out=event.to_status == Status.OPTED_OUT,
             )
         )
@@ -390,23 +376,22 @@ def _emails_of(channel: str, address: str, org_id: int) -> list[str]:
     return emails
 
 
-def _channel_words(channel: str):
-    """The channel in words, translated when rendered (inside the recipient's language)."""
-    from flask_babel import lazy_gettext as _
-
-    return {
-        Channel.TEXT: _("text messages"),
-        Channel.VOICE: _("calls"),
-        Channel.EMAIL: _("email"),
-    }[Channel(channel)]
-
-
 @dataclass(frozen=True)
 class Destination:
     """Where a confirmation may go: a text to a number, or an email."""
 
     channel: Channel  # TEXT or EMAIL
     to: str
+
+
+def _state(org_id: int, channel: str, address: str) -> ConsentState | None:
+    return db.session.scalars(
+        sa.select(ConsentState).where(
+            org_is(ConsentState.organization_id, org_id),
+            ConsentState.channel == channel,
+            ConsentState.address == address,
+        )
+    ).one_or_none()
 
 
 def _may_receive(state: ConsentState | None) -> bool:
@@ -420,16 +405,14 @@ def confirmation_destinations(org: Organization, channel: str, address: str) -> 
     get texts), then the emails on the records of the people who have the number, except
     those opted out of email or bounced. Never any other address.
     """
-    from consent.ledger import current
-
     channel = Channel(channel)
     if channel == Channel.EMAIL:
         return [Destination(Channel.EMAIL, address)]
     found = []
-    if channel == Channel.TEXT or _may_receive(current(org, Channel.TEXT, address)):
+    if channel == Channel.TEXT or _may_receive(_state(org.id, Channel.TEXT, address)):
         found.append(Destination(Channel.TEXT, address))
     for email in _emails_of(channel, address, org.id):
-        if _may_receive(current(org, Channel.EMAIL, email)):
+        if _may_receive(_state(org.id, Channel.EMAIL, email)):
             found.append(Destination(Channel.EMAIL, email))
     return found
 
@@ -452,8 +435,8 @@ def confirmation_request(
     day = utcnow().date().isoformat()  # UTC, as the outbox's created_at
     context = dict(
         confirm_url=url,
-        shown=shown_address(channel, address),
-        channel_words=_channel_words(channel),
+        shown=shown_address(address),
+        channel_words=channel_words(channel),
     )
     event_id = event.id if event else None
     if channel == Channel.EMAIL or send_to:

@@ -1,6 +1,7 @@
-"""The opt-out list: its search, who an address belongs to, and its exports (CSV and XLSX).
+"""The opt-out list: its search, who an address belongs to, Add Opt-Out, and its exports
+(CSV and XLSX).
 
-Read-only: nothing here changes consent. The list is one status (opted out, or bounced) in
+Add Opt-Out changes consent only through the ledger; everything else here reads. The list is one status (opted out, or bounced) in
 address order per channel, using the `ix_consent_states_list` index; searches use the
 `digits` index (phones) or the address (emails).
 
@@ -16,13 +17,17 @@ from __future__ import annotations
 import re
 from collections import defaultdict
 from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
 
 import sqlalchemy as sa
+from flask_babel import gettext as _
 
-from consent.addresses import AddressError, format_phone, normalize_phone
+from consent import ledger
+from consent.addresses import AddressError, normalize_any, normalize_phone
 from consent.export import csv_chunks, write_xlsx
 from consent.export import when as _when
 from consent.extensions import db
+from consent.imports import CHANNEL_CHOICES, channels_for
 from consent.models import (
     Channel,
     ConsentState,
@@ -31,18 +36,12 @@ from consent.models import (
     Family,
     Organization,
     Phone,
+    Source,
     Status,
     Student,
 )
-from consent.notifications import SOURCE_WORDS
+from consent.words import CHANNEL_LABELS, SOURCE_WORDS, STATUS_WORDS, channel_words, shown_address
 
-CHANNEL_WORDS = {Channel.TEXT: "Text", Channel.VOICE: "Voice", Channel.EMAIL: "Email"}
-STATUS_WORDS = {
-    Status.OPTED_OUT: "Opted out",
-    Status.BOUNCED: "Bounced",
-    Status.OPTED_IN: "Opted in",
-    Status.UNKNOWN: "No choice",
-}
 LIST_HEADER = [
     "Address",
     "Channel",
@@ -190,7 +189,70 @@ def kind_of(channel: str) -> str:
 
 def shown(state: ConsentState) -> str:
     """The address the way staff read it."""
-    return state.address if state.channel == Channel.EMAIL else format_phone(state.address)
+    return shown_address(state.address)
+
+
+# --- Add Opt-Out ----------------------------------------------------------------------------
+
+
+@dataclass
+class AddedOptOut:
+    """What Add Opt-Out did. Refused: `error` says why, for the form field `field_name`
+    ("address" or "channel") or, from the ledger, for the page. Done: the sentences to show, with their kind
+    ("success" or "info")."""
+
+    ok: bool
+    error: str | None = None
+    field_name: str | None = None
+    messages: list[tuple[str, str]] = field(default_factory=list)
+
+
+def add_opt_out(
+    org: Organization,
+    typed: str,
+    choice: str,
+    *,
+    actor: ledger.Actor,
+    note: str | None = None,
+    origin: ledger.Origin | None = None,
+) -> AddedOptOut:
+    """Opt a typed address out of the chosen channels ("text", "voice", "email", or "all": each
+    channel that fits the address), one ledger change per channel. Flushes; the caller commits,
+    or rolls back when refused."""
+    try:
+        kind, address = normalize_any(typed)
+    except AddressError as exc:
+        why = _("This is not a phone number or email address: %(why)s.", why=exc.why)
+        return AddedOptOut(False, why, "address")
+    channels = channels_for(kind, choice) if choice in CHANNEL_CHOICES else ()
+    if not channels:
+        if kind == "email":
+            why = _("An email address can only be opted out of email.")
+        else:
+            why = _("A phone number can be opted out of text messages or calls, not email.")
+        return AddedOptOut(False, why, "channel")
+    note = (note or "").strip() or None
+    changed, already = [], []
+    for channel in channels:
+        outcome = ledger.opt_out(
+            org, channel, address, source=Source.ADMIN, actor=actor, note=note, origin=origin
+        )
+        if outcome.refused:
+            return AddedOptOut(False, outcome.reason)
+        (changed if outcome.changed else already).append(str(channel_words(channel)))
+    shown = shown_address(address)
+    done = AddedOptOut(True)
+    if changed:
+        what = " and ".join(changed)
+        done.messages.append(
+            (_("%(who)s is now opted out of %(what)s.", who=shown, what=what), "success")
+        )
+    if already:
+        what = " and ".join(already)
+        done.messages.append(
+            (_("%(who)s was already opted out of %(what)s.", who=shown, what=what), "info")
+        )
+    return done
 
 
 # --- exports ------------------------------------------------------------------------------
@@ -215,7 +277,7 @@ def _list_chunk(states: list[ConsentState], site_id: int | None) -> Iterator[lis
     for state in states:
         yield [
             state.address,
-            CHANNEL_WORDS[state.channel],
+            CHANNEL_LABELS[state.channel],
             STATUS_WORDS[state.status],
             "Yes" if state.carrier_block else "No",
             SOURCE_WORDS.get(state.source, state.source),
@@ -269,12 +331,12 @@ def people_rows(org: Organization, site_id: int | None = None) -> Iterator[list[
     current: list | None = None
     for phone, contact, student, channel, changed_at in db.session.execute(stmt):
         if current is not None and current[0] == phone.id:
-            current[2].append(CHANNEL_WORDS[channel])
+            current[2].append(CHANNEL_LABELS[channel])
             current[3] = max(current[3], changed_at)
             continue
         if current is not None:
             yield _person_row(*current)
-        current = [phone.id, (phone, contact, student), [CHANNEL_WORDS[channel]], changed_at]
+        current = [phone.id, (phone, contact, student), [CHANNEL_LABELS[channel]], changed_at]
     if current is not None:
         yield _person_row(*current)
 

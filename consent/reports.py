@@ -1,4 +1,4 @@
-"""The reports of seed 002 and the admin dashboard's counts. Read-only.
+"""The admin's reports and its dashboard's counts. Read-only.
 
 - Students with Parent 1-4's primary phone and its text status, by site and enrollment status:
   a page costs a fixed number of queries (students, their families' contacts and phones, the
@@ -204,7 +204,7 @@ def parents_report(org_id: int, status: Status, page: int = 1, per_page: int = P
 
 
 def parents_report_rows(org_id: int, status: Status) -> Iterator[list[str]]:
-    """The parents report for export (seed 002: parent ID, name, number and type), header first."""
+    """The parents report for export (parent ID, name, number and type), header first."""
     yield ["Parent ID", "Parent", "Family", "Phone", "Type", "Text status", "Since (UTC)", "Source"]
     stmt = parents_statement(org_id, status).execution_options(yield_per=EXPORT_CHUNK)
     for contact, phone, state in db.session.execute(stmt):

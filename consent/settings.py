@@ -1,5 +1,5 @@
 """The organization's settings: its texting number, notification address, the words of its
-messages, and the rules of DESIGN.md. Changing them is not a consent change; each change is
+messages, and its rules (docs/rules.md "Organization settings"). Changing them is not a consent change; each change is
 audited (consent.audit)."""
 
 from __future__ import annotations

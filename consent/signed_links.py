@@ -27,6 +27,7 @@ from consent.models import (
     utcnow,
 )
 from consent.tokens import LinkClaim, TokenError
+from consent.words import channel_words, shown_address
 
 # A person can ask to opt back in only from these states: the public page opts no one in
 # who never chose (that would let anyone text any number a link).
@@ -52,11 +53,11 @@ class Link:
 
     @property
     def shown(self) -> str:
-        return notifications.shown_address(self.channel, self.address)
+        return shown_address(self.address)
 
     @property
     def channel_words(self) -> str:
-        return channel_words(self.channel)
+        return str(channel_words(self.channel))
 
     @property
     def texting_number(self) -> str:
@@ -95,14 +96,6 @@ def _recipient(link: Link) -> Actor:
 
 
 # --- confirm: opt back in -------------------------------------------------------------------
-
-
-def channel_words(channel: str) -> str:
-    return {
-        Channel.TEXT: _("text messages"),
-        Channel.VOICE: _("calls"),
-        Channel.EMAIL: _("email"),
-    }[Channel(channel)]
 
 
 def confirm_words(link: Link) -> str:
@@ -198,7 +191,7 @@ def cell_numbers(link: Link) -> list[CellNumber]:
         numbers.append(
             CellNumber(
                 number=number,
-                shown=format_phone(number),
+                shown=shown_address(number),
                 owners=owners,
                 status=state.status if state else None,
                 carrier_block=bool(state and state.carrier_block),

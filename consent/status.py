@@ -11,24 +11,22 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 
 import sqlalchemy as sa
-from flask_babel import lazy_gettext as _l
 
-from consent.addresses import format_phone
 from consent.extensions import db
 from consent.models import Channel, ConsentState, Contact, Status, Student
+from consent.words import channel_name, shown_address, status_label
 
 PHONE_CHANNELS = (Channel.TEXT, Channel.VOICE)
 EMAIL_CHANNELS = (Channel.EMAIL,)
 
 # key -> (words, css class); the css classes are those of static/css/site.css.
 SHOWN = {
-    "opted_in": (_l("Opted in"), "status-opted_in"),
-    "opted_out": (_l("Opted out"), "status-opted_out"),
-    "blocked": (_l("Blocked by STOP reply"), "status-blocked"),
-    "bounced": (_l("Bounced"), "status-bounced"),
-    "unknown": (_l("No choice yet"), "status-unknown"),
+    "opted_in": (status_label(Status.OPTED_IN), "status-opted_in"),
+    "opted_out": (status_label(Status.OPTED_OUT), "status-opted_out"),
+    "blocked": (status_label(Status.OPTED_OUT, carrier_block=True), "status-blocked"),
+    "bounced": (status_label(Status.BOUNCED), "status-bounced"),
+    "unknown": (status_label(None), "status-unknown"),
 }
-CHANNEL_NAMES = {Channel.TEXT: _l("Texts"), Channel.VOICE: _l("Calls"), Channel.EMAIL: _l("Email")}
 
 
 @dataclass(frozen=True)
@@ -53,7 +51,7 @@ class Shown:
 
     @property
     def channel_name(self) -> str:
-        return str(CHANNEL_NAMES[self.channel])
+        return str(channel_name(self.channel))
 
     @property
     def carrier_block(self) -> bool:
@@ -61,7 +59,7 @@ class Shown:
 
     @property
     def is_on(self) -> bool:
-        """Whether the staff toggle reads "on" (seed 001's Text Opt-In, seed 004's SMS On)."""
+        """Whether the staff toggle reads "on" (opted in; anything else is "off")."""
         return self.key == "opted_in"
 
 
@@ -144,7 +142,7 @@ def address_rows(person: Contact | Student, book: StatusBook) -> list[AddressRow
         AddressRow(
             phone.kind.value,
             phone.number,
-            format_phone(phone.number),
+            shown_address(phone.number),
             tuple(book.shown(channel, phone.number) for channel in PHONE_CHANNELS),
         )
         for phone in person.phones

@@ -22,11 +22,11 @@ from flask_login import current_user, login_required
 
 from consent import profile, verification
 from consent.addresses import format_phone
-from consent.app import current_organization
 from consent.extensions import db, limiter
-from consent.ledger import Origin
 from consent.models import Student
+from consent.tenant import current_organization
 from consent.tokens import TokenError
+from consent.web import request_origin
 from portal import choices
 from portal.account_forms import (
     ButtonForm,
@@ -70,7 +70,7 @@ def _person_page(person, template: str, **context):
                 form.target.data,
                 form.channel.data,
                 form.allow.data == "on",
-                Origin(request.remote_addr, request.headers.get("User-Agent")),
+                request_origin(),
             )
         except choices.NotFound:
             abort(404)

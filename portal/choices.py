@@ -31,7 +31,7 @@ from consent.models import (
     Student,
     User,
 )
-from consent.notifications import org_words
+from consent.words import carrier_block_words, org_words, shown_address, status_label
 
 
 def text_disclosure(org: Organization) -> str:
@@ -43,14 +43,6 @@ def text_disclosure(org: Organization) -> str:
         number=format_phone(org.texting_number),
         about=org_words(org.texts_about),
         often=org_words(org.message_frequency),
-    )
-
-
-def carrier_block_words(org: Organization) -> str:
-    """What the portal says beside a number that replied STOP."""
-    return _(
-        "You replied STOP to our texts. To get them again, text START to %(number)s.",
-        number=format_phone(org.texting_number),
     )
 
 
@@ -71,16 +63,16 @@ def kind_words(kind: str) -> str:
 def status_words(channel: str, state: ConsentState | None) -> tuple[str, str]:
     """(css status key, words) for an address: the status in words as well as colour."""
     if state is not None and state.carrier_block:
-        return "blocked", _("Blocked by STOP reply")
+        return "blocked", str(status_label(state.status, carrier_block=True))
     status = state.status if state is not None else Status.UNKNOWN
     if status == Status.BOUNCED:
-        return "bounced", _("Bounced")
+        return "bounced", str(status_label(status))
     if status == Status.UNKNOWN:
         if channel == Channel.VOICE:
             return "unknown", _("No choice yet: calls allowed")
         if channel == Channel.EMAIL:
             return "unknown", _("No choice yet: email allowed")
-        return "unknown", _("No choice yet")
+        return "unknown", str(status_label(status))
     on = status == Status.OPTED_IN
     words = {
         Channel.TEXT: (_("Texts allowed"), _("Texts off")),
@@ -290,7 +282,7 @@ def set_choice(
     not_proven = verification.unverified_reason(person, target)
     if not_proven:  # only the address's owner may speak for it: proven first
         return Result(False, not_proven)
-    shown = address if channel == Channel.EMAIL else format_phone(address)
+    shown = shown_address(address)
     actor = Actor.for_user(user)
     evidence = {"page": "account", "person": person.name, "control": toggle_label(channel)}
     if not allow:

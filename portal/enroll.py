@@ -8,9 +8,9 @@ from flask_babel import get_locale
 from flask_babel import gettext as _
 
 from consent.addresses import format_phone
-from consent.app import current_organization
 from consent.extensions import db, limiter
-from consent.ledger import Origin
+from consent.tenant import current_organization
+from consent.web import request_origin
 from portal import choices
 from portal.enroll_forms import NO, YES, EnrollForm, collect
 from portal.enrollment import EnrollmentRefused
@@ -41,7 +41,7 @@ def enroll():
                         YES: _("Yes, send me text messages"),
                         NO: _("No, do not send me text messages"),
                     },
-                    origin=Origin(request.remote_addr, request.headers.get("User-Agent")),
+                    origin=request_origin(),
                 )
             except EnrollmentRefused as refusal:
                 db.session.rollback()

@@ -9,10 +9,10 @@ from flask_babel import gettext as _
 
 from consent import signed_links
 from consent.addresses import format_phone
-from consent.app import current_organization
 from consent.extensions import csrf, db, limiter
-from consent.ledger import Origin
+from consent.tenant import current_organization
 from consent.tokens import TokenError
+from consent.web import request_origin
 from portal.links_forms import ButtonForm, OptBackInForm, PreferencesForm
 
 bp = Blueprint("links", __name__)
@@ -22,10 +22,6 @@ LINK_LIMIT = "30 per minute; 300 per hour"
 # Big mail providers send RFC 8058 POSTs for many people from few addresses.
 ONE_CLICK_LIMIT = "300 per minute"
 ONE_CLICK_BODY = "List-Unsubscribe=One-Click"
-
-
-def _origin() -> Origin:
-    return Origin(ip=request.remote_addr, user_agent=request.user_agent.string or None)
 
 
 def _bad_link(error: TokenError, purpose: str):
@@ -64,7 +60,7 @@ def opt_back_in():
             org,
             form.channel.data,
             form.normalized,
-            origin=_origin(),
+            origin=request_origin(),
             language=str(get_locale() or "en"),
         )
         db.session.commit()
@@ -96,7 +92,7 @@ def confirm(token: str):
     blocker = signed_links.confirm_blocker(link)
     form = ButtonForm()
     if blocker is None and form.validate_on_submit():
-        outcome = signed_links.confirm(link, words=words, origin=_origin())
+        outcome = signed_links.confirm(link, words=words, origin=request_origin())
         if outcome.ok:
             db.session.commit()
             return render_template("portal/links/confirmed.html", link=link)
@@ -121,7 +117,7 @@ def preferences(token: str):
     form = PreferencesForm()
     if numbers and form.validate_on_submit():
         wants = bool(form.yes.data)
-        result = signed_links.set_text_preference(link, wants_texts=wants, origin=_origin())
+        result = signed_links.set_text_preference(link, wants_texts=wants, origin=request_origin())
         db.session.commit()
         for shown, reason in result.refused:
             flash(_("%(number)s: %(reason)s", number=shown, reason=reason), "error")
@@ -166,12 +162,12 @@ def unsubscribe(token: str):
     except TokenError as error:
         return _bad_link(error, "unsubscribe")
     if _is_one_click():
-        signed_links.unsubscribe(link, one_click=True, origin=_origin())
+        signed_links.unsubscribe(link, one_click=True, origin=request_origin())
         db.session.commit()
         return render_template("portal/links/unsubscribed.html", link=link, one_click=True)
     form = ButtonForm()  # the page's button: CSRF-checked by the form itself
     if form.validate_on_submit():
-        signed_links.unsubscribe(link, one_click=False, origin=_origin())
+        signed_links.unsubscribe(link, one_click=False, origin=request_origin())
         db.session.commit()
         return render_template("portal/links/unsubscribed.html", link=link, one_click=False)
     status = 400 if form.errors else 200

@@ -23,7 +23,7 @@ from markupsafe import escape
 
 from consent import create_app, ledger, notifications, tokens
 from consent.extensions import db, limiter
-from consent.importfile import ImportFileError, ImportRow, read_rows
+from consent.import_reader import ImportFileError, ImportRow, read_rows
 from consent.models import (
     Channel,
     ConsentEvent,

@@ -12,9 +12,9 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from openpyxl import Workbook
 
-from consent import importfile
+from consent import import_reader as importfile
 from consent.addresses import AddressError
-from consent.importfile import ImportFileError, ImportRow, read_rows, sniff_format
+from consent.import_reader import ImportFileError, ImportRow, read_rows, sniff_format
 
 
 def rows_of(data: bytes, filename: str = "list.csv", **kwargs) -> list[ImportRow]:

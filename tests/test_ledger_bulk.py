@@ -200,3 +200,19 @@ def test_two_imports_of_the_same_new_numbers_at_once(app):
     ).all()
     assert len(states) == len(numbers)
     assert {(s.status, s.version) for s in states} == {(Status.OPTED_OUT, 1)}
+
+
+@pytest.mark.parametrize(
+    ("source", "code"), [(Source.ADMIN, "admin_opt_out_off"), (Source.BOUNCE, "bad_source")]
+)
+def test_opt_out_many_returns_a_refusal_like_a_single_change(app, source, code):
+    """A refused bulk opt-out says why, as `change` does, and writes nothing."""
+    org = factories.make_org(admin_may_record_opt_out=False)
+    db.session.commit()
+    rows = [ledger.BulkRow("+12025550170", {"row": 2})]
+    single = ledger.opt_out(org, "text", "+12025550170", source=source, actor=ledger.Actor.system())
+    result = ledger.opt_out_many(org, "text", rows, source=source, actor=ledger.Actor.system())
+    assert result.refused and not single.ok
+    assert (result.code, result.reason) == (single.code, single.reason)
+    assert result == {}
+    assert ledger.current(org, "text", "+12025550170") is None

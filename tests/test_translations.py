@@ -13,7 +13,7 @@ from babel.messages.frontend import parse_mapping_cfg
 from babel.messages.pofile import read_po
 from babel.support import Translations
 
-from consent.app import compile_translations
+from consent.i18n import compile_translations
 
 ROOT = Path(__file__).resolve().parent.parent
 PO = ROOT / "translations" / "es" / "LC_MESSAGES" / "messages.po"

@@ -12,7 +12,8 @@ import pytest
 import sqlalchemy as sa
 from markupsafe import escape
 
-from consent import ledger, optout_import
+from consent import imports as optout_import
+from consent import ledger
 from consent.extensions import db
 from consent.ledger import Actor, Origin
 from consent.models import ConsentState, ImportBatch, Role, Source

@@ -1,6 +1,6 @@
 """The database part of an opt-out import: preview a file without writing, then import it.
 
-The file is read by consent.importfile (streamed, row by row). Phones go to text and/or voice,
+The file is read by consent/import_reader.py (streamed, row by row). Phones go to text and/or voice,
 emails to email; "all" means every channel that fits the address. The import writes through
 `ledger.opt_out_many` in chunks of CHUNK rows with a commit per chunk, so a 100,000-row
 file never holds one long transaction (on SQLite, another writer waits at most one chunk); an
@@ -20,8 +20,9 @@ import sqlalchemy as sa
 from consent import ledger
 from consent.database import begin_write, org_is
 from consent.extensions import db
-from consent.importfile import ImportFileError, ImportRow, read_rows
+from consent.import_reader import ImportFileError, ImportRow, read_rows
 from consent.models import Channel, ConsentState, ImportBatch, Organization, Source, Status
+from consent.words import CHANNEL_WORDS
 
 __all__ = [
     "CHANNEL_CHOICES",
@@ -34,9 +35,8 @@ __all__ = [
 ]
 
 CHANNEL_CHOICES = ("text", "voice", "email", "all")
-# Rows per transaction. Measured at a million opt-outs: 5,000 per chunk imported 1.4 times
-# faster than 1,000 on SQLite (fewer commits, index pages shared within a chunk), and a chunk
-# holds SQLite's write lock for about half a second.
+# Rows per transaction: big enough that commits and index pages are shared by many rows, small
+# enough that another writer on SQLite waits at most one chunk (bench/import_csv.py).
 CHUNK = 5_000
 REPORT_ROWS = 1_000  # rejected rows kept in the stored report (the counts are always complete)
 PREVIEW_GOOD_ROWS = (
@@ -69,7 +69,12 @@ def _mismatch(kind: str, choice: str) -> str:
 
 
 def _choice_words(choice: str) -> str:
-    return {"text": "text messages", "voice": "calls", "email": "email"}.get(choice, choice)
+    return CHANNEL_WORDS.get(choice, choice)
+
+
+class ImportRefused(Exception):
+    """The ledger refused the import's opt-outs (its reason is the message); the import stops
+    there, keeping the chunks already committed."""
 
 
 @dataclass
@@ -259,7 +264,7 @@ def import_file(
                 if on_row:
                     on_row(result)
             db.session.commit()
-    except ImportFileError as exc:
+    except (ImportFileError, ImportRefused) as exc:
         db.session.rollback()
         report.stopped = str(exc)
     begin_write()
@@ -288,12 +293,14 @@ def _import_chunk(org, chunk, choice, batch_id, filename, actor, note, origin) -
         )
         for channel in channels:
             per_channel[channel].append(bulk)
-    outcomes: dict[Channel, dict[str, str]] = {}
+    outcomes: dict[Channel, ledger.BulkOutcome] = {}
     for channel, bulk_rows in per_channel.items():
         if bulk_rows:
             outcomes[channel] = ledger.opt_out_many(
                 org, channel, bulk_rows, source=Source.IMPORT, actor=actor, origin=origin
             )
+            if outcomes[channel].refused:
+                raise ImportRefused(outcomes[channel].reason)
     results = []
     for row, (channels, reason) in zip(chunk, wanted, strict=True):
         if reason:

@@ -1,0 +1,96 @@
+"""Languages: which one a page is in, the catalogs compiled at start, and a parent's choice
+remembered on their contact."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from urllib.parse import urlencode
+
+from flask import Flask, g, has_request_context, request, session
+from flask_babel import Babel
+
+from consent.extensions import db
+
+LANGUAGES = ("en", "es")
+babel = Babel()
+
+
+def init_app(app: Flask, translations: Path) -> None:
+    """Compile the catalogs if needed and bind Babel (the request hook is `remember_language`)."""
+    compile_translations(translations, app.logger)
+    babel.init_app(
+        app,
+        locale_selector=select_language,
+        default_translation_directories=str(translations),
+    )
+
+
+def compile_translations(directory: Path, logger=None) -> None:
+    """Compile each .po into its .mo when the .mo is missing or older (an install without
+    `make`), so no deployment serves untranslated pages."""
+    from babel.messages.mofile import write_mo
+    from babel.messages.pofile import read_po
+
+    for po_path in directory.glob("*/LC_MESSAGES/*.po"):
+        mo_path = po_path.with_suffix(".mo")
+        try:
+            if mo_path.exists() and mo_path.stat().st_mtime >= po_path.stat().st_mtime:
+                continue
+            with po_path.open("rb") as po_file:
+                catalog = read_po(po_file, locale=po_path.parent.parent.name)
+            partial = mo_path.with_name(f"{mo_path.name}.{os.getpid()}.tmp")
+            with partial.open("wb") as mo_file:
+                write_mo(mo_file, catalog)
+            os.replace(partial, mo_path)
+        except OSError as error:  # a read-only install: say so, serve what there is
+            if logger is not None:
+                logger.warning("Could not compile %s: %s", po_path, error)
+
+
+def N_(message: str) -> str:
+    """Mark a message for the catalog; it is translated where it is shown."""
+    return message
+
+
+def switch_language_url(language: str) -> str:
+    """This page (path and query) in `language`."""
+    query = [(k, v) for k, v in request.args.items(multi=True) if k != "lang"]
+    return request.path + "?" + urlencode([*query, ("lang", language)])
+
+
+def select_language() -> str:
+    """The language: ?lang=, then the one chosen this session, then the person's, then the
+    browser's Accept-Language. Outside a request (CLI, workers): English."""
+    if not has_request_context():
+        return "en"
+    chosen = request.args.get("lang")
+    if chosen in LANGUAGES:
+        session["lang"] = chosen
+        return chosen
+    if session.get("lang") in LANGUAGES:
+        return session["lang"]
+    person_language = getattr(g, "person_language", None)
+    if person_language in LANGUAGES:
+        return person_language
+    return request.accept_languages.best_match(LANGUAGES) or "en"
+
+
+def remember_language() -> None:
+    """Before each request: a signed-in parent's contact language is the default, and one
+    chosen with ?lang= is remembered for the emails and texts sent to them."""
+    from flask_babel import refresh
+    from flask_login import current_user
+
+    refresh()  # a language cached by an earlier request in the same app context: gone
+    g.pop("person_language", None)
+    if request.endpoint in (None, "static") or not current_user.is_authenticated:
+        return
+    contact = current_user.contact if current_user.contact_id else None
+    if contact is None:
+        return
+    chosen = request.args.get("lang")
+    if request.method == "GET" and chosen in LANGUAGES and contact.language != chosen:
+        contact.language = chosen
+        db.session.commit()
+    g.person_language = contact.language

@@ -1,0 +1,92 @@
+"""What every request shares: the signed-in user, the write lock for posts, the language hook,
+template globals, security headers, and outbox delivery after the response."""
+
+from __future__ import annotations
+
+import sqlalchemy as sa
+from flask import Flask, current_app, request
+
+from consent import i18n, outbox
+from consent.database import begin_write_on_first_use
+from consent.extensions import db, login_manager
+from consent.ledger import Origin
+from consent.models import Contact, User
+from consent.tenant import current_organization
+from consent.words import org_words
+
+# Pages whose URL carries a signed token or a parent's data: never cached.
+NO_STORE_PREFIXES = ("/confirm/", "/preferences/", "/unsubscribe/", "/account")
+
+
+def init_app(app: Flask) -> None:
+    """Register the request hooks, in the order they run."""
+    login_manager.user_loader(load_user)
+    app.before_request(_write_lock_for_posts)
+    app.before_request(i18n.remember_language)
+    app.jinja_env.filters["org_words"] = org_words
+    app.context_processor(_template_globals)
+    app.after_request(_security_headers)
+    app.after_request(_deliver_outbox)
+
+
+def load_user(user_id: str):
+    """The signed-in user, with a parent's contact and family (every portal page needs them)."""
+    try:
+        return db.session.get(
+            User,
+            int(user_id),
+            options=[sa.orm.joinedload(User.contact).joinedload(Contact.family)],
+        )
+    except (TypeError, ValueError):
+        return None
+
+
+def _write_lock_for_posts():
+    # SQLite: a form post is a write unit, so its transaction is BEGIN IMMEDIATE.
+    view = current_app.view_functions.get(request.endpoint) if request.endpoint else None
+    if request.method in ("POST", "PUT", "PATCH", "DELETE") and not getattr(
+        view, "read_only", False
+    ):
+        begin_write_on_first_use()
+
+
+def _template_globals():
+    from flask_babel import get_locale
+
+    org = current_organization()
+    return {
+        "get_locale": get_locale,
+        "org_name": org.name if org else None,
+        "switch_language_url": i18n.switch_language_url,
+    }
+
+
+def _security_headers(response):
+    headers = response.headers
+    script = "'self' 'unsafe-inline'" if request.path.startswith("/admin") else "'self'"
+    headers.setdefault(
+        "Content-Security-Policy",
+        f"default-src 'self'; script-src {script}; style-src 'self' 'unsafe-inline'; "
+        "img-src 'self' data:; font-src 'self' data:; form-action 'self'; "
+        "frame-ancestors 'none'; base-uri 'self'; object-src 'none'",
+    )
+    headers.setdefault("X-Content-Type-Options", "nosniff")
+    headers.setdefault("X-Frame-Options", "DENY")
+    headers.setdefault("Referrer-Policy", "same-origin")
+    headers.setdefault("Permissions-Policy", "camera=(), microphone=(), geolocation=()")
+    if current_app.config.get("PRODUCTION"):
+        headers.setdefault("Strict-Transport-Security", "max-age=31536000; includeSubDomains")
+    if request.path.startswith(NO_STORE_PREFIXES):
+        headers.setdefault("Cache-Control", "no-store")
+    return response
+
+
+def _deliver_outbox(response):
+    outbox.deliver_pending()
+    return response
+
+
+def request_origin() -> Origin:
+    """Where this request came from (address and browser), kept on the event as evidence:
+    the one place a view turns the request into the ledger's Origin."""
+    return Origin(ip=request.remote_addr, user_agent=request.user_agent.string or None)
