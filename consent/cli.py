@@ -6,7 +6,7 @@ import time
 
 import click
 import sqlalchemy as sa
-from flask import Flask
+from flask import Flask, current_app
 from flask.cli import AppGroup
 
 from consent.extensions import db
@@ -14,6 +14,7 @@ from consent.extensions import db
 outbox_cli = AppGroup("outbox", help="Deliver queued email and texts.")
 users_cli = AppGroup("users", help="Manage admin users.")
 optouts_cli = AppGroup("optouts", help="Import and export the opt-out list.")
+roster_cli = AppGroup("roster", help="Load the district's people from its roster.")
 
 
 def register(app: Flask) -> None:
@@ -21,10 +22,10 @@ def register(app: Flask) -> None:
     app.cli.add_command(outbox_cli)
     app.cli.add_command(users_cli)
     app.cli.add_command(optouts_cli)
-    from consent import jobs, roster
+    app.cli.add_command(roster_cli)
+    from consent import jobs
 
     app.cli.add_command(jobs.jobs_cli)
-    roster.register_cli(app)
 
 
 @click.command("demo")
@@ -191,3 +192,43 @@ def _organization():
     if org is None:
         raise click.ClickException("No organization yet: run `flask --app run demo` first.")
     return org
+
+
+@roster_cli.command("import")
+@click.argument("path", type=click.Path(exists=True))
+@click.option("--dry-run", is_flag=True, help="Show what would happen; change nothing.")
+def roster_import(path: str, dry_run: bool):
+    """Import a OneRoster 1.1 CSV roster (a folder or a .zip with orgs.csv and users.csv).
+
+    Prints a per-row report and the totals; exits 1 when any row was rejected."""
+    from consent import ledger, roster
+
+    org = _organization()
+    words = roster.PREVIEW_WORDS if dry_run else roster.WORDS
+
+    def show(result: roster.RowResult) -> None:
+        reason = f": {result.reason}" if result.reason else ""
+        who = " ".join(x for x in (result.name, f"({result.sourced_id})") if x != "()")
+        click.echo(f"row {result.row}: {who}: {words[result.outcome]}{reason}")
+
+    def commit(_done, _report):
+        if dry_run:
+            db.session.rollback()
+        else:
+            db.session.commit()
+
+    try:
+        report = roster.import_path(
+            org,
+            path,
+            actor=ledger.Actor.system("command-line roster import"),
+            dry_run=dry_run,
+            on_row=show,
+            on_chunk=commit,
+            chunk=current_app.config.get("ROSTER_CHUNK", roster.CHUNK),
+        )
+    except roster.RosterFileError as exc:
+        raise click.ClickException(str(exc)) from None
+    click.echo(report.summary())
+    if report.rejected:
+        raise SystemExit(1)

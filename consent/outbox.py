@@ -27,7 +27,7 @@ from sqlalchemy.exc import IntegrityError
 
 from consent.database import begin_write, is_sqlite
 from consent.extensions import db, mail
-from consent.models import OutboxMessage, utcnow
+from consent.models import ConsentState, OutboxMessage, utcnow
 
 log = logging.getLogger(__name__)
 
@@ -259,9 +259,13 @@ def _suppression_reason(message: OutboxMessage) -> str | None:
 
     org = db.session.get(Organization, message.organization_id)
     if message.purpose in VERIFICATION_PURPOSES:
-        from consent.ledger import current
-
-        state = current(org, message.channel, message.to_address)
+        state = db.session.scalars(
+            sa.select(ConsentState).where(
+                ConsentState.organization_id == org.id,
+                ConsentState.channel == message.channel,
+                ConsentState.address == message.to_address,
+            )
+        ).one_or_none()
         if state is not None and (state.blocks_sending or state.carrier_block):
             return f"not sent: {state.status}"
         return None

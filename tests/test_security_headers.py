@@ -9,7 +9,7 @@ import sqlalchemy as sa
 from consent import config as config_module
 from consent import create_app, ledger, notifications, tokens
 from consent.extensions import db
-from consent.models import Channel, ConsentState, ImportBatch, Status
+from consent.models import Channel, ConsentState, ImportBatch, Job, Status
 from tests.conftest import Auth
 
 HEADERS = {
@@ -45,8 +45,12 @@ def argument_values(app, demo) -> dict[str, dict[str, object]]:
         batch = ImportBatch(organization_id=demo.org.id, filename="list.csv", channels="text")
         db.session.add(batch)
         db.session.commit()
+    job = Job(kind="roster_import", organization_id=demo.org.id, total=0)
+    db.session.add(job)
+    db.session.commit()
     csv = {"fmt": "csv"}
     return {
+        "roster.job": {"job_id": job.id},
         "static": {"filename": "css/site.css"},
         "admin.static": {"filename": "admin/css/bootstrap4/admin.css"},
         "account.contact": {"contact_id": other_contact.id},
