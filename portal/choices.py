@@ -320,6 +320,8 @@ def set_choice(
             )
             if not outcome.ok:
                 return Result(False, _blocked_or(org, outcome), outcome)
+            if outcome.code == "already_opted_in":  # it confirmed meanwhile (read unlocked)
+                return Result(True, _on_words(channel, shown), outcome)
             return Result(True, _sent_words(outcome), outcome)
         outcome = ledger.opt_in(
             org,

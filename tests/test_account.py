@@ -443,6 +443,31 @@ def test_student_text_off_then_on(client, auth, family, mailbox):
     assert [m.purpose for m in outbox_to(phone.number)][-1] == "confirm_request"
 
 
+def test_turning_on_a_number_that_confirmed_meanwhile_says_it_is_allowed(
+    client, auth, family, monkeypatch
+):
+    """The page read the number as opted out, but it confirmed (START) before the toggle took
+    its lock: the answer is that texts are allowed, not an error (a race gunicorn found)."""
+    from portal import choices
+
+    phone = family.kid.phones[0]
+    path = f"/account/students/{family.kid.id}"
+    login(auth)
+    toggle(client, path, f"phone-{phone.id}", "text", "off")
+    stale = ledger.current(family.org, Channel.TEXT, phone.number)
+    ledger.opt_in(
+        family.org, Channel.TEXT, phone.number, source=Source.SMS_KEYWORD, actor=Actor.recipient()
+    )
+    db.session.commit()
+    stale_status = SimpleNamespace(status=Status.OPTED_OUT, carrier_block=False, id=stale.id)
+    monkeypatch.setattr(choices.ledger, "current", lambda *args: stale_status)
+    response = toggle(client, path, f"phone-{phone.id}", "text", "on")
+    assert response.status_code == 302
+    monkeypatch.undo()
+    assert "are allowed" in page(client, path)
+    assert status_of(family.org, Channel.TEXT, phone.number) == Status.OPTED_IN
+
+
 def test_student_email_off_then_on(client, auth, family, mailbox):
     """The student's email: off with a confirmation to it; on again: a confirmation link."""
     email = family.kid.emails[0]
