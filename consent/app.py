@@ -143,16 +143,23 @@ def _register_hooks(app: Flask) -> None:
     from consent.models import Contact, User
 
     @login_manager.user_loader
-    def load_user(user_id: str):
+    def load_user(session_id: str):
+        # "<id>:<auth_version>" (User.get_id): a session from before a sign-out or a new
+        # password names an older version, and is signed in no more.
+        user_id, _sep, version = str(session_id).partition(":")
         try:
-            # One query for the user, a parent's contact and family (every portal page needs them).
-            return db.session.get(
-                User,
-                int(user_id),
-                options=[sa.orm.joinedload(User.contact).joinedload(Contact.family)],
-            )
+            user_id, version = int(user_id), int(version)
         except (TypeError, ValueError):
             return None
+        if not (0 < user_id < 2**31):
+            return None
+        # One query for the user, a parent's contact and family (every portal page needs them).
+        user = db.session.get(
+            User, user_id, options=[sa.orm.joinedload(User.contact).joinedload(Contact.family)]
+        )
+        if user is None or (user.auth_version or 0) != version:
+            return None
+        return user
 
     @app.before_request
     def _write_lock_for_posts():
@@ -165,8 +172,8 @@ def _register_hooks(app: Flask) -> None:
 
     @app.before_request
     def _person_language():
-        # A signed-in parent: their contact's language is the default, and choosing one
-        # with ?lang= remembers it for the emails and texts sent to them.
+        # A signed-in parent: their contact's language is the default. ?lang= changes only
+        # this session's pages; the saved language changes by a POST (/account/language).
         from flask_babel import refresh
         from flask_login import current_user
 
@@ -177,10 +184,6 @@ def _register_hooks(app: Flask) -> None:
         contact = current_user.contact if current_user.contact_id else None
         if contact is None:
             return
-        chosen = request.args.get("lang")
-        if request.method == "GET" and chosen in LANGUAGES and contact.language != chosen:
-            contact.language = chosen
-            db.session.commit()
         g.person_language = contact.language
 
     from consent.notifications import org_words

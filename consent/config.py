@@ -81,6 +81,10 @@ def from_environment(instance_path: str, env: dict[str, str] | None = None) -> d
             "confirm": int(env.get("CONFIRM_LINK_DAYS") or 7) * 86400,
             "preferences": int(env.get("PREFERENCES_LINK_DAYS") or 60) * 86400,
             "unsubscribe": int(env.get("UNSUBSCRIBE_LINK_DAYS") or 60) * 86400,
+            # Account links: claim an account, reset a password, verify the sign-in email.
+            "claim": int(env.get("CLAIM_LINK_DAYS") or 14) * 86400,
+            "reset": int(env.get("RESET_LINK_HOURS") or 2) * 3600,
+            "verify": int(env.get("VERIFY_LINK_DAYS") or 7) * 86400,
         },
         "OUTBOX_MAX_ATTEMPTS": int(env.get("OUTBOX_MAX_ATTEMPTS") or 8),
         # How long a worker holds the messages it claimed; a worker that dies loses its

@@ -14,7 +14,7 @@ from itsdangerous import BadSignature, SignatureExpired, URLSafeTimedSerializer
 
 from consent.addresses import CHANNELS
 
-PURPOSES = ("confirm", "preferences", "unsubscribe")
+PURPOSES = ("confirm", "preferences", "unsubscribe", "claim", "reset", "verify")
 
 
 class TokenError(Exception):
