@@ -10,25 +10,26 @@ from flask_babel import gettext as _
 from flask_babel import lazy_gettext as _l
 from flask_login import current_user
 
-from admin.base import ORG_AND_SITE, AdminPageForm, SecureView, has_role, require_role
+from admin.base import ORG, ORG_AND_SITE, AdminPageForm, SecureView, has_role, require_role
 from consent import accounts, people
 from consent.app import current_organization
 from consent.extensions import db
-from consent.models import Role
 
 
 class InvitationsView(SecureView):
     """The page for the organization team; the contact button for the site team too."""
 
-    roles = ORG_AND_SITE
+    roles = ORG
 
-    def is_visible(self) -> bool:
-        return has_role(Role.ORG)
+    def _handle_view(self, name, **kwargs):
+        # A site team may invite its own site's contacts (from their page), nothing else here.
+        if name == "invite_contact":
+            return None if has_role(*ORG_AND_SITE) else self.inaccessible_callback(name, **kwargs)
+        return super()._handle_view(name, **kwargs)
 
     @expose("/")
     def index(self):
         """How many contacts are not signed up yet, and the button that invites them all."""
-        require_role(Role.ORG)
         org = current_organization()
         return self.render(
             "admin/invitations.html",
@@ -39,7 +40,6 @@ class InvitationsView(SecureView):
     @expose("/send", methods=("POST",))
     def send_all(self):
         """An invitation to every contact with an email and no account."""
-        require_role(Role.ORG)
         if not AdminPageForm().validate_on_submit():
             flash(_("The form expired. Please try again."), "error")
             return redirect(url_for(".index"))
