@@ -91,8 +91,10 @@ def _district_name() -> str | None:
     cached = current_app.extensions.get("consent_desk.district_name")
     if cached is not None and now - cached[0] < _DISTRICT_NAME_SECONDS:
         return cached[1]
+    from consent.database import PENDING_WRITE
     from consent.models import Organization
 
+    g.pop(PENDING_WRITE, None)  # a refused request writes nothing: a read, not the write lock
     try:
         name = db.session.scalar(sa.select(Organization.name).order_by(Organization.id).limit(1))
     except sa.exc.SQLAlchemyError:
