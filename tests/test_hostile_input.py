@@ -32,6 +32,7 @@ from consent.models import (
     User,
 )
 from tests import factories
+from tests.accounts_helpers import verify_from_mailbox
 from tests.conftest import Auth, csrf_token
 
 FUZZ = settings(max_examples=150, deadline=None, suppress_health_check=list(HealthCheck))
@@ -286,7 +287,7 @@ def portal_pages(client) -> dict[str, str]:
     return pages
 
 
-def test_script_in_every_name_is_shown_as_text_on_every_portal_page(client, people):
+def test_script_in_every_name_is_shown_as_text_on_every_portal_page(client, people, mailbox):
     """Names that are HTML or script come back escaped, on every account page and in the
     enrollment's own answer."""
     org = people[0]
@@ -294,7 +295,8 @@ def test_script_in_every_name_is_shown_as_text_on_every_portal_page(client, peop
     names = [XSS[2], XSS[0], XSS[3], XSS[1], XSS[4], XSS[1]]
     response = enroll(client, org, names, "xss@example.org")
     assert response.status_code in (200, 302), response.status_code
-    assert Auth(client).login("xss@example.org", "long-enough-pass").status_code == 302
+    # the link emailed to the new account confirms it and signs in
+    assert verify_from_mailbox(client, mailbox, "xss@example.org").status_code == 302
     pages = portal_pages(client)
     assert len(pages) >= 4
     markup = [p for p in XSS if "<" in p]
@@ -312,7 +314,7 @@ def test_script_in_every_name_is_shown_as_text_on_every_portal_page(client, peop
     assert 'href="javascript:' not in "".join(pages.values())
 
 
-def test_sql_looking_input_is_stored_and_shown_literally(client, people):
+def test_sql_looking_input_is_stored_and_shown_literally(client, people, mailbox):
     """SQL in names, sign-in and the opt-back-in form is text like any other: stored as typed,
     shown as typed, and every table is still there."""
     org = people[0]
@@ -340,7 +342,7 @@ def test_sql_looking_input_is_stored_and_shown_literally(client, people):
         assert response.status_code in (200, 400)
         assert "Traceback" not in response.get_data(as_text=True)
     assert db.session.scalar(sa.select(sa.func.count()).select_from(Family)) == 3
-    Auth(client).login("sql@example.org", "long-enough-pass")
+    verify_from_mailbox(client, mailbox, "sql@example.org")
     page = html.unescape(client.get("/account/settings").get_data(as_text=True))
     assert SQLISH[0] in page
 
@@ -429,7 +431,7 @@ def test_one_account_guessed_from_many_addresses_gets_a_growing_wait_not_a_lock(
     from datetime import timedelta
 
     from consent import accounts
-    from consent.models import SignInFailure
+    from consent.models import SignInFailure, utcnow
 
     def attempt(email, ip, password="wrong-guess"):
         client = limited.test_client()
@@ -439,16 +441,24 @@ def test_one_account_guessed_from_many_addresses_gets_a_growing_wait_not_a_lock(
             data={"email": email, "password": password, "csrf_token": csrf_token(client)},
         )
 
-    def wait_over():
+    def last_failure(ago: timedelta):
+        """Set when each email last failed (no test waits on the clock)."""
         with limited.app_context():
             for row in db.session.scalars(sa.select(SignInFailure)):
-                row.last_failed_at -= timedelta(hours=1)
+                row.last_failed_at = utcnow() - ago
             db.session.commit()
+
+    def just_failed():
+        last_failure(timedelta(0))
+
+    def wait_over():
+        last_failure(timedelta(hours=1))
 
     pages = {}
     for email in ("me@example.org", "nobody@example.org"):
         codes = [attempt(email, f"10.1.0.{n}").status_code for n in range(5)]
         assert codes == [200] * 5, (email, codes)
+        just_failed()
         refused = attempt(email, "10.2.0.1")
         assert refused.status_code == 429
         page = html.unescape(refused.get_data(as_text=True))
@@ -456,11 +466,13 @@ def test_one_account_guessed_from_many_addresses_gets_a_growing_wait_not_a_lock(
         pages[email] = re.sub(r'value="[^"]*"', "", page.replace(email, "EMAIL"))
     assert pages["me@example.org"] == pages["nobody@example.org"]
     # The right password waits too (else the wait would tell a guess that it was right).
+    just_failed()
     assert attempt("me@example.org", "10.3.0.1", factories.PASSWORD).status_code == 429
     assert attempt("admin@example.org", "10.2.0.1", factories.PASSWORD).status_code == 302
 
     wait_over()
     assert attempt("me@example.org", "10.4.0.1").status_code == 200  # the 6th failure
+    just_failed()
     refused = html.unescape(attempt("me@example.org", "10.4.0.2").get_data(as_text=True))
     assert "Wait 4 seconds" in refused
     wait_over()
