@@ -57,6 +57,7 @@ def init_admin(app: Flask) -> Admin:
     from admin import (
         activity,
         imports,
+        invitations,
         optouts,
         outbox,
         people,
@@ -66,6 +67,17 @@ def init_admin(app: Flask) -> Admin:
         users,
     )
 
-    for area in (optouts, imports, people, roster, reports, activity, outbox, settings, users):
+    for area in (
+        optouts,
+        imports,
+        people,
+        roster,
+        invitations,
+        reports,
+        activity,
+        outbox,
+        settings,
+        users,
+    ):
         area.register(admin)
     return admin

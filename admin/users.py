@@ -15,7 +15,7 @@ from admin.base import ORG, AdminForm, SecureModelView
 from consent import audit
 from consent.addresses import AddressError, normalize_email
 from consent.extensions import db
-from consent.models import Role, Site, User
+from consent.models import Role, Site, User, utcnow
 from consent.tenant import current_organization
 
 ADMIN_ROLES = (Role.ORG, Role.SITE, Role.STAFF)
@@ -146,8 +146,10 @@ class UsersView(SecureModelView):
             model.site = None
         if is_created:
             model.organization_id = current_organization().id
+            model.email_verified_at = utcnow()  # staff vouch for the accounts they make
         if form.password.data:
             model.set_password(form.password.data)
+            model.auth_version = (model.auth_version or 0) + 1  # its sessions end
         if model.id == current_user.id and (not model.active or model.role != Role.ORG):
             raise ValidationError(_("You cannot deactivate yourself or change your own role."))
         with db.session.no_autoflush:  # a new user must not find itself

@@ -57,7 +57,7 @@ def measure(url: str, scale: float, repeat: int) -> list[Figure]:
     view = _view(app)
     client = app.test_client()
     with client.session_transaction() as session:
-        session["_user_id"] = str(ds.admin_id)
+        session["_user_id"] = f"{ds.admin_id}:0"  # User.get_id: id and auth_version
         session["_fresh"] = True
     figures = []
     with app.app_context():

@@ -479,6 +479,7 @@ def _build(db, layout: Layout) -> None:
         name="Parent One",
         role=models.Role.PARENT,
         contact_id=parent_contact,
+        email_verified_at=models.utcnow(),
     )
     user.set_password(PASSWORD)
     db.session.add(user)
@@ -527,7 +528,11 @@ def _small_rows(db, models) -> tuple[int, int, list[int]]:
     sites = [models.Site(organization_id=org.id, name=name) for name in SITE_NAMES]
     db.session.add_all(sites)
     admin = models.User(
-        organization_id=org.id, email=ADMIN_EMAIL, name="District Office", role=models.Role.ORG
+        organization_id=org.id,
+        email=ADMIN_EMAIL,
+        name="District Office",
+        role=models.Role.ORG,
+        email_verified_at=models.utcnow(),
     )
     admin.set_password(PASSWORD)
     db.session.add(admin)

@@ -84,7 +84,7 @@ def outbox_send(loop: bool, interval: float, batch: int):
 @click.password_option(help="Asked for when not given.")
 def create_admin(email: str, role: str, site_name: str | None, name: str, password: str):
     """Create an admin user (or reset the password and role of an existing one)."""
-    from consent.models import Organization, Role, Site, User
+    from consent.models import Organization, Role, Site, User, utcnow
 
     org = db.session.scalars(sa.select(Organization).order_by(Organization.id)).first()
     if org is None:
@@ -106,7 +106,7 @@ def create_admin(email: str, role: str, site_name: str | None, name: str, passwo
     if user is not None and user.role == Role.PARENT:
         raise click.ClickException(f"{email} is a parent login; use another email.")
     if user is None:
-        user = User(organization_id=org.id, email=email)
+        user = User(organization_id=org.id, email=email, email_verified_at=utcnow())
         db.session.add(user)
     user.name = name or user.name or ""
     user.role = Role(role)

@@ -93,6 +93,10 @@ def from_environment(instance_path: str, env: dict[str, str] | None = None) -> d
             "preferences": int(env.get("PREFERENCES_LINK_DAYS") or 60) * 86400,
             "unsubscribe": int(env.get("UNSUBSCRIBE_LINK_DAYS") or 60) * 86400,
             "verify_email": int(env.get("VERIFY_EMAIL_LINK_DAYS") or 2) * 86400,
+            # Account links: claim an account, reset a password, verify the sign-in email.
+            "claim": int(env.get("CLAIM_LINK_DAYS") or 14) * 86400,
+            "reset": int(env.get("RESET_LINK_HOURS") or 2) * 3600,
+            "verify": int(env.get("VERIFY_LINK_DAYS") or 7) * 86400,
         },
         # A landline's code is read out in a call (Twilio when configured, else recorded in
         # the outbox); off: it goes by email to the owner's confirmed address instead.

@@ -8,6 +8,7 @@ shortly, never a traceback; the transaction is rolled back, so nothing is half-w
 from __future__ import annotations
 
 import logging
+import time
 from functools import lru_cache
 
 import sqlalchemy as sa
@@ -72,19 +73,50 @@ def error_response(code: int, description: str | None = None):
     if wants_json():
         return make_response(jsonify(error=str(description or title)), code)
     if code == 429 and not current_user.is_authenticated:
-        return make_response(_too_many_page(str(get_locale()), request.path), code)
+        page = _too_many_page(str(get_locale()), request.path, _district_name())
+        return make_response(page, code)
     page = render_template("errors/error.html", code=code, title=title, sentence=sentence)
     return make_response(page, code)
 
 
+_DISTRICT_NAME_SECONDS = 60
+
+
+def _district_name() -> str | None:
+    """The district's name for the 429 page, read from the database at most once a minute per
+    process (a flood of refused requests must not become a flood of queries)."""
+    from flask import current_app
+
+    now = time.monotonic()
+    cached = current_app.extensions.get("consent_desk.district_name")
+    if cached is not None and now - cached[0] < _DISTRICT_NAME_SECONDS:
+        return cached[1]
+    from consent.database import PENDING_WRITE
+    from consent.models import Organization
+
+    g.pop(PENDING_WRITE, None)  # a refused request writes nothing: a read, not the write lock
+    try:
+        name = db.session.scalar(sa.select(Organization.name).order_by(Organization.id).limit(1))
+    except sa.exc.SQLAlchemyError:
+        _roll_back()
+        name = cached[1] if cached else None
+    current_app.extensions["consent_desk.district_name"] = (now, name)
+    return name
+
+
 @lru_cache(maxsize=256)
-def _too_many_page(_language: str, _path: str) -> str:
-    """The 429 page for signed-out visitors, rendered once per language and path: a flood of
-    refused requests (10,000 password guesses) costs almost nothing and never reaches the
-    database."""
+def _too_many_page(_language: str, _path: str, district: str | None) -> str:
+    """The 429 page for signed-out visitors, rendered once per language, path and district
+    name: a flood of refused requests (10,000 password guesses) costs almost nothing."""
     title, sentence = MESSAGES[429]
     g.setdefault("organization", None)
-    return render_template("errors/error.html", code=429, title=title, sentence=sentence)
+    return render_template(
+        "errors/error.html",
+        code=429,
+        title=title,
+        sentence=sentence,
+        org_name=district or str(_l("Consent Desk")),
+    )
 
 
 def _roll_back() -> None:

@@ -10,8 +10,6 @@ from urllib.parse import urlencode
 from flask import Flask, g, has_request_context, request, session
 from flask_babel import Babel
 
-from consent.extensions import db
-
 LANGUAGES = ("en", "es")
 babel = Babel()
 
@@ -77,8 +75,8 @@ def select_language() -> str:
 
 
 def remember_language() -> None:
-    """Before each request: a signed-in parent's contact language is the default, and one
-    chosen with ?lang= is remembered for the emails and texts sent to them."""
+    """Before each request: a signed-in parent's contact language is the default. ?lang=
+    changes only this session's pages; the saved language changes by a POST."""
     from flask_babel import refresh
     from flask_login import current_user
 
@@ -89,8 +87,4 @@ def remember_language() -> None:
     contact = current_user.contact if current_user.contact_id else None
     if contact is None:
         return
-    chosen = request.args.get("lang")
-    if request.method == "GET" and chosen in LANGUAGES and contact.language != chosen:
-        contact.language = chosen
-        db.session.commit()
     g.person_language = contact.language

@@ -520,6 +520,12 @@ class User(UserMixin, db.Model):
     active: Mapped[bool] = mapped_column(default=True, server_default=sa.true())
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     last_login_at: Mapped[datetime | None] = mapped_column()
+    # When the sign-in email was proven: set by whoever makes the account (staff, the CLI, the
+    # demo, a claim link); None after self-enrollment until the link sent to it is opened.
+    email_verified_at: Mapped[datetime | None] = mapped_column()
+    # Part of the session's user id: moving it on (sign-out, a new password) ends every
+    # session signed in before.
+    auth_version: Mapped[int] = mapped_column(default=0, server_default="0")
 
     organization: Mapped[Organization] = relationship()
     contact: Mapped[Contact | None] = relationship(back_populates="user")
@@ -530,6 +536,14 @@ class User(UserMixin, db.Model):
 
     def check_password(self, password: str) -> bool:
         return check_password_hash(self.password_hash, password)
+
+    def get_id(self) -> str:
+        """Flask-Login's session id: the user and the version of their sign-ins."""
+        return f"{self.id}:{self.auth_version or 0}"
+
+    @property
+    def email_verified(self) -> bool:
+        return self.email_verified_at is not None
 
     @property
     def is_active(self) -> bool:
@@ -549,6 +563,17 @@ class User(UserMixin, db.Model):
 
     def __str__(self) -> str:
         return self.label
+
+
+class SignInFailure(db.Model):
+    """Failed sign-ins in a row for one attempted email (known or not, so it tells nothing),
+    kept by a digest of the email: the growing wait between attempts reads it."""
+
+    __tablename__ = "sign_in_failures"
+
+    key: Mapped[str] = mapped_column(sa.String(64), primary_key=True)
+    failures: Mapped[int] = mapped_column(default=0)
+    last_failed_at: Mapped[datetime] = mapped_column(default=utcnow, index=True)
 
 
 class ImmutableEventError(RuntimeError):

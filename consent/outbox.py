@@ -32,8 +32,20 @@ from consent.models import ConsentState, OutboxMessage, utcnow
 log = logging.getLogger(__name__)
 
 # Sent whatever the recipient's consent: the one confirmation of an opt-out, the link a person
-# asked for to opt back in, and notices to the organization's own address.
-EXEMPT_PURPOSES = frozenset({"optout_confirmation", "confirm_request", "org_notification"})
+# asked for to opt back in, notices to the organization's own address, and the account emails
+# a person asked for (claim, reset, verify) or must get (someone enrolled with their email).
+# An invitation sent by staff is not exempt: it obeys an email opt-out.
+EXEMPT_PURPOSES = frozenset(
+    {
+        "optout_confirmation",
+        "confirm_request",
+        "org_notification",
+        "account_claim",
+        "account_reset",
+        "account_verify",
+        "account_notice",
+    }
+)
 # A code or link that proves an address: sent to an address with no choice yet (that is what
 # a new one is), never to one that opted out of the channel or bounced.
 VERIFICATION_PURPOSES = frozenset({"verify_code", "verify_email"})

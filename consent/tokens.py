@@ -14,7 +14,7 @@ from itsdangerous import BadSignature, SignatureExpired, URLSafeTimedSerializer
 
 from consent.addresses import CHANNELS
 
-PURPOSES = ("confirm", "preferences", "unsubscribe", "verify_email")
+PURPOSES = ("confirm", "preferences", "unsubscribe", "verify_email", "claim", "reset", "verify")
 
 
 class TokenError(Exception):

@@ -29,16 +29,24 @@ def init_app(app: Flask) -> None:
     app.after_request(_deliver_outbox)
 
 
-def load_user(user_id: str):
-    """The signed-in user, with a parent's contact and family (every portal page needs them)."""
+def load_user(session_id: str):
+    """The signed-in user, with a parent's contact and family (every portal page needs them).
+
+    The session names "<id>:<auth_version>" (User.get_id): a session from before a sign-out or
+    a new password names an older version, and is signed in no more."""
+    user_id, _sep, version = str(session_id).partition(":")
     try:
-        return db.session.get(
-            User,
-            int(user_id),
-            options=[sa.orm.joinedload(User.contact).joinedload(Contact.family)],
-        )
+        user_id, version = int(user_id), int(version)
     except (TypeError, ValueError):
         return None
+    if not (0 < user_id < 2**31):
+        return None
+    user = db.session.get(
+        User, user_id, options=[sa.orm.joinedload(User.contact).joinedload(Contact.family)]
+    )
+    if user is None or (user.auth_version or 0) != version or not user.active:
+        return None
+    return user
 
 
 def _write_lock_for_posts():

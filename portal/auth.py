@@ -4,29 +4,17 @@ from __future__ import annotations
 
 from urllib.parse import urlsplit
 
-import sqlalchemy as sa
 from flask import Blueprint, flash, g, redirect, render_template, request, session, url_for
 from flask_babel import gettext as _
 from flask_login import current_user, login_required, login_user, logout_user
-from werkzeug.security import check_password_hash, generate_password_hash
 
+from consent import accounts
 from consent.extensions import db, limiter
-from consent.models import User, utcnow
-from consent.passwords import hash_method
+from consent.models import User
+from consent.tenant import current_organization
 from portal.forms import LoginForm
 
 bp = Blueprint("auth", __name__)
-
-_dummy_hashes: dict[str, str] = {}  # one throwaway hash per method
-
-
-def _spend_equal_time(password: str) -> None:
-    """Check a password against a throwaway hash of the configured method, so an unknown
-    email takes as long as a known one."""
-    method = hash_method()
-    if method not in _dummy_hashes:
-        _dummy_hashes[method] = generate_password_hash("not-a-real-password", method=method)
-    check_password_hash(_dummy_hashes[method], password)
 
 
 def safe_next(target: str | None) -> str | None:
@@ -52,16 +40,37 @@ def home_for(user: User) -> str:
     return "/admin/" if user.is_admin else url_for("account.settings")
 
 
+def start_session(user: User) -> None:
+    """Sign `user` in on a fresh session (nothing of the one before survives)."""
+    language = session.get("lang")
+    _fresh_session()
+    if language:
+        session["lang"] = language
+    login_user(user)
+
+
 def _attempted_email() -> str:
-    """The email a sign-in attempt names, as the limiter's key: one account, many addresses."""
-    return "login:" + (request.form.get("email") or "").strip().lower()[:320]
+    return (request.form.get("email") or "").strip().lower()[:320]
+
+
+def _ip_and_email() -> str:
+    """The limiter's key for one connection guessing at one account."""
+    return f"login:{request.remote_addr}:{_attempted_email()}"
+
+
+def _wait_words(seconds: int) -> str:
+    if seconds <= 1:
+        return _("1 second")
+    if seconds < 120:
+        return _("%(n)d seconds", n=seconds)
+    return _("%(n)d minutes", n=(seconds + 59) // 60)
 
 
 @bp.route("/login", methods=["GET", "POST"])
 @limiter.limit("10 per minute; 100 per hour", methods=["POST"])
-# Per email too, whoever asks (known or not, so it tells nothing): many addresses guessing
-# one account's password are stopped as well.
-@limiter.limit("30 per hour", methods=["POST"], key_func=_attempted_email)
+# One connection at one account; the growing wait per account (consent/accounts.py) stops
+# guesses from many connections, and never locks the owner out for long.
+@limiter.limit("5 per minute; 30 per hour", methods=["POST"], key_func=_ip_and_email)
 def login():
     """Show the sign-in form; sign a parent or an admin in."""
     form = LoginForm(next=request.args.get("next", ""))
@@ -69,17 +78,23 @@ def login():
         return redirect(safe_next(form.next.data) or home_for(current_user))
     if form.validate_on_submit():
         email = form.email.data.strip().lower()
-        user = db.session.scalars(sa.select(User).where(User.email == email)).first()
-        if user is None:
-            _spend_equal_time(form.password.data)
-        # The password is checked before `active`, so an inactive account answers as slowly.
-        if user is not None and user.check_password(form.password.data) and user.active:
-            destination = safe_next(form.next.data) or home_for(user)
-            _fresh_session()
-            login_user(user)
-            user.last_login_at = utcnow()
+        attempt = accounts.sign_in(current_organization(), email, form.password.data)
+        if attempt.user is not None:
+            destination = safe_next(form.next.data) or home_for(attempt.user)
+            start_session(attempt.user)
             db.session.commit()
             return redirect(destination)
+        db.session.commit()  # the failure counts (and a verification link may be queued)
+        if attempt.wait:
+            flash(
+                _(
+                    "Too many failed sign-ins with this email. Wait %(wait)s and try again, "
+                    "or choose a new password with “Forgot your password?”.",
+                    wait=_wait_words(attempt.wait),
+                ),
+                "error",
+            )
+            return render_template("portal/login.html", form=form), 429
         flash(_("That email and password do not match an account."), "error")
     return render_template("portal/login.html", form=form)
 
@@ -87,7 +102,9 @@ def login():
 @bp.post("/logout")
 @login_required
 def logout():
-    """Sign out and forget the session."""
+    """Sign out: this session ends here and on the server (a copy of its cookie stops working)."""
+    accounts.end_sessions(current_user)
+    db.session.commit()
     logout_user()
     _fresh_session()
     flash(_("You are signed out."), "info")

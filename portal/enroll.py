@@ -3,7 +3,7 @@ choice for every cell number, and the parent's portal login."""
 
 from __future__ import annotations
 
-from flask import Blueprint, abort, flash, redirect, render_template, request, url_for
+from flask import Blueprint, abort, flash, redirect, render_template, request, session, url_for
 from flask_babel import get_locale
 from flask_babel import gettext as _
 
@@ -47,20 +47,26 @@ def enroll():
                 db.session.rollback()
                 _field_by_id(form, refusal.field).errors.append(refusal.message)
             else:
+                # The same answer whether the family was saved or the email was on record
+                # already (then its owner is told, and nothing is saved).
                 db.session.commit()
-                flash(
-                    _(
-                        "Your family is enrolled. Sign in with %(email)s.",
-                        email=enrollment.login_email,
-                    ),
-                    "success",
-                )
+                flash(_("Thank you. Your enrollment is received."), "success")
                 if _said_yes(enrollment):
                     flash(_stop_words(org), "info")
-                return redirect(url_for("auth.login"))
+                session["enrolled_email"] = enrollment.login_email
+                return redirect(url_for("enroll.check_email"))
         flash(_("Please correct the fields marked below. Nothing was saved."), "error")
         return render_template("portal/enroll.html", form=form, disclosure=disclosure, org=org), 422
     return render_template("portal/enroll.html", form=form, disclosure=disclosure, org=org)
+
+
+@bp.get("/enroll/sent")
+def check_email():
+    """After enrolling: the link to open before signing in."""
+    email = session.get("enrolled_email")
+    if not email:
+        return redirect(url_for("enroll.enroll"))
+    return render_template("portal/enroll_check_email.html", email=email)
 
 
 def _field_by_id(form, field_id: str):

@@ -6,10 +6,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-import sqlalchemy as sa
-from flask_babel import gettext as _
-
-from consent import ledger, verification
+from consent import accounts, ledger, verification
 from consent.extensions import db
 from consent.ledger import Actor, Origin
 from consent.models import (
@@ -81,22 +78,23 @@ def enroll(
     disclosure: str,
     choice_words: dict[str, str],
     origin: Origin,
-) -> User:
+) -> User | None:
     """Create the family and the parent's login, and record each cell's text choice.
 
     "Yes" opts a number with no choice in (source enrollment, the disclosure as evidence) and
     queues the one confirmation text; a number that opted out only gets a text asking it to
     confirm, and one that replied STOP nothing (ledger.opt_in_or_confirm). "No" records an
-    opt-out with no text (the person just asked for none). Raises EnrollmentRefused before or during the writes; the caller then rolls back.
+    opt-out with no text (the person just asked for none). Raises EnrollmentRefused before or
+    during the writes; the caller then rolls back.
+
+    The login cannot sign in until the link sent to its email is opened. A login email that
+    is already on record (an account, a contact, a student) creates nothing: the address is
+    told instead, and None is returned; the visitor's page is the same either way.
     """
-    taken = db.session.scalars(
-        sa.select(User.id).where(User.email == enrollment.login_email)
-    ).first()
-    if taken is not None:
-        raise EnrollmentRefused(
-            enrollment.guardians[0].email_field,
-            _("An account already uses this email. Sign in instead, or use another email."),
-        )
+    if accounts.email_on_record(org, enrollment.login_email):
+        accounts.spend_equal_time(enrollment.password)  # as long as making the login would take
+        accounts.tell_owner_of_enrollment_attempt(org, enrollment.login_email)
+        return None
     family = Family(organization_id=org.id, name=enrollment.family_name)
     db.session.add(family)
     contacts: list[tuple[Contact, GuardianEntry]] = []
@@ -141,10 +139,12 @@ def enroll(
         name=first.name,
         role=Role.PARENT,
         contact=first,
+        email_verified_at=None,  # until the link sent to the email is opened
     )
     user.set_password(enrollment.password)
     db.session.add(user)
     db.session.flush()
+    accounts.send_verification(org, user)
 
     actor = Actor.for_user(user)
     for contact, entry in contacts:

@@ -25,6 +25,7 @@ from consent.models import (
     Source,
     Student,
     User,
+    utcnow,
 )
 from consent.passwords import hash_method, hash_password
 
@@ -120,6 +121,7 @@ def make_user(
         site=site,
         name=name,
         password_hash=password_hash(password),
+        email_verified_at=utcnow(),
     )
     db.session.add(user)
     db.session.flush()

@@ -71,8 +71,9 @@ def test_production_hashes_passwords_with_scrypt_at_full_cost(tmp_path):
 
 def test_sign_in_spends_its_throwaway_check_on_the_configured_method(app):
     """The check made for an unknown email uses the same method as real hashes."""
-    from portal import auth
+    from consent import accounts
 
-    auth._spend_equal_time("a-guess")
+    accounts.spend_equal_time("a-guess")
     assert app.config["PASSWORD_HASH_METHOD"] == "scrypt:1024:8:1"
-    assert auth._dummy_hashes[app.config["PASSWORD_HASH_METHOD"]].startswith("scrypt:1024:8:1$")
+    dummy = accounts._dummy_users[app.config["PASSWORD_HASH_METHOD"]]
+    assert dummy.password_hash.startswith("scrypt:1024:8:1$")

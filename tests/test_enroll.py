@@ -28,8 +28,9 @@ from consent.models import (
     Student,
     User,
 )
+from tests.accounts_helpers import verify_from_mailbox
 from tests.conftest import csrf_token
-from tests.factories import make_org, make_site, make_user
+from tests.factories import make_org, make_site
 
 _emails = itertools.count(1)
 
@@ -136,11 +137,6 @@ def _set(**values):
     return change
 
 
-def _existing_login(data, org):
-    make_user(org, data["guardians-0-email"], Role.ORG, name="Already here")
-    db.session.commit()
-
-
 def _no_student(data, org):
     for key in [k for k in data if k.startswith("students-")]:
         del data[key]
@@ -182,7 +178,6 @@ VALIDATION = [
     ("password too short", _set(password="short", confirm="short"),
      "password", "at least 10 characters"),
     ("passwords differ", _set(confirm="another-long-pass"), "confirm", "differ"),
-    ("duplicate login email", _existing_login, "guardians-0-email", "An account already uses this email"),
     # A cell that replied STOP and says Yes is no error: the family is saved and the page says
     # what it says for every Yes (tests/test_no_acting_for_others.py).
 ]  # fmt: skip
@@ -237,8 +232,10 @@ def test_yes_enrolls_the_family_opts_in_with_evidence_and_queues_one_text(client
         ).group(1)
     )
     response = post(client, valid_form(org), user_agent="Mozilla/5.0 (iPhone)")
-    assert response.status_code == 302 and response.location == "/login"
-    assert "Your family is enrolled" in html.unescape(client.get("/login").get_data(as_text=True))
+    assert response.status_code == 302 and response.location == "/enroll/sent"
+    assert "we sent a link to mai.nguyen@example.org" in html.unescape(
+        client.get("/enroll/sent").get_data(as_text=True)
+    )
 
     family = db.session.scalars(sa.select(Family)).one()
     (mai,) = family.contacts
@@ -263,7 +260,7 @@ def test_yes_enrolls_the_family_opts_in_with_evidence_and_queues_one_text(client
     assert event.evidence["choice"] == "Yes, send me text messages"
     assert event.ip == "127.0.0.1" and event.user_agent == "Mozilla/5.0 (iPhone)"
     assert event.actor_user_id == user.id
-    (text,) = db.session.scalars(sa.select(OutboxMessage)).all()
+    (text,) = db.session.scalars(sa.select(OutboxMessage).where(OutboxMessage.channel == "text"))
     assert (text.channel, text.to_address, text.purpose) == (
         "text",
         "+12025550199",
@@ -283,8 +280,10 @@ def test_no_records_an_opt_out_from_enrollment_and_sends_no_text(client, org, ma
     event = db.session.scalars(sa.select(ConsentEvent)).one()
     assert event.evidence["choice"] == "No, do not send me text messages"
     assert "Msg & data rates may apply" in event.evidence["disclosure"]
-    assert db.session.scalars(sa.select(OutboxMessage)).all() == []
-    assert mailbox.messages == []
+    # Only the link that confirms the sign-in email.
+    (email,) = db.session.scalars(sa.select(OutboxMessage)).all()
+    assert (email.channel, email.purpose) == ("email", "account_verify")
+    assert [m["To"] for m in mailbox.messages] == ["mai.nguyen@example.org"]
 
 
 def test_four_guardians_and_several_students_in_one_go(client, org):
@@ -316,9 +315,12 @@ def test_four_guardians_and_several_students_in_one_go(client, org):
     assert ledger.current(org, Channel.TEXT, "+12025550143").status == Status.OPTED_OUT
 
 
-def test_enrolled_parent_signs_in_and_sees_texts_allowed(client, auth, org):
-    """After enrolling, the parent signs in with the chosen password and sees the choice."""
+def test_enrolled_parent_signs_in_and_sees_texts_allowed(client, auth, org, mailbox):
+    """After enrolling and opening the emailed link, the parent signs in with the chosen
+    password and sees the choice."""
     post(client, valid_form(org))
+    verify_from_mailbox(client, mailbox, "mai.nguyen@example.org")
+    client.post("/logout", data={"csrf_token": csrf_token(client, "/account/settings")})
     auth.login("mai.nguyen@example.org", "long-enough-pass")
     page = html.unescape(client.get("/account/settings").get_data(as_text=True))
     assert "Mai Nguyen" in page and "Texts allowed" in page and "+1 202-555-0199" in page

@@ -287,8 +287,9 @@ def test_a_rate_limited_post_does_not_wait_for_the_sqlite_write_lock(sqlite_app,
     token = csrf_token(client)
     guess = {"email": "nobody@example.org", "password": "guess", "csrf_token": token}
     try:
-        for _ in range(10):
-            assert client.post("/login", data=guess).status_code == 200
+        for n in range(10):  # ten emails: one connection's limit, not one account's
+            data = {**guess, "email": f"nobody{n}@example.org"}
+            assert client.post("/login", data=data).status_code == 200
         db.session.commit()
         db.session.close()
         uri = sqlite_app.config["SQLALCHEMY_DATABASE_URI"]

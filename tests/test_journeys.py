@@ -14,6 +14,7 @@ from consent import ledger, notifications
 from consent.extensions import db
 from consent.ledger import Actor
 from consent.models import Channel, ConsentEvent, Organization, Role, Source, Status
+from tests.accounts_helpers import link_in_mail
 from tests.factories import PASSWORD, make_family, make_org, make_site, make_user
 from tests.live import look
 
@@ -79,10 +80,10 @@ def tab_to(page, element_id: str, limit: int = 80) -> None:
 
 
 def test_parent_enrolls_by_keyboard_with_a_cell_and_yes_then_sees_that_choice(
-    app, live_server, browser_page
+    app, live_server, browser_page, mailbox
 ):
     """The whole enrollment form with the keyboard alone (Tab, typing, arrows, Space, Enter):
-    a Cell with Yes; then sign in: the settings page says texts are allowed."""
+    a Cell with Yes; then the emailed link signs in: the settings page says texts are allowed."""
     org = make_org()
     make_site(org, "Maple Valley Elementary")
     db.session.commit()
@@ -125,11 +126,13 @@ def test_parent_enrolls_by_keyboard_with_a_cell_and_yes_then_sees_that_choice(
         tab_to(page, element_id)
         page.keyboard.type("long-enough-pass")
     page.keyboard.press("Enter")
-    page.wait_for_url("**/login")
-    assert "Your family is enrolled" in page.inner_text("main")
-    look(page, "login")
+    page.wait_for_url("**/enroll/sent")
+    assert "Check your email: we sent a link to ngozi@example.org" in page.inner_text("main")
+    look(page, "enroll-sent")
 
-    sign_in(page, live_server, "ngozi@example.org", "long-enough-pass")
+    page.goto(live_server.url(link_in_mail(mailbox, "ngozi@example.org", "/account/verify/")))
+    look(page, "account-verify")
+    page.get_by_role("button", name="Confirm and sign in").click()
     page.wait_for_url("**/account/settings")
     row = page.locator("[id^=toggle-phone-][id$=-text]")
     assert row.locator(".status").inner_text() == "Texts allowed"

@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 
 from consent.extensions import db
+from tests.accounts_helpers import link_in_mail
 from tests.factories import make_org, make_site
 
 pytestmark = pytest.mark.browser
@@ -19,9 +20,11 @@ def schools(app):
     return org
 
 
-def test_enroll_with_no_texts_then_settings_show_texts_off(schools, live_server, browser_page):
-    """Pick Cell: the choice appears; submit without it: the error; choose No, enroll, sign
-    in: the settings page says texts are off."""
+def test_enroll_with_no_texts_then_settings_show_texts_off(
+    schools, live_server, browser_page, mailbox
+):
+    """Pick Cell: the choice appears; submit without it: the error; choose No, enroll, open
+    the emailed link: signed in, the settings page says texts are off."""
     page = browser_page
     problems = []  # script errors and CSP refusals (not HTTP statuses such as the 422)
     page.on("pageerror", lambda exc: problems.append(str(exc)))
@@ -69,12 +72,11 @@ def test_enroll_with_no_texts_then_settings_show_texts_off(schools, live_server,
     page.fill("#password", "long-enough-pass")
     page.fill("#confirm", "long-enough-pass")
     page.get_by_role("button", name="Enroll", exact=True).click()
-    page.wait_for_url("**/login")
-    assert "Your family is enrolled" in page.content()
+    page.wait_for_url("**/enroll/sent")
+    assert "Check your email: we sent a link to mai@example.org" in page.inner_text("main")
 
-    page.fill("#email", "mai@example.org")
-    page.fill("#password", "long-enough-pass")
-    page.get_by_role("button", name="Sign in").click()
+    page.goto(live_server.url(link_in_mail(mailbox, "mai@example.org", "/account/verify/")))
+    page.get_by_role("button", name="Confirm and sign in").click()
     page.wait_for_url("**/account/settings")
     row = page.locator("#toggle-phone-1-text")
     assert row.locator(".status").inner_text() == "Texts off"

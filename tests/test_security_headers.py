@@ -9,7 +9,7 @@ import sqlalchemy as sa
 from consent import config as config_module
 from consent import create_app, ledger, notifications, tokens
 from consent.extensions import db
-from consent.models import Channel, ConsentState, ImportBatch, Job, Status
+from consent.models import Channel, ConsentState, Contact, ImportBatch, Job, Role, Status
 from tests.conftest import Auth
 
 HEADERS = {
@@ -49,8 +49,10 @@ def argument_values(app, demo) -> dict[str, dict[str, object]]:
     db.session.add(job)
     db.session.commit()
     csv = {"fmt": "csv"}
+    account_token = account_tokens(demo)
     return {
         "roster.job": {"job_id": job.id},
+        **{f"accounts.{purpose}": {"token": t} for purpose, t in account_token.items()},
         "static": {"filename": "css/site.css"},
         "admin.static": {"filename": "admin/css/bootstrap4/admin.css"},
         "account.contact": {"contact_id": other_contact.id},
@@ -92,6 +94,28 @@ def profile_arguments(demo) -> dict[str, dict[str, object]]:
         "account.verify_phone": {"phone_id": contact.phones[0].id},
         "account.verify_email": {"token": verify_email_token(demo.org, demo.parent)},
     }
+
+
+def account_tokens(demo) -> dict[str, str]:
+    """A usable claim, reset and verify token (an unverified login made for the last)."""
+    from consent import accounts
+    from tests.factories import make_user
+
+    unclaimed = db.session.scalars(
+        accounts.not_signed_up(demo.org).where(Contact.family_id != demo.parent.contact.family_id)
+    ).first()
+    unverified = db.session.scalars(
+        accounts.not_signed_up(demo.org).where(Contact.id != unclaimed.id)
+    ).first()
+    user = make_user(demo.org, unverified.emails[0].address, Role.PARENT, contact=unverified)
+    user.email_verified_at = None
+    db.session.commit()
+    tail = {
+        "claim": accounts.claim_url(demo.org, unclaimed, unclaimed.emails[0].address),
+        "reset": accounts.reset_url(demo.org, demo.parent),
+        "verify": accounts.verify_url(demo.org, user),
+    }
+    return {purpose: url.rsplit("/", 1)[1] for purpose, url in tail.items()}
 
 
 def every_get_page(app, demo) -> list[tuple[str, str]]:

@@ -117,12 +117,19 @@ def test_signed_in_parent_reads_their_own_language(client, family):
 
 
 def test_choosing_spanish_while_signed_in_is_remembered_for_messages(client, family, mailbox):
-    """Ana switches to Spanish: her contact's language becomes es without any consent change,
-    and the confirmation of her email opt-out arrives at the SMTP server in Spanish."""
+    """Ana saves Spanish on her settings page (a POST; ?lang= alone changes only the page):
+    her contact's language becomes es without any consent change, and the confirmation of her
+    email opt-out arrives at the SMTP server in Spanish."""
     sign_in(client)
     events_before = db.session.scalar(sa.select(sa.func.count()).select_from(ConsentEvent))
     page = text_of(client.get("/account/settings?lang=es", headers=ENGLISH))
     assert "Su configuración" in page
+    db.session.expire_all()
+    assert db.session.get(Contact, family.ana.id).language == "en"
+    client.post(
+        "/account/language",
+        data={"language": "es", "csrf_token": csrf_token(client, "/account/settings")},
+    )
     db.session.expire_all()
     assert db.session.get(Contact, family.ana.id).language == "es"
     events_after = db.session.scalar(sa.select(sa.func.count()).select_from(ConsentEvent))
@@ -184,7 +191,7 @@ def test_enrolling_in_spanish_remembers_spanish_for_the_family(client, family, m
         "/enroll", data={**form, "csrf_token": csrf_token(client, "/enroll")}, headers=ENGLISH
     )
     assert response.status_code == 302
-    assert "Su familia quedó inscrita" in text_of(client.get(response.location))
+    assert "Revise su correo" in text_of(client.get(response.location))
     db.session.expire_all()
     owners = db.session.scalars(
         sa.select(Contact)

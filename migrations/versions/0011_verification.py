@@ -3,7 +3,7 @@
 links sent to prove a new one
 
 Revision ID: 0011_verification
-Revises: 0009_roster
+Revises: 0010_accounts
 Create Date: 2026-12-01 10:00:00
 
 """
@@ -13,7 +13,7 @@ import sqlalchemy as sa
 
 # revision identifiers, used by Alembic.
 revision = '0011_verification'
-down_revision = '0009_roster'
+down_revision = '0010_accounts'
 branch_labels = None
 depends_on = None
 

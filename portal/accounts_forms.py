@@ -1,0 +1,49 @@
+"""Forms of the account pages: ask for a link by email, set a password, change it, the
+language, and the one-button forms behind signed links."""
+
+from flask_babel import lazy_gettext as _l
+from flask_wtf import FlaskForm
+from wtforms import EmailField, PasswordField, SelectChoice, SelectField
+from wtforms.validators import DataRequired, Length, ValidationError
+
+from consent.addresses import AddressError, normalize_email
+
+LANGUAGE_CHOICES = [SelectChoice("en", "English"), SelectChoice("es", "Español")]
+
+
+class EmailForm(FlaskForm):
+    """The email on record, to send a link to."""
+
+    email = EmailField(
+        _l("Email"),
+        validators=[DataRequired(message=_l("Enter your email address.")), Length(max=320)],
+    )
+
+    normalized: str | None = None
+
+    def validate_email(self, field):
+        try:
+            self.normalized = normalize_email((field.data or "").strip())
+        except AddressError as exc:
+            raise ValidationError(
+                _l("Enter a valid email address (%(why)s).", why=exc.why)
+            ) from None
+
+
+class NewPasswordForm(FlaskForm):
+    """A new password, twice (the checks are consent.accounts.password_problem)."""
+
+    password = PasswordField(_l("New password"), validators=[DataRequired(), Length(max=200)])
+    confirm = PasswordField(_l("New password again"), validators=[Length(max=200)])
+
+
+class ChangePasswordForm(NewPasswordForm):
+    current = PasswordField(_l("Current password"), validators=[DataRequired(), Length(max=200)])
+
+
+class ButtonForm(FlaskForm):
+    """A button with nothing but the CSRF token."""
+
+
+class LanguageForm(FlaskForm):
+    language = SelectField(_l("Language for our messages to you"), choices=LANGUAGE_CHOICES)
