@@ -301,7 +301,7 @@ def test_a_verification_link_can_be_sent_again_with_the_same_answer_for_anyone(
 ):
     """/account/verify: the same page for an unverified account, a verified one and an
     unknown email; only the unverified account gets a link."""
-    enroll(client, roster["org"], "mai@example.org")
+    client.get(enroll(client, roster["org"], "mai@example.org").location)  # as a browser would
     mailbox.handler.messages.clear()
     pages = []
     for email in ("mai@example.org", "ana@example.org", "nobody@example.org"):
@@ -585,3 +585,13 @@ def test_the_too_many_page_names_the_district(limited):
     assert response.status_code == 429
     page = text(response)
     assert "Maple Valley School District" in page and "None" not in page
+
+
+def test_a_person_gone_from_the_roster_is_signed_out_at_their_next_page(client, roster):
+    """The roster makes Ana inactive while she is signed in: her session ends at once, not at
+    her next sign-in."""
+    assert sign_in(client, "ana@example.org").status_code == 302 and signed_in(client)
+    user = db.session.scalars(sa.select(User).where(User.email == "ana@example.org")).one()
+    user.active = False
+    db.session.commit()
+    assert not signed_in(client)
