@@ -484,7 +484,7 @@ _PATTERNS = (
     ),
     _p(
         f"{_S}this (?:is not|isn't|isnt|is no longer|ain't|aint|is not the|isn't the) "
-        f"(?:[a-z]+ )?[a-z]+'s (?:cell |mobile |cell phone |phone )?"
+        f"(?:[a-z0-9]+ )?[a-z0-9]+'s (?:cell |mobile |cell phone |phone )?"
         f"(?:phone|number|cell|cellphone|#|mom|dad|mother|father|parent|family){_E}",
         kind="wrong",
     ),
