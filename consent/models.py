@@ -92,12 +92,18 @@ class Organization(db.Model):
         server_default="up to 10 messages a month",
     )
     default_region: Mapped[str] = mapped_column(sa.String(2), default="US", server_default="US")
+    # What carriers and mail providers expect to see: the texting terms and privacy policy the
+    # texting disclosure links to, and the postal address in every email's footer (CAN-SPAM).
+    terms_url: Mapped[str] = mapped_column(sa.String(500), default="", server_default="")
+    privacy_url: Mapped[str] = mapped_column(sa.String(500), default="", server_default="")
+    postal_address: Mapped[str] = mapped_column(sa.String(300), default="", server_default="")
     # The rules of DESIGN.md, one column each, with their defaults.
     text_requires_consent: Mapped[bool] = mapped_column(default=True, server_default=sa.true())
     stop_blocks_voice: Mapped[bool] = mapped_column(default=False, server_default=sa.false())
     start_opts_in: Mapped[bool] = mapped_column(default=True, server_default=sa.true())
     admin_may_record_opt_out: Mapped[bool] = mapped_column(default=True, server_default=sa.true())
     staff_cell_starts_opted_in: Mapped[bool] = mapped_column(default=True, server_default=sa.true())
+    revoke_all: Mapped[bool] = mapped_column(default=False, server_default=sa.false())
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
 
     sites: Mapped[list[Site]] = relationship(back_populates="organization", order_by="Site.name")
@@ -108,6 +114,10 @@ class Organization(db.Model):
         "start_opts_in": "START, UNSTOP or YES replies opt the number back in to texts.",
         "admin_may_record_opt_out": "Admins may record an opt-out on someone's behalf, with a note.",
         "staff_cell_starts_opted_in": "A cell number entered by staff starts opted in (off: unknown).",
+        "revoke_all": (
+            "FCC revoke-all (in force 2027-01-31): a STOP or a plain request to stop, by text "
+            "or about calls, stops both texts and calls to that number (non-emergency)."
+        ),
     }
 
     def __repr__(self) -> str:
