@@ -418,6 +418,10 @@ class InboundMessage(db.Model):
     """A text a recipient sent us, kept once per MessageSid with the reply we gave."""
 
     __tablename__ = "inbound_messages"
+    # What we last said to a number (a clarifying question waiting for "Y"): its latest text.
+    __table_args__ = (
+        sa.Index("ix_inbound_messages_sender", "organization_id", "from_number", "id"),
+    )
 
     id: Mapped[int] = mapped_column(primary_key=True)
     organization_id: Mapped[int | None] = mapped_column(sa.ForeignKey("organizations.id"))

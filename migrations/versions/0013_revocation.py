@@ -1,5 +1,5 @@
 """revocation: the organization's texting terms, privacy policy and postal address, and the
-FCC revoke-all rule
+FCC revoke-all rule; an index of inbound texts by sender (what we last asked a number)
 
 Revision ID: 0013_revocation
 Revises: 0008_owner_indexes
@@ -29,9 +29,15 @@ def upgrade():
         batch.add_column(
             sa.Column('revoke_all', sa.Boolean(), nullable=False, server_default=sa.false())
         )
+    op.create_index(
+        'ix_inbound_messages_sender',
+        'inbound_messages',
+        ['organization_id', 'from_number', 'id'],
+    )
 
 
 def downgrade():
+    op.drop_index('ix_inbound_messages_sender', table_name='inbound_messages')
     with op.batch_alter_table('organizations') as batch:
         batch.drop_column('revoke_all')
         batch.drop_column('postal_address')
