@@ -3,6 +3,8 @@ of docs/rules.md with a line of help. Every change is audited (who, what, from, 
 
 from __future__ import annotations
 
+from urllib.parse import urlsplit
+
 from flask import flash, redirect, request, url_for
 from flask_admin import expose
 from flask_babel import gettext as _
@@ -24,6 +26,7 @@ RULE_LABELS = {
     "start_opts_in": _l("START opts back in"),
     "admin_may_record_opt_out": _l("Admins may record an opt-out"),
     "staff_cell_starts_opted_in": _l("Staff-entered cell numbers start opted in"),
+    "revoke_all": _l("Revoke-all: a STOP stops texts and calls"),
 }
 
 
@@ -51,6 +54,30 @@ class SettingsForm(AdminPageForm):
     message_frequency = StringField(
         _l("How often we text"), validators=[DataRequired(), Length(max=100)]
     )
+    terms_url = StringField(
+        _l("Texting terms (web address)"),
+        validators=[Length(max=500)],
+        description=_l("Linked from the texting disclosure, as carriers ask. https://..."),
+    )
+    privacy_url = StringField(
+        _l("Privacy policy (web address)"),
+        validators=[Length(max=500)],
+        description=_l("Linked from the texting disclosure. https://..."),
+    )
+    postal_address = StringField(
+        _l("Postal address"),
+        validators=[Length(max=300)],
+        description=_l("Printed in the footer of every email (CAN-SPAM)."),
+    )
+
+    def validate_terms_url(self, field):
+        field.data = _web_address(field.data)
+
+    def validate_privacy_url(self, field):
+        field.data = _web_address(field.data)
+
+    def validate_postal_address(self, field):
+        field.data = " ".join((field.data or "").split())
 
     def validate_texting_number(self, field):
         try:
@@ -67,6 +94,17 @@ class SettingsForm(AdminPageForm):
             raise ValidationError(
                 _("This is not an email address: %(why)s.", why=error.why)
             ) from None
+
+
+def _web_address(value: str | None) -> str:
+    """An http(s) address with a host, or "" (never javascript: or data: on parents' pages)."""
+    value = (value or "").strip()
+    if not value:
+        return ""
+    parts = urlsplit(value)
+    if parts.scheme.lower() not in ("https", "http") or not parts.netloc or " " in value:
+        raise ValidationError(_("Give a web address that starts with https://."))
+    return value
 
 
 for _name, _help in Organization.RULES.items():

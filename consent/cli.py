@@ -60,13 +60,15 @@ def outbox_send(loop: bool, interval: float, batch: int):
             total.sent += report.sent
             total.failed += report.failed
             total.suppressed += report.suppressed
+            total.expired += report.expired
             total.errors += report.errors
-            if report.sent + report.failed + report.suppressed < batch:
+            if report.sent + report.failed + report.suppressed + report.expired < batch:
                 break
-        if total.sent or total.failed or total.suppressed or not loop:
+        if total.sent or total.failed or total.suppressed or total.expired or not loop:
+            expired = f", expired {total.expired}" if total.expired else ""
             click.echo(
                 f"sent {total.sent}, failed {total.failed} (will retry), "
-                f"suppressed {total.suppressed}"
+                f"suppressed {total.suppressed}{expired}"
             )
             for error in total.errors[:20]:
                 click.echo(f"  {error}", err=True)

@@ -93,12 +93,18 @@ class Organization(db.Model):
         server_default="up to 10 messages a month",
     )
     default_region: Mapped[str] = mapped_column(sa.String(2), default="US", server_default="US")
+    # What carriers and mail providers expect to see: the texting terms and privacy policy the
+    # texting disclosure links to, and the postal address in every email's footer (CAN-SPAM).
+    terms_url: Mapped[str] = mapped_column(sa.String(500), default="", server_default="")
+    privacy_url: Mapped[str] = mapped_column(sa.String(500), default="", server_default="")
+    postal_address: Mapped[str] = mapped_column(sa.String(300), default="", server_default="")
     # The rules of docs/rules.md ("Organization settings"), one column each, with their defaults.
     text_requires_consent: Mapped[bool] = mapped_column(default=True, server_default=sa.true())
     stop_blocks_voice: Mapped[bool] = mapped_column(default=False, server_default=sa.false())
     start_opts_in: Mapped[bool] = mapped_column(default=True, server_default=sa.true())
     admin_may_record_opt_out: Mapped[bool] = mapped_column(default=True, server_default=sa.true())
     staff_cell_starts_opted_in: Mapped[bool] = mapped_column(default=True, server_default=sa.true())
+    revoke_all: Mapped[bool] = mapped_column(default=False, server_default=sa.false())
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
 
     sites: Mapped[list[Site]] = relationship(back_populates="organization", order_by="Site.name")
@@ -109,6 +115,10 @@ class Organization(db.Model):
         "start_opts_in": "START, UNSTOP or YES replies opt the number back in to texts.",
         "admin_may_record_opt_out": "Admins may record an opt-out on someone's behalf, with a note.",
         "staff_cell_starts_opted_in": "A cell number entered by staff starts opted in (off: unknown).",
+        "revoke_all": (
+            "FCC revoke-all (in force 2027-01-31): a STOP or a plain request to stop, by text "
+            "or about calls, stops both texts and calls to that number (non-emergency)."
+        ),
     }
 
     def __repr__(self) -> str:
@@ -455,6 +465,10 @@ class InboundMessage(db.Model):
     """A text a recipient sent us, kept once per MessageSid with the reply we gave."""
 
     __tablename__ = "inbound_messages"
+    # What we last said to a number (a clarifying question waiting for "Y"): its latest text.
+    __table_args__ = (
+        sa.Index("ix_inbound_messages_sender", "organization_id", "from_number", "id"),
+    )
 
     id: Mapped[int] = mapped_column(primary_key=True)
     organization_id: Mapped[int | None] = mapped_column(sa.ForeignKey("organizations.id"))

@@ -50,6 +50,9 @@ EXEMPT_PURPOSES = frozenset(
 # a new one is), never to one that opted out of the channel or bounced.
 VERIFICATION_PURPOSES = frozenset({"verify_code", "verify_email"})
 SMTP_TIMEOUT = 10
+# FCC 47 CFR 64.1200(a)(12): the one text confirming an opt-out goes out within five minutes
+# or not at all. Older than this and still unsent, it is dropped ("expired"), never sent late.
+CONFIRMATION_WINDOW = timedelta(minutes=5)
 
 
 def queue(
@@ -130,6 +133,7 @@ class DeliveryReport:
     sent: int = 0
     failed: int = 0
     suppressed: int = 0
+    expired: int = 0
     errors: list[str] = field(default_factory=list)
 
 
@@ -203,6 +207,9 @@ def _deliver_one(message_id: int, report: DeliveryReport, *, inline: bool = Fals
     message = db.session.get(OutboxMessage, message_id, populate_existing=True)
     if message is None or message.status != "sending":
         return
+    if too_late(message):
+        _expire(message, report)
+        return
     blocked = _suppression_reason(message)
     provider_id = error = None
     if not blocked:
@@ -239,6 +246,31 @@ def _deliver_one(message_id: int, report: DeliveryReport, *, inline: bool = Fals
         report.failed += 1
         report.errors.append(f"#{message.id} to {message.to_address}: {error}")
     db.session.commit()
+
+
+def too_late(message: OutboxMessage, now=None) -> bool:
+    """Whether this is an opt-out confirmation text past its five minutes."""
+    return (
+        message.channel == "text"
+        and message.purpose == "optout_confirmation"
+        and message.created_at is not None
+        and message.created_at < (now or utcnow()) - CONFIRMATION_WINDOW
+    )
+
+
+def _expire(message: OutboxMessage, report: DeliveryReport) -> None:
+    """Drop a confirmation text that can no longer be sent in time, and say so on it."""
+    begin_write()
+    message = db.session.get(OutboxMessage, message.id, populate_existing=True)
+    message.status = "expired"
+    message.locked_until = None
+    message.last_error = (
+        "not sent: an opt-out confirmation text is sent within five minutes or not at all "
+        f"(queued {message.created_at:%Y-%m-%d %H:%M:%S} UTC)"
+    )
+    db.session.commit()
+    report.expired += 1
+    log.warning("opt-out confirmation #%s to %s expired unsent", message.id, message.to_address)
 
 
 RETRYABLE = ("failed", "queued")

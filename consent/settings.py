@@ -13,6 +13,9 @@ TEXT_FIELDS = (
     "help_contact",
     "texts_about",
     "message_frequency",
+    "terms_url",
+    "privacy_url",
+    "postal_address",
 )
 RULE_FIELDS = tuple(Organization.RULES)
 

@@ -11,6 +11,7 @@ caller commits.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import timedelta
 
 import sqlalchemy as sa
 from flask import render_template
@@ -20,6 +21,7 @@ from sqlalchemy.exc import IntegrityError
 from consent import keywords, ledger
 from consent.addresses import AddressError, format_phone, normalize_phone
 from consent.extensions import db
+from consent.i18n import LANGUAGES
 from consent.ledger import Actor, Origin
 from consent.models import (
     Channel,
@@ -29,6 +31,7 @@ from consent.models import (
     OutboxMessage,
     Source,
     Status,
+    utcnow,
 )
 from consent.notifications import owners_of
 
@@ -116,10 +119,24 @@ def _inbound(sid: str) -> InboundMessage | None:
     ).one_or_none()
 
 
+QUESTION_WINDOW = timedelta(hours=24)  # an answer ("Y") counts this long after our question
+CONFIRM_WINDOW = timedelta(days=7)  # and this long after a text asking to confirm opting in
+
+
 def _answer(org, number, reading, message, origin) -> str:
+    asked = _asked(org, number, message) if number is not None else None
+    short = keywords.answer(message.body)
+    if asked == "clarify" and short == "yes":
+        # "Did you want to stop texts from us?" "Y": the revocation they meant.
+        reading = keywords.Reading(keywords.STOP, False, None, reading.language)
+    elif asked == "clarify" and short == "no":
+        return ""  # they said no: nothing changes, nothing more to say
+    elif asked == "confirm" and short == "yes":
+        reading = keywords.Reading(keywords.START, True, "YES", reading.language)
+    message.intent = reading.intent
     if reading.intent is None:
         return ""  # ordinary talk: kept, not answered
-    language = reading.language or "en"
+    language = reading.language if reading.language in LANGUAGES else "en"
     if number is not None and language != "en":
         # A Spanish keyword is a clear sign of the person's language; English keywords are
         # the carriers' universal words and say nothing about it.
@@ -127,6 +144,9 @@ def _answer(org, number, reading, message, origin) -> str:
             person.language = language
     if reading.intent == keywords.HELP:
         return reply(org, "reply_help", language)
+    if reading.intent == keywords.UNCLEAR:
+        # The FCC allows one text to ask what a revocation covers: ask once, never twice.
+        return "" if asked == "clarify" else reply(org, "reply_clarify", language)
     if number is None:
         return ""  # not a phone number we could ever text: nothing to record
     evidence = {
@@ -137,30 +157,118 @@ def _answer(org, number, reading, message, origin) -> str:
         "exact": reading.exact,
         "language": language,
     }
+    if short is not None and asked is not None:
+        evidence["answer_to"] = asked
     actor = Actor.recipient(f"the person at {format_phone(number)} (text reply)")
     if reading.intent == keywords.STOP:
         return _stop(org, number, reading, evidence, actor, origin, language)
     return _start(org, number, evidence, actor, origin, language)
 
 
+def _asked(org, number, message) -> str | None:
+    """What we last asked this number, if it is still waiting for an answer: "clarify" (our
+    one clarifying question, the reply to its last text) or "confirm" (a text asking it to
+    confirm opting back in), else None."""
+    now = utcnow()
+    last = db.session.scalars(
+        sa.select(InboundMessage)
+        .where(
+            InboundMessage.organization_id == org.id,
+            InboundMessage.from_number == message.from_number,
+            InboundMessage.id != message.id,
+        )
+        .order_by(InboundMessage.id.desc())
+        .limit(1)
+    ).first()
+    confirm = db.session.scalars(
+        sa.select(OutboxMessage.created_at)
+        .where(
+            OutboxMessage.organization_id == org.id,
+            OutboxMessage.channel == "text",
+            OutboxMessage.purpose == "confirm_request",
+            OutboxMessage.to_address == number,
+            OutboxMessage.created_at >= now - CONFIRM_WINDOW,
+        )
+        .order_by(OutboxMessage.created_at.desc())
+        .limit(1)
+    ).first()
+    clarify = (
+        last is not None
+        and last.intent == keywords.UNCLEAR
+        and bool(last.reply)
+        and last.received_at >= now - QUESTION_WINDOW
+    )
+    if clarify and (confirm is None or confirm <= last.received_at):
+        return "clarify"
+    if confirm is not None and (last is None or last.received_at <= confirm):
+        return "confirm"
+    return None
+
+
 def _stop(org, number, reading, evidence, actor, origin, language) -> str:
+    """Opt out what the message asks for: texts (a bare keyword with the carrier block), calls,
+    or the email addresses on record for the number's owners; with the revoke-all rule on, a
+    revocation of texts or calls covers both."""
     # A bare keyword is what carriers act on (they block us until START), so it carries the
     # carrier block; a plain-language request opts out just as surely, without the block.
     source = Source.SMS_KEYWORD if reading.exact else Source.SMS_REPLY
-    ledger.opt_out(
-        org,
-        Channel.TEXT,
-        number,
-        source=source,
-        actor=actor,
-        evidence=evidence,
-        origin=origin,
-        carrier_block=reading.exact,
-    )
-    voice = reading.exact and org.stop_blocks_voice
-    if voice:
+    channels = set(reading.channels)
+    if reading.reassigned:
+        evidence["reassigned"] = True
+        channels.add(Channel.TEXT)
+    if reading.scope == "some":
+        # purposes: this asks to stop the General purpose only; until purposes exist it opts
+        # the channel out as before, and the request is kept for the purposes change.
+        evidence["scope"] = "general"
+    revoke_all = org.revoke_all and bool(channels & {Channel.TEXT, Channel.VOICE})
+    if revoke_all:
+        channels |= {Channel.TEXT, Channel.VOICE}  # purposes: non-emergency purposes only
+        evidence["revoke_all"] = True
+    if Channel.TEXT in channels:
+        ledger.opt_out(
+            org, Channel.TEXT, number, source=source, actor=actor, evidence=evidence,
+            origin=origin, carrier_block=reading.exact,
+        )  # fmt: skip
+    blocks_voice = reading.exact and org.stop_blocks_voice
+    if blocks_voice:
         _block_voice(org, number, source, actor, evidence, origin)
-    return reply(org, "reply_stop", language, voice=voice)
+    elif Channel.VOICE in channels:
+        ledger.opt_out(
+            org, Channel.VOICE, number, source=source, actor=actor, evidence=evidence,
+            origin=origin,
+        )  # fmt: skip
+    emails = None
+    if Channel.EMAIL in channels:
+        emails = _emails_of_owners(org, number)
+        for address in emails:
+            ledger.opt_out(
+                org, Channel.EMAIL, address, source=Source.SMS_REPLY, actor=actor,
+                evidence=evidence, origin=origin,
+            )  # fmt: skip
+    if reading.reassigned:
+        return reply(org, "reply_wrong_number", language)
+    if reading.scope == "some":
+        return reply(org, "reply_stop_some", language)
+    calls = blocks_voice or Channel.VOICE in channels
+    if Channel.TEXT in channels and Channel.EMAIL not in channels:
+        return reply(org, "reply_stop", language, voice=calls)
+    return reply(
+        org,
+        "reply_stop_named",
+        language,
+        texts=Channel.TEXT in channels,
+        calls=calls,
+        emails=", ".join(emails or ()),
+        asked_email=emails is not None,
+    )
+
+
+def _emails_of_owners(org, number) -> list[str]:
+    """The email addresses on record for the people who have this phone number."""
+    emails: list[str] = []
+    for person in owners_of(Channel.TEXT, number, org.id):
+        emails.extend(e.address for e in person.emails if e.address not in emails)
+    return emails
 
 
 def _block_voice(org, number, source, actor, evidence, origin) -> None:

@@ -35,8 +35,10 @@ from consent.words import carrier_block_words, org_words, shown_address, status_
 
 
 def text_disclosure(org: Organization) -> str:
-    """The words shown beside every text-message choice; kept on the event as evidence."""
-    return _(
+    """The words shown beside every text-message choice; kept on the event as evidence. They
+    end with the district's texting terms and privacy policy when it has given them (carriers
+    look for both); templates show the addresses as links."""
+    words = _(
         "%(org)s sends text messages from %(number)s about %(about)s, %(often)s. "
         "Msg & data rates may apply. Reply STOP to opt out, HELP for help.",
         org=org.name,
@@ -44,6 +46,11 @@ def text_disclosure(org: Organization) -> str:
         about=org_words(org.texts_about),
         often=org_words(org.message_frequency),
     )
+    if org.terms_url:
+        words += " " + _("Texting terms: %(url)s", url=org.terms_url)
+    if org.privacy_url:
+        words += " " + _("Privacy policy: %(url)s", url=org.privacy_url)
+    return words
 
 
 def toggle_label(channel: str) -> str:

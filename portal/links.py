@@ -13,6 +13,7 @@ from consent.extensions import csrf, db, limiter
 from consent.tenant import current_organization
 from consent.tokens import TokenError
 from consent.web import request_origin
+from portal import choices
 from portal.links_forms import ButtonForm, OptBackInForm, PreferencesForm
 
 bp = Blueprint("links", __name__)
@@ -146,7 +147,13 @@ def preferences(token: str):
             form=None if result.changed else form,
         )
     status = 400 if form.errors else 200
-    page = render_template("portal/links/preferences.html", link=link, numbers=numbers, form=form)
+    page = render_template(
+        "portal/links/preferences.html",
+        link=link,
+        numbers=numbers,
+        form=form,
+        disclosure=choices.text_disclosure(link.org),
+    )
     return page, status
 
 

