@@ -18,17 +18,12 @@ depends_on = None
 
 
 def upgrade():
-    with op.batch_alter_table('organizations') as batch:
-        batch.add_column(sa.Column('terms_url', sa.String(500), nullable=False, server_default=''))
-        batch.add_column(
-            sa.Column('privacy_url', sa.String(500), nullable=False, server_default='')
-        )
-        batch.add_column(
-            sa.Column('postal_address', sa.String(300), nullable=False, server_default='')
-        )
-        batch.add_column(
-            sa.Column('revoke_all', sa.Boolean(), nullable=False, server_default=sa.false())
-        )
+    # Plain ADD COLUMN (no batch): a batch would rebuild organizations, which SQLite refuses to
+    # drop while foreign keys are on and other tables reference it.
+    op.add_column('organizations', sa.Column('terms_url', sa.String(500), nullable=False, server_default=''))
+    op.add_column('organizations', sa.Column('privacy_url', sa.String(500), nullable=False, server_default=''))
+    op.add_column('organizations', sa.Column('postal_address', sa.String(300), nullable=False, server_default=''))
+    op.add_column('organizations', sa.Column('revoke_all', sa.Boolean(), nullable=False, server_default=sa.false()))
     op.create_index(
         'ix_inbound_messages_sender',
         'inbound_messages',
