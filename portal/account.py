@@ -20,14 +20,13 @@ from flask_babel import get_locale
 from flask_babel import gettext as _
 from flask_login import current_user, login_required
 
-from consent import profile, verification
+from consent import choices, profile, verification
 from consent.addresses import format_phone
 from consent.extensions import db, limiter
 from consent.models import Student
 from consent.tenant import current_organization
 from consent.tokens import TokenError
 from consent.web import request_origin
-from portal import choices
 from portal.account_forms import (
     ButtonForm,
     CodeForm,

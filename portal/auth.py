@@ -12,7 +12,7 @@ from consent import accounts
 from consent.extensions import db, limiter
 from consent.models import User
 from consent.tenant import current_organization
-from portal.forms import LoginForm
+from portal.auth_forms import LoginForm
 
 bp = Blueprint("auth", __name__)
 

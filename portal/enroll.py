@@ -7,14 +7,14 @@ from flask import Blueprint, abort, flash, redirect, render_template, request, s
 from flask_babel import get_locale
 from flask_babel import gettext as _
 
+from consent import choices
 from consent.addresses import format_phone
+from consent.enrollment import EnrollmentRefused
+from consent.enrollment import enroll as enroll_family
 from consent.extensions import db, limiter
 from consent.tenant import current_organization
 from consent.web import request_origin
-from portal import choices
 from portal.enroll_forms import NO, YES, EnrollForm, collect
-from portal.enrollment import EnrollmentRefused
-from portal.enrollment import enroll as enroll_family
 
 bp = Blueprint("enroll", __name__)
 

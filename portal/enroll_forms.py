@@ -22,8 +22,8 @@ from wtforms import (
 from wtforms.validators import Length, Optional
 
 from consent.addresses import AddressError, normalize_email, normalize_phone
+from consent.enrollment import Enrollment, GuardianEntry, PhoneEntry, StudentEntry
 from consent.models import Organization
-from portal.enrollment import Enrollment, GuardianEntry, PhoneEntry, StudentEntry
 
 GUARDIANS = 4
 PHONES_PER_GUARDIAN = 2

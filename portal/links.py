@@ -7,13 +7,12 @@ from flask import Blueprint, abort, flash, render_template, request
 from flask_babel import get_locale
 from flask_babel import gettext as _
 
-from consent import signed_links
+from consent import choices, signed_links
 from consent.addresses import format_phone
 from consent.extensions import csrf, db, limiter
 from consent.tenant import current_organization
 from consent.tokens import TokenError
 from consent.web import request_origin
-from portal import choices
 from portal.links_forms import ButtonForm, OptBackInForm, PreferencesForm
 
 bp = Blueprint("links", __name__)

@@ -448,7 +448,7 @@ def test_turning_on_a_number_that_confirmed_meanwhile_says_it_is_allowed(
 ):
     """The page read the number as opted out, but it confirmed (START) before the toggle took
     its lock: the answer is that texts are allowed, not an error (a race gunicorn found)."""
-    from portal import choices
+    from consent import choices
 
     phone = family.kid.phones[0]
     path = f"/account/students/{family.kid.id}"

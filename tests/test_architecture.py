@@ -48,7 +48,7 @@ def _imports(path: Path) -> set[str]:
         elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
             submodules = {f"{node.module}.{alias.name}" for alias in node.names}
             submodules &= MODULES.keys()
-            # `from portal import choices` imports portal.choices (and runs portal/__init__,
+            # `from portal import links` imports portal.links (and runs portal/__init__,
             # which only defines register()); name the submodule, not the package.
             found.update(submodules if len(submodules) == len(node.names) else {node.module})
     return {name for name in found if name in MODULES}
