@@ -44,6 +44,9 @@ OPT_OUT_SOURCES = frozenset(
         Source.CARRIER,
         Source.EMAIL_LINK,
         Source.ONE_CLICK,
+        Source.VOICE_KEYPRESS,
+        Source.API,
+        Source.COMPLAINT,
     }
 )
 OPT_IN_SOURCES = frozenset(
@@ -71,6 +74,13 @@ class Actor:
     @classmethod
     def system(cls, label: str = "Consent Desk") -> Actor:
         return cls("system", None, label)
+
+    @classmethod
+    def for_api_key(cls, key_id: int | None, name: str) -> Actor:
+        """A system calling the API with one of the organization's keys (None: an API_KEYS
+        key from the environment)."""
+        kind = f"api_key:{key_id}" if key_id is not None else "api_key:env"
+        return cls(kind, None, f"API key “{name}”")
 
     @property
     def key(self) -> str:
