@@ -4,7 +4,8 @@ from flask import Flask
 
 
 def register(app: Flask) -> None:
-    from api import eligibility, sms
+    from api import eligibility, sms, voice
 
     app.register_blueprint(sms.bp)
+    app.register_blueprint(voice.bp)
     app.register_blueprint(eligibility.bp)

@@ -13,6 +13,7 @@ TEXT_FIELDS = (
     "help_contact",
     "texts_about",
     "message_frequency",
+    "voice_optout_key",
 )
 RULE_FIELDS = tuple(Organization.RULES)
 
