@@ -4,8 +4,9 @@ from flask import Flask
 
 
 def register(app: Flask) -> None:
-    from api import eligibility, sms, voice
+    from api import eligibility, integrations, sms, voice
 
     app.register_blueprint(sms.bp)
     app.register_blueprint(voice.bp)
     app.register_blueprint(eligibility.bp)
+    app.register_blueprint(integrations.bp)

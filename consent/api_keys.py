@@ -102,7 +102,7 @@ def authenticate(presented: str, env_keys) -> Caller | None:
                 ApiKey.key_hash == digest(presented), ApiKey.revoked_at.is_(None)
             )
         ).first()
-        if row is not None and due_for_last_use(row.id):
+        if row is not None and due_for_last_use(digest(presented)):
             conn.rollback()
             with conn.begin():
                 conn.execute(
@@ -128,15 +128,17 @@ def _keeping_pending_write():
             g.setdefault(PENDING_WRITE, pending)
 
 
-_last_written: dict[int, float] = {}
+_last_written: dict[str, float] = {}
 _last_lock = threading.Lock()
 
 
-def due_for_last_use(key_id: int) -> bool:
+def due_for_last_use(key_hash: str) -> bool:
     """True at most once a minute per key (per process): time to write its last use."""
     now = time.monotonic()
     with _last_lock:
-        if now - _last_written.get(key_id, -LAST_USED_EVERY) < LAST_USED_EVERY:
+        if now - _last_written.get(key_hash, -LAST_USED_EVERY) < LAST_USED_EVERY:
             return False
-        _last_written[key_id] = now
+        if len(_last_written) > 10_000:
+            _last_written.clear()
+        _last_written[key_hash] = now
     return True

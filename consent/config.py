@@ -76,11 +76,17 @@ def from_environment(instance_path: str, env: dict[str, str] | None = None) -> d
         "MAX_CONTENT_LENGTH": int(env.get("MAX_UPLOAD_MB") or 25) * 1024 * 1024,
         "IMPORT_MAX_BYTES": int(env.get("IMPORT_MAX_MB") or 20) * 1024 * 1024,
         "PROXY_FIX": int(env.get("PROXY_FIX_HOPS") or (1 if production else 0)),
-        # Expiry of signed links, per purpose, in seconds.
+        # Expiry of signed links, per purpose, in seconds. One-click unsubscribe links never
+        # expire unless UNSUBSCRIBE_LINK_DAYS says so: a list's unsubscribe must keep working
+        # while the address is subscribed (RFC 8058, CAN-SPAM), in old emails too.
         "TOKEN_MAX_AGE": {
             "confirm": int(env.get("CONFIRM_LINK_DAYS") or 7) * 86400,
             "preferences": int(env.get("PREFERENCES_LINK_DAYS") or 60) * 86400,
-            "unsubscribe": int(env.get("UNSUBSCRIBE_LINK_DAYS") or 60) * 86400,
+            "unsubscribe": (
+                int(env["UNSUBSCRIBE_LINK_DAYS"]) * 86400
+                if env.get("UNSUBSCRIBE_LINK_DAYS")
+                else None
+            ),
         },
         "OUTBOX_MAX_ATTEMPTS": int(env.get("OUTBOX_MAX_ATTEMPTS") or 8),
         # How long a worker holds the messages it claimed; a worker that dies loses its

@@ -19,6 +19,8 @@ import logging
 import smtplib
 from dataclasses import dataclass, field
 from datetime import timedelta
+from email import policy as email_policy
+from email.utils import formataddr, parseaddr
 
 import sqlalchemy as sa
 from flask import current_app
@@ -285,18 +287,39 @@ def message_id_for(message: OutboxMessage) -> str:
     return f"<{digest}@consent-desk>"
 
 
+class _PlainHeaderMessage(Message):
+    """Flask-Mail's message, written with lines up to RFC 5322's 998 characters: with its
+    default (78), a List-Unsubscribe header longer than a line, a URL with no space to fold
+    at, goes out RFC 2047-encoded (=?utf-8?q?...?=), which mail providers do not read as a
+    link. Headers are ASCII here (the subject and names are encoded by Flask-Mail itself)."""
+
+    def _message(self):
+        msg = super()._message()
+        msg.policy = email_policy.SMTP.clone(max_line_length=998)
+        return msg
+
+
+def sender_for(organization_id: int) -> str:
+    """The district as the sender's name, at the configured sender's address."""
+    from consent.models import Organization
+
+    name, address = parseaddr(current_app.config["MAIL_DEFAULT_SENDER"])
+    org = db.session.get(Organization, organization_id)
+    return formataddr((org.name if org is not None else name, address))
+
+
 def _send_email(message: OutboxMessage) -> str:
     msg_id = message_id_for(message)
     if current_app.config.get("EMAIL_TRANSPORT") == "record":
         log.info("email recorded, not sent: to=%s subject=%s", message.to_address, message.subject)
         return f"recorded:{msg_id}"
-    email = Message(
+    email = _PlainHeaderMessage(
         subject=message.subject or "",
         recipients=[message.to_address],
         body=message.body,
         html=message.body_html,
         extra_headers=dict(message.headers or {}),
-        sender=current_app.config["MAIL_DEFAULT_SENDER"],
+        sender=sender_for(message.organization_id),
     )
     email.msgId = msg_id  # one Message-ID, stable across retries (Flask-Mail makes its own)
     state = current_app.extensions["mail"]
