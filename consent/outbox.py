@@ -192,9 +192,13 @@ def _deliver_one(message_id: int, report: DeliveryReport, *, inline: bool = Fals
         return
     blocked = _suppression_reason(message)
     provider_id = error = None
+    carrier = None
     if not blocked:
         try:
             provider_id = _send(message)
+        except CarrierOptOut as exc:  # the person replied STOP: never retried
+            carrier = exc
+            blocked = f"not sent: {exc}"
         except Exception as exc:  # noqa: BLE001 - any transport failure is retried
             error = f"{type(exc).__name__}: {exc}"[:2000]
     # The result is written in a write transaction taken only now: the send may take seconds,
@@ -204,6 +208,8 @@ def _deliver_one(message_id: int, report: DeliveryReport, *, inline: bool = Fals
     message = db.session.get(OutboxMessage, message_id, populate_existing=True)
     message.attempts += 1
     message.locked_until = None
+    if carrier is not None:
+        _record_carrier_opt_out(message, carrier)
     if blocked:
         message.status = "suppressed"
         message.last_error = blocked
@@ -263,6 +269,21 @@ def _suppression_reason(message: OutboxMessage) -> str | None:
     return f"not sent: {result.reason}"
 
 
+class CarrierOptOut(Exception):
+    """The SMS provider refused a text because the recipient opted out (Twilio 21610)."""
+
+
+# Who records a carrier opt-out learnt when sending: consent.sms registers itself (the outbox
+# sits below the ledger, so it cannot call it; every app imports consent.sms with its routes).
+CARRIER_OPT_OUT_HANDLERS: list = []
+
+
+def _record_carrier_opt_out(message: OutboxMessage, refusal: CarrierOptOut) -> None:
+    evidence = {"outbox_message_id": message.id, "error_code": "21610", "answer": str(refusal)}
+    for handler in CARRIER_OPT_OUT_HANDLERS:
+        handler(message.organization_id, message.to_address, evidence)
+
+
 def _send(message: OutboxMessage) -> str:
     if message.channel == "email":
         return _send_email(message)
@@ -296,6 +317,10 @@ class _PlainHeaderMessage(Message):
     def _message(self):
         msg = super()._message()
         msg.policy = email_policy.SMTP.clone(max_line_length=998)
+        # Flask-Mail writes every sender name RFC 2047-encoded; formataddr only a name that
+        # needs it ("Maple Valley School District" stays as it is).
+        del msg["From"]
+        msg["From"] = formataddr(parseaddr(self.sender), charset="utf-8")
         return msg
 
 
@@ -342,7 +367,14 @@ def _send_text(message: OutboxMessage) -> str:
     kwargs = {"to": message.to_address, "from_": org.texting_number, "body": message.body}
     if config.get("PUBLIC_BASE_URL"):
         kwargs["status_callback"] = config["PUBLIC_BASE_URL"] + "/sms/status"
-    return client.messages.create(**kwargs).sid
+    from twilio.base.exceptions import TwilioRestException
+
+    try:
+        return client.messages.create(**kwargs).sid
+    except TwilioRestException as exc:
+        if str(exc.code) == "21610":
+            raise CarrierOptOut(f"21610 {exc.msg}"[:300]) from exc
+        raise
 
 
 __all__ = ["queue", "deliver", "deliver_pending", "retry", "backoff", "DeliveryReport", "mail"]
