@@ -16,7 +16,7 @@ from datetime import datetime
 import sqlalchemy as sa
 from sqlalchemy.exc import IntegrityError
 
-from consent import ledger_bulk, notifications
+from consent import ledger_bulk, notifications, webhooks
 from consent.addresses import sort_fields
 from consent.database import begin_write, is_sqlite, org_is
 from consent.extensions import db
@@ -384,6 +384,7 @@ def change(
     for name, value in moved.items():
         setattr(state, name, value)
     db.session.flush()
+    webhooks.queue_for_event(org.id, event)
     outcome = Outcome(ok=True, changed=True, code="changed", state=state, event=event)
     outcome.messages = notifications.after_change(
         org, state, event, confirm=confirm, notify_org=notify_org
@@ -599,4 +600,8 @@ def opt_out_many(
         ),
         shared_state=_state_values(Status.OPTED_OUT, False, source, actor, now, None, 1, None),
     )
-    return BulkOutcome(ledger_bulk.opt_out_rows(write, rows))
+    results = ledger_bulk.opt_out_rows(write, rows)
+    webhooks.queue_for_addresses(
+        org.id, channel, [a for a, r in results.items() if r == "imported"], Status.OPTED_OUT
+    )
+    return BulkOutcome(results)
