@@ -67,6 +67,13 @@ def from_environment(instance_path: str, env: dict[str, str] | None = None) -> d
         "RATELIMIT_ENABLED": _bool(env.get("RATELIMIT_ENABLED"), True),
         "RATELIMIT_HEADERS_ENABLED": True,
         "API_KEYS": _list(env.get("API_KEYS")) or ([] if production else ["demo-api-key"]),
+        # Each API key's own budget (Flask-Limiter syntax).
+        "API_RATE_LIMIT": env.get("API_RATE_LIMIT") or "6000 per minute",
+        # Mail providers' feedback: the SNS topics of our SES bounces and complaints, and
+        # SendGrid's Event Webhook verification key (base64 DER). Unset: the route is a 404.
+        "SES_SNS_TOPIC_ARNS": _list(env.get("SES_SNS_TOPIC_ARNS")),
+        "SENDGRID_WEBHOOK_PUBLIC_KEY": env.get("SENDGRID_WEBHOOK_PUBLIC_KEY") or None,
+        "WEBHOOK_DISABLE_AFTER_HOURS": int(env.get("WEBHOOK_DISABLE_AFTER_HOURS") or 24),
         "SESSION_COOKIE_SECURE": production,
         "SESSION_COOKIE_HTTPONLY": True,
         "SESSION_COOKIE_SAMESITE": "Lax",
