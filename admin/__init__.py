@@ -67,7 +67,16 @@ def _areas():
 
     def menu_position(info):
         # The menu reads like the product: the list staff use most first, the set-up last.
-        order = ("optouts", "imports", "people", "reports", "activity", "outbox", "settings")
+        order = (
+            "optouts",
+            "imports",
+            "people",
+            "reports",
+            "activity",
+            "outbox",
+            "integrations",
+            "settings",
+        )
         return (order.index(info.name) if info.name in order else len(order), info.name)
 
     for info in sorted(pkgutil.iter_modules(package.__path__), key=menu_position):

@@ -34,7 +34,7 @@ from consent.extensions import csrf, db
 from consent.ledger import Actor
 from consent.web import request_origin
 
-bp = Blueprint("integrations", __name__, url_prefix="/api/v1")
+bp = Blueprint("api_integrations", __name__, url_prefix="/api/v1")
 csrf.exempt(bp)
 json_errors(bp)
 limited(bp)

@@ -117,3 +117,76 @@ def test_each_key_has_its_own_rate_limit(org, limited_client):
     assert codes == [200, 200, 200, 429]
     assert ask(limited_client, first).json["error"]
     assert ask(limited_client, second).status_code == 200  # another key: its own budget
+
+
+# --- the admin page -------------------------------------------------------------------------
+
+from tests.conftest import csrf_token  # noqa: E402
+
+PAGE = "/admin/integrations/"
+
+
+def test_the_organization_team_makes_a_key_sees_it_once_and_revokes_it(demo, client, auth):
+    auth.login("admin@example.org")
+    page = client.post(
+        "/admin/integrations/keys",
+        data={"csrf_token": csrf_token(client, PAGE), "name": "Notifier",
+              "scopes": ["eligibility:read", "events:read"]},
+    )  # fmt: skip
+    text = page.get_data(as_text=True)
+    assert page.status_code == 200 and "shown only this once" in text
+    import re
+
+    key = re.search(r'<code id="shown-once">(cdk_[^<]+)</code>', text).group(1)
+    assert client.get(ELIGIBILITY, query_string={"channel": "text", "address": "+12025550123"},
+                      headers=bearer(key)).status_code == 200  # fmt: skip
+    listing = client.get(PAGE).get_data(as_text=True)
+    assert key not in listing and key[:12] in listing and "eligibility:read, events:read" in listing
+    row = db.session.scalars(sa.select(ApiKey)).one()
+    assert row.created_by_user_id is not None
+    client.post(f"/admin/integrations/keys/{row.id}/revoke",
+                data={"csrf_token": csrf_token(client, PAGE)})  # fmt: skip
+    assert "Revoked" in client.get(PAGE).get_data(as_text=True)
+    assert client.get(ELIGIBILITY, query_string={"channel": "text", "address": "+12025550123"},
+                      headers=bearer(key)).status_code == 401  # fmt: skip
+
+
+def test_a_key_without_scopes_is_refused_on_the_page(demo, client, auth):
+    auth.login("admin@example.org")
+    page = client.post("/admin/integrations/keys",
+                       data={"csrf_token": csrf_token(client, PAGE), "name": "x"})  # fmt: skip
+    assert "Choose at least one." in page.get_data(as_text=True)
+    assert db.session.scalars(sa.select(ApiKey)).all() == []
+
+
+@pytest.mark.parametrize(
+    "login", [None, "site@example.org", "staff@example.org", "parent@example.org"]
+)
+def test_only_the_organization_team_reaches_integrations(demo, client, auth, login):
+    if login:
+        auth.login(login)
+    response = client.get(PAGE)
+    assert response.status_code in (302, 403)
+    posted = client.post("/admin/integrations/keys", data={"name": "x", "scopes": ["events:read"]})
+    assert posted.status_code in (302, 400, 403)
+    assert db.session.scalars(sa.select(ApiKey)).all() == []
+
+
+def test_another_organizations_key_cannot_be_revoked_here(demo, client, auth):
+    other = make_org(name="Other District", texting_number="+12025550199")
+    row, key = api_keys.create(other, "theirs", SCOPES)
+    db.session.commit()
+    auth.login("admin@example.org")
+    response = client.post(f"/admin/integrations/keys/{row.id}/revoke",
+                           data={"csrf_token": csrf_token(client, PAGE)})  # fmt: skip
+    assert response.status_code == 404
+    assert db.session.get(ApiKey, row.id, populate_existing=True).revoked_at is None
+
+
+def test_revoking_without_the_csrf_token_changes_nothing(demo, client, auth):
+    row, _key = api_keys.create(demo.org, "ours", SCOPES)
+    db.session.commit()
+    auth.login("admin@example.org")
+    response = client.post(f"/admin/integrations/keys/{row.id}/revoke", data={})
+    assert response.status_code == 400
+    assert db.session.get(ApiKey, row.id, populate_existing=True).revoked_at is None

@@ -255,3 +255,69 @@ def test_flask_webhooks_send_delivers(org, receiver, runner):
     result = runner.invoke(args=["webhooks", "send"])
     assert result.exit_code == 0 and "delivered 1" in result.output
     assert len(receiver.received) == 1
+
+
+# --- the admin page -------------------------------------------------------------------------
+
+from tests.conftest import csrf_token  # noqa: E402
+
+PAGE = "/admin/integrations/"
+
+
+def test_the_organization_team_registers_an_endpoint_and_sees_each_attempt(
+    demo, client, auth, receiver
+):
+    import re
+
+    auth.login("admin@example.org")
+    page = client.post("/admin/integrations/endpoints", data={
+        "csrf_token": csrf_token(client, PAGE), "url": receiver.url, "description": "Notifier",
+        "event_types": ["consent.opted_out"]})  # fmt: skip
+    text = page.get_data(as_text=True)
+    secret = re.search(r'<code id="shown-once">(whsec_[^<]+)</code>', text).group(1)
+    assert secret not in client.get(PAGE).get_data(as_text=True)  # shown once
+    opt_out(demo.org, "+12025550111")
+    db.session.commit()
+    webhooks.deliver()
+    ((headers, body),) = receiver.received
+    assert Webhook(secret).verify(body, headers)["data"]["address"] == "+12025550111"
+    endpoint = db.session.scalars(sa.select(WebhookEndpoint)).one()
+    attempts = client.get(f"/admin/integrations/endpoints/{endpoint.id}").get_data(as_text=True)
+    assert "consent.opted_out" in attempts and "204" in attempts and "Delivered" in attempts
+    client.post(f"/admin/integrations/endpoints/{endpoint.id}/disable",
+                data={"csrf_token": csrf_token(client, PAGE)})  # fmt: skip
+    assert "Disabled: disabled by an admin" in client.get(PAGE).get_data(as_text=True)
+
+
+def test_a_bad_url_is_refused_on_the_page(demo, client, auth):
+    auth.login("admin@example.org")
+    page = client.post("/admin/integrations/endpoints", data={
+        "csrf_token": csrf_token(client, PAGE), "url": "javascript:alert(1)",
+        "event_types": ["consent.opted_out"]})  # fmt: skip
+    assert "must start with https://" in page.get_data(as_text=True)
+    assert db.session.scalars(sa.select(WebhookEndpoint)).all() == []
+
+
+@pytest.mark.parametrize(
+    "login", [None, "site@example.org", "staff@example.org", "parent@example.org"]
+)
+def test_only_the_organization_team_registers_endpoints(demo, client, auth, login):
+    if login:
+        auth.login(login)
+    client.post("/admin/integrations/endpoints",
+                data={"url": "https://example.org/x", "event_types": ["consent.opted_out"]})  # fmt: skip
+    assert db.session.scalars(sa.select(WebhookEndpoint)).all() == []
+
+
+def test_another_organizations_endpoint_is_404(demo, client, auth):
+    other = make_org(name="Other District", texting_number="+12025550199")
+    endpoint, _secret = webhooks.create_endpoint(
+        other, "https://example.org/x", ["consent.opted_out"]
+    )
+    db.session.commit()
+    auth.login("admin@example.org")
+    assert client.get(f"/admin/integrations/endpoints/{endpoint.id}").status_code == 404
+    response = client.post(f"/admin/integrations/endpoints/{endpoint.id}/disable",
+                           data={"csrf_token": csrf_token(client, PAGE)})  # fmt: skip
+    assert response.status_code == 404
+    assert db.session.get(WebhookEndpoint, endpoint.id, populate_existing=True).active
