@@ -119,7 +119,9 @@ def measure(url: str, scale: float, pages: int, links: int, changes: int) -> lis
         endpoint, _secret = webhooks.create_endpoint(org, target, ["consent.opted_out"])
         db.session.commit()
         stamp = int(time.time())
-        rows = [BulkRow(f"fanout-{stamp}-{n}@bench.example.org", {"row": n}) for n in range(changes)]
+        rows = [
+            BulkRow(f"fanout-{stamp}-{n}@bench.example.org", {"row": n}) for n in range(changes)
+        ]
         for chunk in range(0, changes, 1000):
             ledger.opt_out_many(org, Channel.EMAIL, rows[chunk : chunk + 1000],
                                 source=Source.IMPORT, actor=Actor.system())  # fmt: skip
