@@ -57,6 +57,7 @@ def init_admin(app: Flask) -> Admin:
     from admin import (
         activity,
         imports,
+        integrations,
         invitations,
         optouts,
         outbox,
@@ -76,6 +77,7 @@ def init_admin(app: Flask) -> Admin:
         reports,
         activity,
         outbox,
+        integrations,
         settings,
         users,
     ):

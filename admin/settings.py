@@ -10,7 +10,7 @@ from flask_admin import expose
 from flask_babel import gettext as _
 from flask_babel import lazy_gettext as _l
 from flask_login import current_user
-from wtforms import BooleanField, StringField
+from wtforms import BooleanField, SelectField, StringField
 from wtforms.validators import DataRequired, Length, ValidationError
 
 from admin.base import ORG, AdminPageForm, SecureView
@@ -78,6 +78,13 @@ class SettingsForm(AdminPageForm):
 
     def validate_postal_address(self, field):
         field.data = " ".join((field.data or "").split())
+
+    voice_optout_key = SelectField(
+        _l("Opt-out key during calls"),
+        choices=[(str(d), str(d)) for d in range(10)],
+        default="9",
+        description=_l("The key a person presses during our calls to stop them (/voice/keypress)."),
+    )
 
     def validate_texting_number(self, field):
         try:

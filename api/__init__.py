@@ -4,7 +4,10 @@ from flask import Flask
 
 
 def register(app: Flask) -> None:
-    from api import eligibility, sms
+    from api import eligibility, feedback, integrations, sms, voice
 
     app.register_blueprint(sms.bp)
+    app.register_blueprint(voice.bp)
     app.register_blueprint(eligibility.bp)
+    app.register_blueprint(integrations.bp)
+    app.register_blueprint(feedback.bp)

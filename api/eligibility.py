@@ -1,63 +1,48 @@
 """The eligibility API: may a messaging system send on this channel to these addresses?
 
-`Authorization: Bearer <key>` with a key from API_KEYS (compared in constant time). Answers in
+`Authorization: Bearer <key>` with a key that has the scope `eligibility:read` (api/auth.py:
+keys made in the admin, or API_KEYS). Answers in
 the order given; an address that is not one is answered `invalid`, never an error for the whole
 request. The OpenAPI document of these routes is api/openapi.py.
 """
 
 from __future__ import annotations
 
-import hmac
 from json.encoder import encode_basestring_ascii
 
-from flask import Blueprint, Response, current_app, jsonify, request
-from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
+from flask import Blueprint, Response, jsonify, request
 
+from api.auth import (
+    caller,
+    error,
+    json_body,
+    json_errors,
+    limited,
+    organization,
+    require,
+    string_field,
+)
 from api.openapi import MAX_ADDRESSES, document
 from consent.addresses import CHANNELS
 from consent.database import read_only, reads_without_transaction
 from consent.eligibility import REASONS, check_one, check_rows
 from consent.extensions import csrf
-from consent.tenant import current_organization
 
 bp = Blueprint("api", __name__, url_prefix="/api/v1")
 csrf.exempt(bp)
 
 
-def error(message: str, status: int) -> Response:
-    """A JSON error answer: {"error": message}."""
-    response = jsonify(error=message)
-    response.status_code = status
-    if status == 401:
-        response.headers["WWW-Authenticate"] = 'Bearer realm="eligibility"'
-    return response
-
-
-@bp.errorhandler(HTTPException)
-def _http_error(exc: HTTPException):
-    """Errors of the API routes answer JSON too (405, 413 …)."""
-    return error(exc.description or exc.name, exc.code or 500)
-
-
-def authorized() -> bool:
-    """The request carries one of the configured API keys (every key compared, in constant time)."""
-    scheme, _, given = request.headers.get("Authorization", "").partition(" ")
-    given = given.strip()
-    if scheme.lower() != "bearer" or not given:
-        return False
-    given_bytes = given.encode("utf-8", "surrogateescape")
-    found = False
-    for key in current_app.config.get("API_KEYS") or ():
-        found |= hmac.compare_digest(given_bytes, key.encode("utf-8"))
-    return found
+json_errors(bp)
+limited(bp)
 
 
 @bp.before_request
 def _require_key():
-    """Every API route but the OpenAPI document needs a key: 401 without one."""
-    if request.endpoint == "api.openapi":
+    """Every API route but the OpenAPI document needs a valid key: 401 without one (the
+    scope of each route is checked by its `require`)."""
+    if request.endpoint == "api.openapi" or request.method == "OPTIONS":
         return None
-    if not authorized():
+    if caller() is None:
         return error("A valid API key is required: Authorization: Bearer <key>.", 401)
     return None
 
@@ -70,27 +55,21 @@ def openapi():
 
 @bp.post("/eligibility")
 @read_only
+@require("eligibility:read")
 def eligibility_many():
     """Eligibility of up to 100,000 addresses on one channel, in the order given."""
-    try:
-        body = request.get_json(force=True, silent=True)
-    except RequestEntityTooLarge:
-        return error("The request body is too large.", 413)
-    if not isinstance(body, dict):
-        return error('Send a JSON object: {"channel": "text", "addresses": ["…"]}.', 400)
-    channel = body.get("channel")
-    if channel not in CHANNELS:
-        return error("channel must be one of: text, voice, email.", 400)
+    body = json_body()
+    channel = string_field(body, "channel", choices=CHANNELS)
     addresses = body.get("addresses")
     if not isinstance(addresses, list):
-        return error("addresses must be a list of strings.", 400)
+        return error("addresses must be a list of strings.", 400, "addresses")
     if len(addresses) > MAX_ADDRESSES:
         return error(f"At most {MAX_ADDRESSES:,} addresses per request; split the list.", 413)
     for index, address in enumerate(addresses):
         if not isinstance(address, str):
-            return error(f"addresses[{index}] must be a string.", 400)
+            return error(f"addresses[{index}] must be a string.", 400, "addresses")
     with reads_without_transaction():
-        org = current_organization()
+        org = organization()
         if org is None:
             return error("No organization is set up yet.", 503)
         rows = check_rows(org, channel, addresses)
@@ -98,16 +77,17 @@ def eligibility_many():
 
 
 @bp.get("/eligibility")
+@require("eligibility:read")
 def eligibility_one():
     """Eligibility of one address: ?channel=text&address=…"""
     channel = request.args.get("channel")
     address = request.args.get("address")
     if channel not in CHANNELS:
-        return error("channel must be one of: text, voice, email.", 400)
+        return error("channel must be one of: text, voice, email.", 400, "channel")
     if address is None:
-        return error("address is required.", 400)
+        return error("address is required.", 400, "address")
     with reads_without_transaction():
-        org = current_organization()
+        org = organization()
         if org is None:
             return error("No organization is set up yet.", 503)
         answer = check_one(org, channel, address)

@@ -1,11 +1,18 @@
-"""The OpenAPI 3.1 document of the eligibility API, served at /api/v1/openapi.json.
+"""The OpenAPI 3.1 document of the API, served at /api/v1/openapi.json: eligibility, links,
+opt-outs and the change feed.
 
-A schemathesis run in tests/test_api_eligibility.py checks that the API answers as written here.
+Schemathesis runs in tests/test_eligibility_api.py and tests/test_api_schema.py check that the
+API answers as written here.
 """
 
 from __future__ import annotations
 
 MAX_ADDRESSES = 100_000
+MAX_LINKS = 10_000
+MAX_OPTOUTS = 1_000
+MAX_FEED = 10_000
+SCOPES = ["eligibility:read", "events:read", "optouts:write", "links:write"]
+OPTOUT_REASONS = ["stop", "request", "unsubscribe", "complaint", "other"]
 CHANNELS = ["text", "voice", "email"]
 REASONS = ["ok", "opted_out", "bounced", "no_consent", "invalid"]
 
@@ -21,13 +28,15 @@ def document() -> dict:
     return {
         "openapi": "3.1.0",
         "info": {
-            "title": "Consent Desk eligibility API",
+            "title": "Consent Desk API",
             "version": "1.0.0",
             "description": (
                 "Ask before you send: may this channel reach these addresses? Opted-out, "
                 "bounced and (for text, when the organization requires consent) unknown "
                 "addresses are not allowed. Results come back in the order given; an input "
-                "that is not an address is answered `invalid`."
+                "that is not an address is answered `invalid`. Keys are scoped: "
+                + ", ".join(SCOPES)
+                + "; a key without a route's scope gets 403."
             ),
         },
         "servers": [{"url": "/"}],
@@ -56,7 +65,9 @@ def document() -> dict:
                         },
                         "400": _error_response("The body is not a request of this shape."),
                         "401": _error_response("No API key, or not a valid one."),
+                        "403": _error_response("The key lacks eligibility:read."),
                         "413": _error_response("More than 100,000 addresses, or too large."),
+                        "429": _error_response("Too many requests with this key."),
                     },
                 },
                 "get": {
@@ -88,9 +99,12 @@ def document() -> dict:
                         },
                         "400": _error_response("A parameter is missing or not valid."),
                         "401": _error_response("No API key, or not a valid one."),
+                        "403": _error_response("The key lacks eligibility:read."),
+                        "429": _error_response("Too many requests with this key."),
                     },
                 },
-            }
+            },
+            **_integration_paths(),
         },
         "components": {
             "securitySchemes": {
@@ -141,8 +155,232 @@ def document() -> dict:
                 "Error": {
                     "type": "object",
                     "required": ["error"],
-                    "properties": {"error": {"type": "string"}},
+                    "properties": {
+                        "error": {"type": "string"},
+                        "field": {"type": "string", "description": "The field that is wrong."},
+                        "scope": {"type": "string", "description": "The scope a key lacks."},
+                    },
                 },
+                **_integration_schemas(),
+            },
+        },
+    }
+
+
+def _json_body(ref: str) -> dict:
+    return {
+        "required": True,
+        "content": {"application/json": {"schema": {"$ref": f"#/components/schemas/{ref}"}}},
+    }
+
+
+def _ok(description: str, ref: str) -> dict:
+    return {
+        "description": description,
+        "content": {"application/json": {"schema": {"$ref": f"#/components/schemas/{ref}"}}},
+    }
+
+
+def _errors(scope: str, *, body: bool = True) -> dict:
+    answers = {
+        "400": _error_response("A field is missing or not valid (`field` names it)."),
+        "401": _error_response("No API key, or not a valid one."),
+        "403": _error_response(f"The key lacks {scope}."),
+        "429": _error_response("Too many requests with this key."),
+    }
+    if body:
+        answers["413"] = _error_response("Too many addresses, or too large a body.")
+    return answers
+
+
+def _integration_paths() -> dict:
+    return {
+        "/api/v1/links": {
+            "post": {
+                "operationId": "makeLinks",
+                "summary": "One-click unsubscribe and preferences links for outside emails",
+                "description": (
+                    "Needs links:write. One `address`, or `addresses` (at most 10,000) for "
+                    "`results` in the order given. Email answers carry the RFC 8058 headers."
+                ),
+                "requestBody": _json_body("LinksRequest"),
+                "responses": {
+                    "200": _ok("The links (one object, or `results`).", "LinksResponse"),
+                    **_errors("links:write"),
+                },
+            }
+        },
+        "/api/v1/optouts": {
+            "post": {
+                "operationId": "reportOptOuts",
+                "summary": "Opt-outs another system saw",
+                "description": (
+                    "Needs optouts:write. Recorded through the ledger with source `api` and "
+                    "the key as actor; `reason: stop` on text carries the carrier block. "
+                    "At most 1,000 `addresses`."
+                ),
+                "requestBody": _json_body("OptOutsRequest"),
+                "responses": {
+                    "200": _ok("One result per address.", "OptOutsResponse"),
+                    **_errors("optouts:write"),
+                },
+            }
+        },
+        "/api/v1/events": {
+            "get": {
+                "operationId": "changeFeed",
+                "summary": "Consent changes, oldest first, after a cursor",
+                "description": (
+                    "Needs events:read. Follow `next`: a reader misses nothing and sees "
+                    "nothing twice, even while changes commit."
+                ),
+                "parameters": [
+                    {
+                        "name": "after",
+                        "in": "query",
+                        "required": False,
+                        "description": "The `next` of the previous page; none to start.",
+                        "schema": {"type": "string", "pattern": "^[0-9]{1,19}-[0-9]{1,18}$"},
+                    },
+                    {
+                        "name": "limit",
+                        "in": "query",
+                        "required": False,
+                        "schema": {"type": "integer", "minimum": 1, "maximum": MAX_FEED},
+                    },
+                ],
+                "responses": {
+                    "200": _ok("A page of changes and the cursor to go on.", "FeedPage"),
+                    **_errors("events:read", body=False),
+                },
+            }
+        },
+    }
+
+
+_ADDRESS_OR_MANY = {
+    "channel": {"type": "string", "enum": CHANNELS},
+    "address": {"type": "string", "maxLength": 1000},
+}
+
+
+def _integration_schemas() -> dict:
+    status = {
+        "type": ["string", "null"],
+        "enum": ["opted_in", "opted_out", "bounced", "unknown", None],
+    }
+    link = {
+        "type": "object",
+        "required": ["address", "normalized"],
+        "properties": {
+            "address": {"type": "string"},
+            "normalized": {"type": ["string", "null"]},
+            "unsubscribe_url": {"type": "string"},
+            "preferences_url": {"type": "string"},
+            "headers": {
+                "type": "object",
+                "required": ["List-Unsubscribe", "List-Unsubscribe-Post"],
+                "properties": {
+                    "List-Unsubscribe": {"type": "string"},
+                    "List-Unsubscribe-Post": {"type": "string"},
+                },
+            },
+            "error": {"type": "string"},
+        },
+    }
+    return {
+        "LinksRequest": {
+            "type": "object",
+            "required": ["channel"],
+            "anyOf": [{"required": ["address"]}, {"required": ["addresses"]}],
+            "properties": {
+                **_ADDRESS_OR_MANY,
+                "addresses": {"type": "array", "maxItems": MAX_LINKS, "items": {"type": "string"}},
+            },
+        },
+        "Link": link,
+        "LinksResponse": {
+            "oneOf": [
+                {"$ref": "#/components/schemas/Link"},
+                {
+                    "type": "object",
+                    "required": ["results"],
+                    "properties": {
+                        "results": {"type": "array", "items": {"$ref": "#/components/schemas/Link"}}
+                    },
+                },
+            ]
+        },
+        "OptOutsRequest": {
+            "type": "object",
+            "required": ["channel"],
+            "anyOf": [{"required": ["address"]}, {"required": ["addresses"]}],
+            "properties": {
+                **_ADDRESS_OR_MANY,
+                "addresses": {
+                    "type": "array",
+                    "maxItems": MAX_OPTOUTS,
+                    "items": {"type": "string"},
+                },
+                "source": {
+                    "type": "string",
+                    "maxLength": 100,
+                    "description": "The reporting system's name, kept as evidence.",
+                },
+                "reason": {"type": "string", "enum": OPTOUT_REASONS},
+                "note": {"type": "string", "maxLength": 2000},
+                "occurred_at": {"type": "string", "format": "date-time"},
+            },
+        },
+        "OptOutResult": {
+            "type": "object",
+            "required": ["address", "normalized", "result"],
+            "properties": {
+                "address": {"type": "string"},
+                "normalized": {"type": ["string", "null"]},
+                "result": {
+                    "type": "string",
+                    "enum": ["opted_out", "already", "invalid", "refused"],
+                },
+                "error": {"type": "string"},
+            },
+        },
+        "OptOutsResponse": {
+            "oneOf": [
+                {"$ref": "#/components/schemas/OptOutResult"},
+                {
+                    "type": "object",
+                    "required": ["results"],
+                    "properties": {
+                        "results": {
+                            "type": "array",
+                            "items": {"$ref": "#/components/schemas/OptOutResult"},
+                        }
+                    },
+                },
+            ]
+        },
+        "Event": {
+            "type": "object",
+            "required": ["id", "at", "channel", "address", "from", "to", "source", "carrier_block"],
+            "properties": {
+                "id": {"type": "integer"},
+                "at": {"type": "string", "description": "When, UTC (ISO 8601)."},
+                "channel": {"type": "string", "enum": CHANNELS},
+                "address": {"type": "string"},
+                "from": status,
+                "to": status,
+                "source": {"type": "string"},
+                "carrier_block": {"type": "boolean"},
+                "version": {"type": "integer"},
+            },
+        },
+        "FeedPage": {
+            "type": "object",
+            "required": ["events", "next"],
+            "properties": {
+                "events": {"type": "array", "items": {"$ref": "#/components/schemas/Event"}},
+                "next": {"type": "string"},
             },
         },
     }

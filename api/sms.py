@@ -68,6 +68,7 @@ def inbound():
         sid,
         request_origin(),
         to_number=form.get("To", ""),
+        opt_out_type=form.get("OptOutType", ""),
     )
     db.session.commit()
     return twiml(reply)

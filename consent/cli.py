@@ -15,6 +15,7 @@ outbox_cli = AppGroup("outbox", help="Deliver queued email and texts.")
 users_cli = AppGroup("users", help="Manage admin users.")
 optouts_cli = AppGroup("optouts", help="Import and export the opt-out list.")
 roster_cli = AppGroup("roster", help="Load the district's people from its roster.")
+webhooks_cli = AppGroup("webhooks", help="Deliver consent changes to webhook endpoints.")
 
 
 def register(app: Flask) -> None:
@@ -26,6 +27,7 @@ def register(app: Flask) -> None:
     from consent import jobs
 
     app.cli.add_command(jobs.jobs_cli)
+    app.cli.add_command(webhooks_cli)
 
 
 @click.command("demo")
@@ -72,6 +74,34 @@ def outbox_send(loop: bool, interval: float, batch: int):
             )
             for error in total.errors[:20]:
                 click.echo(f"  {error}", err=True)
+        db.session.remove()
+        if not loop:
+            break
+        time.sleep(interval)
+
+
+@webhooks_cli.command("send")
+@click.option("--loop", is_flag=True, help="Keep delivering until stopped.")
+@click.option("--interval", default=2.0, show_default=True, help="Seconds between passes.")
+@click.option("--batch", default=200, show_default=True, help="Deliveries claimed per pass.")
+def webhooks_send(loop: bool, interval: float, batch: int):
+    """Deliver queued webhook deliveries, retrying failures with backoff."""
+    from consent import webhooks
+
+    while True:
+        delivered = failed = 0
+        disabled: list[str] = []
+        while True:
+            report = webhooks.deliver(limit=batch)
+            delivered += report.delivered
+            failed += report.failed
+            disabled += report.disabled
+            if report.delivered + report.failed < batch:
+                break
+        if delivered or failed or not loop:
+            click.echo(f"delivered {delivered}, failed {failed} (will retry)")
+        for url in disabled:
+            click.echo(f"  disabled after a day of failures: {url}", err=True)
         db.session.remove()
         if not loop:
             break

@@ -78,6 +78,13 @@ def from_environment(instance_path: str, env: dict[str, str] | None = None) -> d
         "RATELIMIT_ENABLED": _bool(env.get("RATELIMIT_ENABLED"), True),
         "RATELIMIT_HEADERS_ENABLED": True,
         "API_KEYS": _list(env.get("API_KEYS")) or ([] if production else ["demo-api-key"]),
+        # Each API key's own budget (Flask-Limiter syntax).
+        "API_RATE_LIMIT": env.get("API_RATE_LIMIT") or "6000 per minute",
+        # Mail providers' feedback: the SNS topics of our SES bounces and complaints, and
+        # SendGrid's Event Webhook verification key (base64 DER). Unset: the route is a 404.
+        "SES_SNS_TOPIC_ARNS": _list(env.get("SES_SNS_TOPIC_ARNS")),
+        "SENDGRID_WEBHOOK_PUBLIC_KEY": env.get("SENDGRID_WEBHOOK_PUBLIC_KEY") or None,
+        "WEBHOOK_DISABLE_AFTER_HOURS": int(env.get("WEBHOOK_DISABLE_AFTER_HOURS") or 24),
         "SESSION_COOKIE_SECURE": production,
         "SESSION_COOKIE_HTTPONLY": True,
         "SESSION_COOKIE_SAMESITE": "Lax",
@@ -87,11 +94,17 @@ def from_environment(instance_path: str, env: dict[str, str] | None = None) -> d
         "MAX_CONTENT_LENGTH": int(env.get("MAX_UPLOAD_MB") or 25) * 1024 * 1024,
         "IMPORT_MAX_BYTES": int(env.get("IMPORT_MAX_MB") or 20) * 1024 * 1024,
         "PROXY_FIX": int(env.get("PROXY_FIX_HOPS") or (1 if production else 0)),
-        # Expiry of signed links, per purpose, in seconds.
+        # Expiry of signed links, per purpose, in seconds. One-click unsubscribe links never
+        # expire unless UNSUBSCRIBE_LINK_DAYS says so: a list's unsubscribe must keep working
+        # while the address is subscribed (RFC 8058, CAN-SPAM), in old emails too.
         "TOKEN_MAX_AGE": {
             "confirm": int(env.get("CONFIRM_LINK_DAYS") or 7) * 86400,
             "preferences": int(env.get("PREFERENCES_LINK_DAYS") or 60) * 86400,
-            "unsubscribe": int(env.get("UNSUBSCRIBE_LINK_DAYS") or 60) * 86400,
+            "unsubscribe": (
+                int(env["UNSUBSCRIBE_LINK_DAYS"]) * 86400
+                if env.get("UNSUBSCRIBE_LINK_DAYS")
+                else None
+            ),
             "verify_email": int(env.get("VERIFY_EMAIL_LINK_DAYS") or 2) * 86400,
             # Account links: claim an account, reset a password, verify the sign-in email.
             "claim": int(env.get("CLAIM_LINK_DAYS") or 14) * 86400,

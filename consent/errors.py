@@ -23,7 +23,7 @@ from consent.extensions import db
 
 log = logging.getLogger(__name__)
 
-MACHINE_PREFIXES = ("/api/", "/sms/", "/healthz")
+MACHINE_PREFIXES = ("/api/", "/sms/", "/voice/", "/feedback/", "/healthz")
 
 # (title, sentence) per status; the page says what happened and what to do next.
 MESSAGES = {
@@ -164,7 +164,11 @@ def register(app: Flask) -> None:
         description = error.description if wants_json() else None
         if error.code == 413 and wants_json():
             description = "The request body is too large."
-        return error_response(error.code, description)
+        response = error_response(error.code, description)
+        for name, value in error.get_headers():  # Allow on a 405, WWW-Authenticate on a 401
+            if name.lower() != "content-type":
+                response.headers[name] = value
+        return response
 
     @app.errorhandler(sa.exc.OperationalError)
     @app.errorhandler(sa.exc.InterfaceError)

@@ -17,7 +17,7 @@ from datetime import datetime
 import sqlalchemy as sa
 from sqlalchemy.exc import IntegrityError
 
-from consent import ledger_bulk, notifications
+from consent import ledger_bulk, notifications, webhooks
 from consent.addresses import sort_fields
 from consent.database import begin_write, is_sqlite, org_is
 from consent.extensions import db
@@ -45,6 +45,9 @@ OPT_OUT_SOURCES = frozenset(
         Source.CARRIER,
         Source.EMAIL_LINK,
         Source.ONE_CLICK,
+        Source.VOICE_KEYPRESS,
+        Source.API,
+        Source.COMPLAINT,
     }
 )
 OPT_IN_SOURCES = frozenset(
@@ -72,6 +75,13 @@ class Actor:
     @classmethod
     def system(cls, label: str = "Consent Desk") -> Actor:
         return cls("system", None, label)
+
+    @classmethod
+    def for_api_key(cls, key_id: int | None, name: str) -> Actor:
+        """A system calling the API with one of the organization's keys (None: an API_KEYS
+        key from the environment)."""
+        kind = f"api_key:{key_id}" if key_id is not None else "api_key:env"
+        return cls(kind, None, f"API key “{name}”")
 
     @property
     def key(self) -> str:
@@ -375,6 +385,7 @@ def change(
     for name, value in moved.items():
         setattr(state, name, value)
     db.session.flush()
+    webhooks.queue_for_event(org.id, event)
     outcome = Outcome(ok=True, changed=True, code="changed", state=state, event=event)
     outcome.messages = notifications.after_change(
         org, state, event, confirm=confirm, notify_org=notify_org
@@ -657,7 +668,11 @@ def opt_out_many(
         ),
         shared_state=_state_values(Status.OPTED_OUT, False, source, actor, now, None, 1, None),
     )
-    return BulkOutcome(ledger_bulk.opt_out_rows(write, rows))
+    results = ledger_bulk.opt_out_rows(write, rows)
+    webhooks.queue_for_addresses(
+        org.id, channel, [a for a, r in results.items() if r == "imported"], Status.OPTED_OUT
+    )
+    return BulkOutcome(results)
 
 
 def record_staff_entries(
@@ -704,7 +719,9 @@ def record_staff_entries(
             Status.OPTED_IN, False, Source.STAFF_ENTRY, actor, now, None, 1, None
         ),
     )
-    result = dict.fromkeys(ledger_bulk.create_new_states(write, rows), "changed")
+    created = ledger_bulk.create_new_states(write, rows)
+    webhooks.queue_for_addresses(org.id, Channel.TEXT, sorted(created), Status.OPTED_IN)
+    result = dict.fromkeys(created, "changed")
     for row in rows:
         if row.address not in result:
             outcome = record_staff_entry(

@@ -44,6 +44,9 @@ class Source(enum.StrEnum):
     ONE_CLICK = "one_click"
     STAFF_ENTRY = "staff_entry"
     BOUNCE = "bounce"
+    VOICE_KEYPRESS = "voice_keypress"  # the opt-out key pressed during a call
+    API = "api"  # reported by another system through /api/v1/optouts
+    COMPLAINT = "complaint"  # a spam complaint relayed by the mail provider
 
 
 class Role(enum.StrEnum):
@@ -57,6 +60,37 @@ class PhoneKind(enum.StrEnum):
     CELL = "cell"
     HOME = "home"
     WORK = "work"
+
+
+class TxId(sa.types.TypeDecorator):
+    """A transaction id: PostgreSQL's xid8 (read and written as an integer); BIGINT elsewhere."""
+
+    impl = sa.BigInteger
+    cache_ok = True
+
+    def load_dialect_impl(self, dialect):
+        if dialect.name == "postgresql":
+            return dialect.type_descriptor(XID8())
+        return dialect.type_descriptor(sa.BigInteger())
+
+    def process_result_value(self, value, dialect):
+        return None if value is None else int(value)
+
+
+class XID8(sa.types.UserDefinedType):
+    cache_ok = True
+
+    def get_col_spec(self, **kw):
+        return "xid8"
+
+    def bind_processor(self, dialect):
+        return lambda value: None if value is None else str(value)
+
+
+# Reflection (Alembic's comparison) reads the column back as this type.
+from sqlalchemy.dialects.postgresql.base import ischema_names as _pg_types  # noqa: E402
+
+_pg_types.setdefault("xid8", XID8)
 
 
 def _enum(enum_cls: type[enum.Enum], name: str) -> sa.Enum:
@@ -105,6 +139,8 @@ class Organization(db.Model):
     admin_may_record_opt_out: Mapped[bool] = mapped_column(default=True, server_default=sa.true())
     staff_cell_starts_opted_in: Mapped[bool] = mapped_column(default=True, server_default=sa.true())
     revoke_all: Mapped[bool] = mapped_column(default=False, server_default=sa.false())
+    # The key a callee presses during a call to stop calls (seed 000, FCC 24-18).
+    voice_optout_key: Mapped[str] = mapped_column(sa.String(1), default="9", server_default="9")
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
 
     sites: Mapped[list[Site]] = relationship(back_populates="organization", order_by="Site.name")
@@ -408,6 +444,9 @@ class ConsentEvent(db.Model):
         sa.Index("ix_consent_events_address", "organization_id", "address", "id"),
         sa.Index("ix_consent_events_org_id", "organization_id", "id"),
         sa.Index("ix_consent_events_occurred", "organization_id", "occurred_at"),
+        sa.Index("ix_consent_events_feed", "organization_id", "txid", "id").ddl_if(
+            dialect="postgresql"
+        ),
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)
@@ -429,6 +468,10 @@ class ConsentEvent(db.Model):
     note: Mapped[str | None] = mapped_column(sa.Text)
     evidence: Mapped[dict] = mapped_column(sa.JSON, default=dict)
     state_version: Mapped[int] = mapped_column(default=0)
+    # PostgreSQL: the id of the transaction that wrote the event (xid8, set by the database),
+    # so the change feed never reads past one still in flight (consent/feed.py). SQLite has
+    # one writer at a time, so event ids commit in order and this stays NULL.
+    txid: Mapped[int | None] = mapped_column(TxId(), server_default=sa.FetchedValue())
 
     actor_user: Mapped[User | None] = relationship()
 
@@ -590,6 +633,110 @@ class SignInFailure(db.Model):
     last_failed_at: Mapped[datetime] = mapped_column(default=utcnow, index=True)
 
 
+SCOPES = ("eligibility:read", "events:read", "optouts:write", "links:write")
+
+
+class ApiKey(db.Model):
+    """A key another system calls the API with: only its SHA-256 is kept; named, scoped,
+    revocable (admin/integrations.py). Keys from API_KEYS in the environment are full-scope."""
+
+    __tablename__ = "api_keys"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    organization_id: Mapped[int] = mapped_column(sa.ForeignKey("organizations.id"), index=True)
+    name: Mapped[str] = mapped_column(sa.String(100))
+    prefix: Mapped[str] = mapped_column(sa.String(16))  # the first characters, to recognise it
+    key_hash: Mapped[str] = mapped_column(sa.String(64), unique=True)  # sha256 hex
+    scopes: Mapped[list] = mapped_column(sa.JSON, default=list)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    created_by_user_id: Mapped[int | None] = mapped_column(sa.ForeignKey("users.id"))
+    revoked_at: Mapped[datetime | None] = mapped_column()
+    last_used_at: Mapped[datetime | None] = mapped_column()
+
+    organization: Mapped[Organization] = relationship()
+    created_by: Mapped[User | None] = relationship()
+
+    @property
+    def active(self) -> bool:
+        return self.revoked_at is None
+
+    def __str__(self) -> str:
+        return f"{self.name} ({self.prefix}…)"
+
+
+WEBHOOK_EVENT_TYPES = (
+    "consent.opted_out",
+    "consent.opted_in",
+    "consent.bounced",
+    "consent.cleared",
+)
+
+
+class WebhookEndpoint(db.Model):
+    """A URL the organization's other systems receive consent changes at (Standard Webhooks)."""
+
+    __tablename__ = "webhook_endpoints"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    organization_id: Mapped[int] = mapped_column(sa.ForeignKey("organizations.id"), index=True)
+    url: Mapped[str] = mapped_column(sa.String(500))
+    description: Mapped[str] = mapped_column(sa.String(200), default="", server_default="")
+    secret: Mapped[str] = mapped_column(sa.String(100))  # whsec_<base64>: needed to sign
+    event_types: Mapped[list] = mapped_column(sa.JSON, default=list)
+    active: Mapped[bool] = mapped_column(default=True, server_default=sa.true())
+    disabled_at: Mapped[datetime | None] = mapped_column()
+    disabled_reason: Mapped[str | None] = mapped_column(sa.String(300))
+    failing_since: Mapped[datetime | None] = mapped_column()
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    created_by_user_id: Mapped[int | None] = mapped_column(sa.ForeignKey("users.id"))
+
+    organization: Mapped[Organization] = relationship()
+
+    def __str__(self) -> str:
+        return self.url
+
+
+class WebhookDelivery(db.Model):
+    """One consent event to send to one endpoint, queued in the transaction of the change."""
+
+    __tablename__ = "webhook_deliveries"
+    __table_args__ = (
+        sa.UniqueConstraint("endpoint_id", "event_id"),
+        sa.Index("ix_webhook_deliveries_due", "status", "next_attempt_at"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    endpoint_id: Mapped[int] = mapped_column(sa.ForeignKey("webhook_endpoints.id"))
+    event_id: Mapped[int] = mapped_column(sa.ForeignKey("consent_events.id"), index=True)
+    event_type: Mapped[str] = mapped_column(sa.String(40))
+    status: Mapped[str] = mapped_column(sa.String(12), default="queued", server_default="queued")
+    attempts: Mapped[int] = mapped_column(default=0, server_default="0")
+    next_attempt_at: Mapped[datetime] = mapped_column(default=utcnow)
+    locked_until: Mapped[datetime | None] = mapped_column()
+    last_error: Mapped[str | None] = mapped_column(sa.String(500))
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    delivered_at: Mapped[datetime | None] = mapped_column()
+
+    endpoint: Mapped[WebhookEndpoint] = relationship()
+
+
+class WebhookAttempt(db.Model):
+    """One try at a delivery: when, the answer's status (or the error), how long it took."""
+
+    __tablename__ = "webhook_attempts"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    delivery_id: Mapped[int] = mapped_column(sa.ForeignKey("webhook_deliveries.id"), index=True)
+    endpoint_id: Mapped[int] = mapped_column(sa.ForeignKey("webhook_endpoints.id"), index=True)
+    attempted_at: Mapped[datetime] = mapped_column(default=utcnow)
+    status_code: Mapped[int | None] = mapped_column()
+    error: Mapped[str | None] = mapped_column(sa.String(500))
+    duration_ms: Mapped[int] = mapped_column(default=0)
+
+    delivery: Mapped[WebhookDelivery] = relationship()
+    endpoint: Mapped[WebhookEndpoint] = relationship()
+
+
 class ImmutableEventError(RuntimeError):
     """Raised when code tries to update or delete a consent event."""
 
@@ -653,3 +800,14 @@ class Job(db.Model):
 
     file: Mapped[JobFile | None] = relationship()
     created_by: Mapped[User | None] = relationship()
+
+
+# PostgreSQL fills each event's txid with the id of the transaction that writes it, whatever
+# writes it (the ORM, the bulk engine's statements).
+sa.event.listen(
+    ConsentEvent.__table__,
+    "after_create",
+    sa.DDL(
+        "ALTER TABLE consent_events ALTER COLUMN txid SET DEFAULT pg_current_xact_id()"
+    ).execute_if(dialect="postgresql"),
+)

@@ -19,6 +19,8 @@ import logging
 import smtplib
 from dataclasses import dataclass, field
 from datetime import timedelta
+from email import policy as email_policy
+from email.utils import formataddr, parseaddr
 
 import sqlalchemy as sa
 from flask import current_app
@@ -212,9 +214,13 @@ def _deliver_one(message_id: int, report: DeliveryReport, *, inline: bool = Fals
         return
     blocked = _suppression_reason(message)
     provider_id = error = None
+    carrier = None
     if not blocked:
         try:
             provider_id = _send(message)
+        except CarrierOptOut as exc:  # the person replied STOP: never retried
+            carrier = exc
+            blocked = f"not sent: {exc}"
         except Exception as exc:  # noqa: BLE001 - any transport failure is retried
             error = f"{type(exc).__name__}: {exc}"[:2000]
     # The result is written in a write transaction taken only now: the send may take seconds,
@@ -224,6 +230,8 @@ def _deliver_one(message_id: int, report: DeliveryReport, *, inline: bool = Fals
     message = db.session.get(OutboxMessage, message_id, populate_existing=True)
     message.attempts += 1
     message.locked_until = None
+    if carrier is not None:
+        _record_carrier_opt_out(message, carrier)
     if blocked:
         message.status = "suppressed"
         message.last_error = blocked
@@ -319,6 +327,21 @@ def _suppression_reason(message: OutboxMessage) -> str | None:
     return f"not sent: {result.reason}"
 
 
+class CarrierOptOut(Exception):
+    """The SMS provider refused a text because the recipient opted out (Twilio 21610)."""
+
+
+# Who records a carrier opt-out learnt when sending: consent.sms registers itself (the outbox
+# sits below the ledger, so it cannot call it; every app imports consent.sms with its routes).
+CARRIER_OPT_OUT_HANDLERS: list = []
+
+
+def _record_carrier_opt_out(message: OutboxMessage, refusal: CarrierOptOut) -> None:
+    evidence = {"outbox_message_id": message.id, "error_code": "21610", "answer": str(refusal)}
+    for handler in CARRIER_OPT_OUT_HANDLERS:
+        handler(message.organization_id, message.to_address, evidence)
+
+
 def _send(message: OutboxMessage) -> str:
     if message.channel == "email":
         return _send_email(message)
@@ -345,18 +368,43 @@ def message_id_for(message: OutboxMessage) -> str:
     return f"<{digest}@consent-desk>"
 
 
+class _PlainHeaderMessage(Message):
+    """Flask-Mail's message, written with lines up to RFC 5322's 998 characters: with its
+    default (78), a List-Unsubscribe header longer than a line, a URL with no space to fold
+    at, goes out RFC 2047-encoded (=?utf-8?q?...?=), which mail providers do not read as a
+    link. Headers are ASCII here (the subject and names are encoded by Flask-Mail itself)."""
+
+    def _message(self):
+        msg = super()._message()
+        msg.policy = email_policy.SMTP.clone(max_line_length=998)
+        # Flask-Mail writes every sender name RFC 2047-encoded; formataddr only a name that
+        # needs it ("Maple Valley School District" stays as it is).
+        del msg["From"]
+        msg["From"] = formataddr(parseaddr(self.sender), charset="utf-8")
+        return msg
+
+
+def sender_for(organization_id: int) -> str:
+    """The district as the sender's name, at the configured sender's address."""
+    from consent.models import Organization
+
+    name, address = parseaddr(current_app.config["MAIL_DEFAULT_SENDER"])
+    org = db.session.get(Organization, organization_id)
+    return formataddr((org.name if org is not None else name, address))
+
+
 def _send_email(message: OutboxMessage) -> str:
     msg_id = message_id_for(message)
     if current_app.config.get("EMAIL_TRANSPORT") == "record":
         log.info("email recorded, not sent: to=%s subject=%s", message.to_address, message.subject)
         return f"recorded:{msg_id}"
-    email = Message(
+    email = _PlainHeaderMessage(
         subject=message.subject or "",
         recipients=[message.to_address],
         body=message.body,
         html=message.body_html,
         extra_headers=dict(message.headers or {}),
-        sender=current_app.config["MAIL_DEFAULT_SENDER"],
+        sender=sender_for(message.organization_id),
     )
     email.msgId = msg_id  # one Message-ID, stable across retries (Flask-Mail makes its own)
     state = current_app.extensions["mail"]
@@ -379,7 +427,14 @@ def _send_text(message: OutboxMessage) -> str:
     kwargs = {"to": message.to_address, "from_": org.texting_number, "body": message.body}
     if config.get("PUBLIC_BASE_URL"):
         kwargs["status_callback"] = config["PUBLIC_BASE_URL"] + "/sms/status"
-    return client.messages.create(**kwargs).sid
+    from twilio.base.exceptions import TwilioRestException
+
+    try:
+        return client.messages.create(**kwargs).sid
+    except TwilioRestException as exc:
+        if str(exc.code) == "21610":
+            raise CarrierOptOut(f"21610 {exc.msg}"[:300]) from exc
+        raise
 
 
 CALL_LANGUAGES = {"en": "en-US", "es": "es-MX"}

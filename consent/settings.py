@@ -16,6 +16,7 @@ TEXT_FIELDS = (
     "terms_url",
     "privacy_url",
     "postal_address",
+    "voice_optout_key",
 )
 RULE_FIELDS = tuple(Organization.RULES)
 

@@ -18,7 +18,7 @@ from flask import render_template
 from flask_babel import force_locale
 from sqlalchemy.exc import IntegrityError
 
-from consent import keywords, ledger
+from consent import keywords, ledger, outbox
 from consent.addresses import AddressError, format_phone, normalize_phone
 from consent.extensions import db
 from consent.i18n import LANGUAGES
@@ -79,17 +79,20 @@ def handle_inbound(
     origin: Origin | None = None,
     *,
     to_number: str = "",
+    opt_out_type: str = "",
 ) -> str:
     """Answer one text sent to `org`'s number and return the reply ("" for none).
 
     The same `message_sid` twice changes nothing the second time and returns the same reply.
+    `opt_out_type` is Twilio's reading of the text (its Advanced Opt-Out: STOP, START, HELP,
+    also for the custom keywords set up there); when given, it stands over ours.
     """
     sid = clean(message_sid, MAX_SID)
     seen = _inbound(sid)
     if seen is not None:
         return seen.reply
     body = clean(body)
-    reading = keywords.read(body)
+    reading = _provider_reading(keywords.read(body), clean(opt_out_type, 16).strip().upper())
     message = InboundMessage(
         organization_id=org.id,
         message_sid=sid,
@@ -108,9 +111,21 @@ def handle_inbound(
         number = normalize_phone(clean(from_number, 64), org.default_region or "US")
     except AddressError:
         number = None
-    message.reply = _answer(org, number, reading, message, origin or Origin())
+    message.reply = _answer(org, number, reading, message, origin or Origin(), opt_out_type)
     db.session.flush()
     return message.reply
+
+
+PROVIDER_INTENTS = {"STOP": keywords.STOP, "START": keywords.START, "HELP": keywords.HELP}
+
+
+def _provider_reading(reading: keywords.Reading, opt_out_type: str) -> keywords.Reading:
+    """Twilio's OptOutType over our reading: Twilio acts on it (a STOP there blocks our texts
+    at Twilio), so it is the exact keyword it names."""
+    intent = PROVIDER_INTENTS.get(opt_out_type)
+    if intent is None or (reading.intent == intent and reading.exact):
+        return reading
+    return keywords.Reading(intent, True, reading.keyword or opt_out_type, reading.language)
 
 
 def _inbound(sid: str) -> InboundMessage | None:
@@ -123,7 +138,7 @@ QUESTION_WINDOW = timedelta(hours=24)  # an answer ("Y") counts this long after 
 CONFIRM_WINDOW = timedelta(days=7)  # and this long after a text asking to confirm opting in
 
 
-def _answer(org, number, reading, message, origin) -> str:
+def _answer(org, number, reading, message, origin, opt_out_type="") -> str:
     asked = _asked(org, number, message) if number is not None else None
     short = keywords.answer(message.body)
     if asked == "clarify" and short == "yes":
@@ -159,6 +174,8 @@ def _answer(org, number, reading, message, origin) -> str:
     }
     if short is not None and asked is not None:
         evidence["answer_to"] = asked
+    if opt_out_type:
+        evidence["opt_out_type"] = clean(opt_out_type, 16).strip().upper()
     actor = Actor.recipient(f"the person at {format_phone(number)} (text reply)")
     if reading.intent == keywords.STOP:
         return _stop(org, number, reading, evidence, actor, origin, language)
@@ -363,17 +380,31 @@ def handle_status(
         return StatusResult("unknown_number")
     evidence = {"message_sid": sid, "message_status": status, "error_code": error}
     if error == CARRIER_OPT_OUT:
-        actor = Actor.system("the mobile carrier (delivery callback)")
-        ledger.opt_out(
-            org, Channel.TEXT, number, source=Source.CARRIER, actor=actor, evidence=evidence,
-            origin=origin, carrier_block=True,
-        )  # fmt: skip
-        if org.stop_blocks_voice:
-            _block_voice(org, number, Source.CARRIER, actor, evidence, origin)
+        carrier_opt_out(org, number, evidence, origin, "the mobile carrier (delivery callback)")
         return StatusResult("carrier_opt_out", number)
     evidence["meaning"] = BOUNCES[error]
     ledger.mark_bounced(org, Channel.TEXT, number, evidence=evidence, origin=origin)
     return StatusResult("bounced", number)
+
+
+def carrier_opt_out(org, number, evidence, origin=None, label="the mobile carrier") -> None:
+    """Twilio's 21610 (in a callback, or as the answer when we send): the person replied STOP
+    and the carrier blocks our texts; recorded with the block (and on calls, by the rule)."""
+    actor = Actor.system(label)
+    ledger.opt_out(
+        org, Channel.TEXT, number, source=Source.CARRIER, actor=actor, evidence=evidence,
+        origin=origin, carrier_block=True,
+    )  # fmt: skip
+    if org.stop_blocks_voice:
+        _block_voice(org, number, Source.CARRIER, actor, evidence, origin)
+
+
+def _carrier_opt_out_when_sending(org_id: int, number: str, evidence: dict) -> None:
+    org = db.session.get(Organization, org_id)
+    carrier_opt_out(org, number, evidence, label="the mobile carrier (answer to our text)")
+
+
+outbox.CARRIER_OPT_OUT_HANDLERS.append(_carrier_opt_out_when_sending)
 
 
 def _receipt_seen(sid: str, status: str, error: str) -> bool:

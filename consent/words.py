@@ -48,6 +48,9 @@ SOURCE_WORDS = {
     Source.ONE_CLICK: N_("one-click unsubscribe"),
     Source.STAFF_ENTRY: N_("staff entry"),
     Source.BOUNCE: N_("a delivery failure"),
+    Source.VOICE_KEYPRESS: N_("a key pressed during a call"),
+    Source.API: N_("another system (API)"),
+    Source.COMPLAINT: N_("a spam complaint"),
 }
 
 
