@@ -63,6 +63,18 @@ def run_migrations_offline():
         context.run_migrations()
 
 
+def _raw_pragma(connection, pragma: str) -> list:
+    """Run a PRAGMA on the driver's connection, outside any transaction (our engines emit
+    BEGIN themselves on SQLite, and foreign_keys cannot change inside one)."""
+    if connection.in_transaction():
+        connection.commit()
+    cursor = connection.connection.driver_connection.cursor()
+    try:
+        return cursor.execute(pragma).fetchall()
+    finally:
+        cursor.close()
+
+
 def run_migrations_online():
     """Run migrations in 'online' mode.
 
@@ -93,10 +105,21 @@ def run_migrations_online():
         conf_args["include_object"] = include_object(connectable.dialect.name)
 
     with connectable.connect() as connection:
+        sqlite = connection.dialect.name == "sqlite"
+        if sqlite:
+            # A batch migration rebuilds a table (copy, drop, rename); with foreign keys on,
+            # SQLite refuses to drop a table other rows point at. Off for the migration (it
+            # is a no-op inside a transaction, so before it), checked and back on after.
+            _raw_pragma(connection, "PRAGMA foreign_keys=OFF")
         context.configure(connection=connection, target_metadata=get_metadata(), **conf_args)
 
         with context.begin_transaction():
             context.run_migrations()
+        if sqlite:
+            broken = _raw_pragma(connection, "PRAGMA foreign_key_check")
+            _raw_pragma(connection, "PRAGMA foreign_keys=ON")
+            if broken:
+                raise RuntimeError(f"foreign keys broken by the migration: {broken[:5]}")
 
 
 if context.is_offline_mode():

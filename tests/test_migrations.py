@@ -52,3 +52,43 @@ def test_migrations_build_the_schema_the_models_describe(empty_database):
         downgrade(revision="base")
         assert set(sa.inspect(db.engine).get_table_names()) <= {"alembic_version"}
         db.engine.dispose()
+
+
+def test_upgrading_a_database_with_consent_on_record_keeps_it(empty_database):
+    """A database in use (an organization, a STOP on record: a state and the event it points
+    at) upgrades from 0008 to the newest schema, even where SQLite must rebuild the tables
+    those rows live in, and the opt-out still stands."""
+    app = create_app({"TESTING": True, "SQLALCHEMY_DATABASE_URI": empty_database})
+    with app.app_context():
+        upgrade(revision="0008_owner_indexes")
+        with db.engine.begin() as conn:
+            conn.exec_driver_sql(
+                "INSERT INTO organizations (id, name, texting_number, notification_email,"
+                " help_contact, texts_about, message_frequency, default_region,"
+                " text_requires_consent, stop_blocks_voice, start_opts_in,"
+                " admin_may_record_opt_out, staff_cell_starts_opted_in, created_at) VALUES"
+                " (1, 'o', '+12025550100', 'a@b.org', '', '', '', 'US', true, false, true, true,"
+                " true, '2026-01-01')"
+            )
+            conn.exec_driver_sql(
+                "INSERT INTO consent_events (id, organization_id, channel, address, kind,"
+                " from_status, to_status, carrier_block, source, actor, actor_label,"
+                " occurred_at, evidence, state_version) VALUES (1, 1, 'text', '+12025550123',"
+                " 'change', NULL, 'opted_out', true, 'sms_keyword', 'recipient', '',"
+                " '2026-01-01', '{}', 1)"
+            )
+            conn.exec_driver_sql(
+                "INSERT INTO consent_states (id, organization_id, channel, address, sort_key,"
+                " digits, status, carrier_block, source, changed_at, changed_by, version,"
+                " last_event_id) VALUES (1, 1, 'text', '+12025550123', '000012025550123',"
+                " '2025550123', 'opted_out', true, 'sms_keyword', '2026-01-01', 'r', 1, 1)"
+            )
+        upgrade()
+        from consent import eligibility
+        from consent.models import Organization
+
+        org = db.session.get(Organization, 1)
+        result = eligibility.check_one(org, "text", "+12025550123")
+        assert (result.allowed, result.reason) == (False, "opted_out")
+        db.session.remove()
+        db.engine.dispose()
