@@ -9,7 +9,16 @@ import sqlalchemy as sa
 from consent import config as config_module
 from consent import create_app, ledger, notifications, tokens
 from consent.extensions import db
-from consent.models import Channel, ConsentState, Contact, ImportBatch, Job, Role, Status
+from consent.models import (
+    Channel,
+    ConsentState,
+    Contact,
+    ImportBatch,
+    Job,
+    Role,
+    Status,
+    WebhookEndpoint,
+)
 from tests.conftest import Auth
 
 HEADERS = {
@@ -48,10 +57,16 @@ def argument_values(app, demo) -> dict[str, dict[str, object]]:
     job = Job(kind="roster_import", organization_id=demo.org.id, total=0)
     db.session.add(job)
     db.session.commit()
+    endpoint = WebhookEndpoint(
+        organization_id=demo.org.id, url="http://127.0.0.1:9/hook", secret="whsec_dGVzdA=="
+    )
+    db.session.add(endpoint)
+    db.session.commit()
     csv = {"fmt": "csv"}
     account_token = account_tokens(demo)
     return {
         "roster.job": {"job_id": job.id},
+        "integrations.attempts": {"endpoint_id": endpoint.id},
         **{f"accounts.{purpose}": {"token": t} for purpose, t in account_token.items()},
         "static": {"filename": "css/site.css"},
         "admin.static": {"filename": "admin/css/bootstrap4/admin.css"},
