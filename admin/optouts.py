@@ -35,12 +35,22 @@ from admin.base import (
     admin_actor,
     admin_origin,
     has_role,
+    require_role,
     site_scope,
 )
 from consent import export, ledger, notifications, optout_list, words
 from consent.addresses import AddressError, format_phone, normalize_email
 from consent.extensions import db
-from consent.models import Channel, ConsentState, Source, Status
+from consent.models import (
+    Channel,
+    ConsentEvent,
+    ConsentState,
+    ImportBatch,
+    Role,
+    Source,
+    Status,
+    utcnow,
+)
 from consent.tenant import current_organization
 
 CHANNEL_OPTIONS = tuple((c.value, words.channel_label(c)) for c in Channel)
@@ -144,6 +154,13 @@ class OptBackInForm(AdminPageForm):
             )
             for i, d in enumerate(destinations)
         ]
+
+
+class UndoForm(AdminPageForm):
+    note = TextAreaField(
+        _l("Why undo it (kept in the activity log)"),
+        validators=[DataRequired(), Length(max=1000)],
+    )
 
 
 class ClearBounceForm(AdminPageForm):
@@ -459,6 +476,111 @@ class OptOutListView(SecureModelView):
         if state is None or org is None or state.organization_id != org.id:
             abort(404)
         return state
+
+    # --- undo a mistaken opt-out (the organization team) ----------------------------------
+
+    @expose("/undo/<int:event_id>/", methods=("GET", "POST"))
+    def undo_view(self, event_id: int):
+        """Undo one opt-out an admin or an import recorded: GET says what will happen, POST
+        (with a note) asks the ledger to put the address back as it was. Nothing is sent."""
+        require_role(Role.ORG)
+        org = current_organization()
+        event = db.session.get(ConsentEvent, event_id)
+        if event is None or event.organization_id != org.id:
+            abort(404)
+        form = UndoForm()
+        if form.validate_on_submit():
+            outcome = ledger.revert(
+                org,
+                event.id,
+                actor=admin_actor(),
+                note=form.note.data.strip(),
+                origin=admin_origin(),
+            )
+            if outcome.refused:
+                db.session.rollback()
+                flash(outcome.reason, "error")
+            else:
+                db.session.commit()
+                flash(
+                    _(
+                        "Undone: %(who)s is back to “%(status)s” for %(what)s. Nothing was "
+                        "sent to the person.",
+                        who=words.shown_address(event.address),
+                        status=words.status_label(outcome.state.status),
+                        what=words.channel_words(event.channel),
+                    ),
+                    "success",
+                )
+                return redirect(url_for("activity.index_view"))
+        state = ledger.current(org, event.channel, event.address)
+        refusal = ledger.check_revert(org, event, state, utcnow())
+        return self.render(
+            "admin/optouts/undo.html",
+            event=event,
+            refusal=refusal,
+            form=form,
+            words=words,
+            shown=words.shown_address(event.address),
+            batch=None,
+        )
+
+    @expose("/undo-import/<int:batch_id>/", methods=("GET", "POST"))
+    def undo_batch_view(self, batch_id: int):
+        """Undo every opt-out of one import batch that nothing has changed since."""
+        require_role(Role.ORG)
+        org = current_organization()
+        batch = db.session.get(ImportBatch, batch_id)
+        if batch is None or batch.organization_id != org.id:
+            abort(404)
+        form = UndoForm()
+        if form.validate_on_submit():
+            result = ledger.revert_batch(
+                org,
+                batch.id,
+                actor=admin_actor(),
+                note=form.note.data.strip(),
+                origin=admin_origin(),
+            )
+            db.session.commit()
+            flash(
+                _(
+                    "Undone: %(n)d opt-out(s) of %(file)s put back as they were; nothing was "
+                    "sent to anyone.",
+                    n=result.reverted,
+                    file=batch.filename,
+                ),
+                "success",
+            )
+            if result.refused:
+                flash(
+                    _(
+                        "%(n)d row(s) were left as they are: %(why)s",
+                        n=len(result.refused),
+                        why="; ".join(
+                            f"{words.shown_address(a)}: {why}" for a, why in result.refused[:20]
+                        ),
+                    ),
+                    "warning",
+                )
+            return redirect(url_for("activity.index_view"))
+        events = ledger.batch_events(org, batch.id)
+        now = utcnow()
+        may = [
+            e
+            for e in events
+            if ledger.check_revert(org, e, ledger.current(org, e.channel, e.address), now) is None
+        ]
+        return self.render(
+            "admin/optouts/undo.html",
+            event=None,
+            batch=batch,
+            total=len(events),
+            may=len(may),
+            refusal=None,
+            form=form,
+            words=words,
+        )
 
     # --- exports ----------------------------------------------------------------------------
 

@@ -15,7 +15,7 @@ from wtforms.validators import AnyOf, DataRequired, Length, Optional
 from admin import record_forms as forms_module
 from admin.base import ALL_ADMINS, AdminPageForm, SecureView, admin_actor, admin_origin
 from admin.record_forms import RemoveForm
-from consent import ledger, people, records, words
+from consent import activity_words, ledger, notifications, people, records, words
 from consent.addresses import format_phone
 from consent.extensions import db
 from consent.models import Channel, Role, Source
@@ -90,12 +90,18 @@ class PeopleView(SecureView):
         forms = record_forms_for(person, book) if may_change(current_user) else {}
         if failed is not None:
             forms[failed[0]] = failed[1]
+        events = people.events_of(org.id, person)
         page = self.render(
             self.details_template,
             person=person,
             kind=self.kind,
             rows=address_rows(person, book),
-            events=people.events_of(org.id, person),
+            events=events,
+            pending=pending_confirmations(events, book),
+            activity_words=activity_words,
+            words=words,
+            revertible=ledger.REVERTIBLE_SOURCES,
+            may_undo=current_user.role == Role.ORG,
             may_change=may_change(current_user),
             may_clear_bounce=may_clear_bounce(current_user),
             block_reason=words.carrier_block_reason(org),
@@ -245,6 +251,30 @@ class PeopleView(SecureView):
         actor = admin_actor()
         origin = admin_origin()
         shown = words.shown_address(address)
+        if action == "opt_back_in" and channel == Channel.TEXT and kind in LANDLINE_KINDS:
+            flash(
+                _(
+                    "%(address)s is a %(kind)s phone: texts are not offered to it.",
+                    address=shown,
+                    kind=_(kind),
+                ),
+                "error",
+            )
+            return redirect(url_for(".details", record_id=record_id))
+        if action == "opt_out" and request.form.get("confirm") != "yes":
+            # One click changes nothing: the page says what will happen and asks again.
+            return self.render(
+                "admin/people_confirm_opt_out.html",
+                person=person,
+                address=address,
+                shown=shown,
+                channel=channel,
+                note=note or "",
+                sent=opt_out_sends(channel),
+                form=form,
+                words_channel=words.channel_words(channel),
+                channel_name=words.channel_name(channel),
+            )
         if action == "opt_out":
             outcome = ledger.opt_out(
                 org, channel, address, source=Source.ADMIN, actor=actor, note=note, origin=origin
@@ -255,6 +285,25 @@ class PeopleView(SecureView):
                 channel=words.channel_words(channel),
             )
         elif action == "opt_back_in":
+            send_to = None
+            if kind in LANDLINE_KINDS:  # never a text to a landline: an email on record, or none
+                emails = [
+                    d.to
+                    for d in notifications.confirmation_destinations(org, channel, address)
+                    if d.channel == Channel.EMAIL
+                ]
+                if not emails:
+                    flash(
+                        _(
+                            "%(address)s is a %(kind)s phone, and the person has no email on "
+                            "record to confirm by: nothing was sent.",
+                            address=shown,
+                            kind=_(kind),
+                        ),
+                        "error",
+                    )
+                    return redirect(url_for(".details", record_id=record_id))
+                send_to = emails[0]
             outcome = ledger.request_opt_back_in(
                 org,
                 channel,
@@ -264,14 +313,11 @@ class PeopleView(SecureView):
                 attested=bool(form.attested.data),
                 note=note,
                 origin=origin,
+                send_to=send_to,
                 language=getattr(person, "language", None) or "en",
             )
             sent_to = outcome.event.evidence["sent_to"] if outcome.event else address
-            done = _(
-                "A confirmation was sent to %(address)s. It is opted in only when the person "
-                "confirms.",
-                address=sent_to if "@" in sent_to else format_phone(sent_to),
-            )
+            done = confirmation_words(outcome, sent_to)
         else:
             outcome = ledger.clear_bounce(
                 org, channel, address, source=Source.ADMIN, actor=actor, note=note, origin=origin
@@ -295,6 +341,59 @@ class PeopleView(SecureView):
         if person is None:
             abort(404)
         return person
+
+
+LANDLINE_KINDS = ("home", "work")
+
+
+def opt_out_sends(channel: Channel) -> str:
+    """What an admin's opt-out sends the person, said before it is recorded."""
+    if channel == Channel.TEXT:
+        return _("The person gets one text confirming they will get no more texts from us.")
+    if channel == Channel.EMAIL:
+        return _("The person gets one email confirming they will get no more email from us.")
+    return _("Nothing is sent to the person; calls to this number stop.")
+
+
+def confirmation_words(outcome, sent_to: str) -> str:
+    """What asking for a confirmation did, truthfully: a new link, or the one sent earlier
+    today (at most one a day per address: the outbox kept the earlier message)."""
+    shown = words.shown_address(sent_to)
+    earlier = next(
+        (
+            m
+            for m in outcome.messages or []
+            if outcome.event is not None and m.event_id not in (None, outcome.event.id)
+        ),
+        None,
+    )
+    if earlier is not None:
+        return _(
+            "Already sent today; the person can use the link sent at %(time)s UTC to %(to)s. "
+            "Nothing new was sent.",
+            time=earlier.created_at.strftime("%H:%M"),
+            to=shown,
+        )
+    return _(
+        "A confirmation was sent to %(address)s. It is opted in only when the person confirms.",
+        address=shown,
+    )
+
+
+def pending_confirmations(events, book: StatusBook) -> dict[tuple[str, str], object]:
+    """{(channel, address): when} for each confirmation asked for after the state's last
+    change: "Waiting for confirmation since …"."""
+    pending: dict[tuple[str, str], object] = {}
+    for event in events:
+        if event.kind != "request":
+            continue
+        state = book.states.get((event.channel, event.address))
+        if state is not None and state.changed_at and event.occurred_at < state.changed_at:
+            continue
+        key = (event.channel.value, event.address)
+        if key not in pending or event.occurred_at < pending[key]:
+            pending[key] = event.occurred_at
+    return pending
 
 
 def record_forms_for(person, book: StatusBook) -> dict[str, object]:
