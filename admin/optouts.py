@@ -20,9 +20,9 @@ from flask import abort, flash, g, redirect, request, url_for
 from flask_admin import expose
 from flask_admin.actions import action
 from flask_admin.contrib.sqla import filters as sqla_filters
-from flask_admin.model.template import EndpointLinkRowAction
 from flask_babel import gettext as _
 from flask_babel import lazy_gettext as _l
+from flask_login import current_user
 from markupsafe import Markup
 from wtforms import BooleanField, RadioField, SelectChoice, StringField, TextAreaField
 from wtforms.validators import DataRequired, Length, Optional
@@ -35,6 +35,7 @@ from admin.base import (
     admin_actor,
     admin_origin,
     has_role,
+    may_clear_bounce,
     require_role,
     site_scope,
 )
@@ -179,6 +180,14 @@ def _address_cell(view, context, model, name):
     return text
 
 
+def _manage_cell(view, context, model, name):
+    """Opt Back In (or clear a bounce) in words, not an icon with only a tooltip."""
+    label = _("Clear bounce…") if model.status == Status.BOUNCED else _("Opt Back In…")
+    return Markup('<a class="btn btn-sm btn-outline-primary" href="{}">{}</a>').format(
+        url_for(".row_view", id=model.id), label
+    )
+
+
 def _owner_cell(view, context, model, name):
     owners = g.get("optout_owners", {})
     return owners.get((optout_list.kind_of(model.channel), model.address), "")
@@ -203,8 +212,10 @@ class OptOutListView(SecureModelView):
         "changed_by",
         "note",
         "owner",
+        "manage",
     )
     column_labels = {
+        "manage": _l("Actions"),
         "address": _l("Address"),
         "channel": _l("Channel"),
         "status": _l("Status"),
@@ -228,10 +239,9 @@ class OptOutListView(SecureModelView):
         "source": lambda v, c, m, n: words.source_words(m.source),
         "changed_at": lambda v, c, m, n: m.changed_at.strftime("%Y-%m-%d %H:%M"),
         "owner": _owner_cell,
+        "manage": _manage_cell,
     }
-    column_extra_row_actions = [
-        EndpointLinkRowAction("fa fa-undo", ".row_view", title=_l("Opt Back In / manage"))
-    ]
+    column_extra_row_actions = []
 
     # --- the list query ---------------------------------------------------------------------
 
@@ -282,9 +292,17 @@ class OptOutListView(SecureModelView):
 
     # --- list action: clear bounces ---------------------------------------------------------
 
+    def is_action_allowed(self, name):
+        """Clearing a bounce is the organization team's, here as on the contact page."""
+        if name == "clear_bounce" and not may_clear_bounce(current_user):
+            return False
+        return super().is_action_allowed(name)
+
     @action("clear_bounce", _l("Clear bounce"), _l("Clear the bounce of the selected addresses?"))
     def action_clear_bounce(self, ids):
         """Clear the bounce of each selected bounced address (through the ledger)."""
+        if not may_clear_bounce(current_user):
+            abort(403)
         org = current_organization()
         cleared = 0
         for state in self._states(ids):
@@ -384,6 +402,8 @@ class OptOutListView(SecureModelView):
         bounce_form = ClearBounceForm()
         check = ledger.check_opt_back_in(org, state.channel, state.address)
         if request.method == "POST" and request.form.get("do") == "clear_bounce":
+            if not may_clear_bounce(current_user):
+                abort(403)
             if bounce_form.validate_on_submit():
                 outcome = ledger.clear_bounce(
                     org,
@@ -417,6 +437,7 @@ class OptOutListView(SecureModelView):
                 (optout_list.kind_of(state.channel), state.address), ""
             ),
             words=words,
+            may_clear_bounce=may_clear_bounce(current_user),
         )
 
     def _opt_back_in(self, org, state, form) -> bool:

@@ -13,7 +13,14 @@ from wtforms import BooleanField, HiddenField, TextAreaField
 from wtforms.validators import AnyOf, DataRequired, Length, Optional
 
 from admin import record_forms as forms_module
-from admin.base import ALL_ADMINS, AdminPageForm, SecureView, admin_actor, admin_origin
+from admin.base import (
+    ALL_ADMINS,
+    AdminPageForm,
+    SecureView,
+    admin_actor,
+    admin_origin,
+    may_clear_bounce,
+)
 from admin.record_forms import RemoveForm
 from consent import activity_words, ledger, notifications, people, records, words
 from consent.addresses import format_phone
@@ -38,11 +45,6 @@ class ConsentActionForm(AdminPageForm):
 def may_change(user) -> bool:
     """Organization and site teams use the toggles; staff only read."""
     return user.role in (Role.ORG, Role.SITE)
-
-
-def may_clear_bounce(user) -> bool:
-    """Only the organization team clears a bounce."""
-    return user.role == Role.ORG
 
 
 class PeopleView(SecureView):
