@@ -253,12 +253,13 @@ class PeopleView(SecureView):
         actor = admin_actor()
         origin = admin_origin()
         shown = words.shown_address(address)
-        if action == "opt_back_in" and channel == Channel.TEXT and kind in LANDLINE_KINDS:
+        phone_kind = next((p.kind.value for p in person.phones if p.number == address), None)
+        if action == "opt_back_in" and channel == Channel.TEXT and phone_kind in LANDLINE_KINDS:
             flash(
                 _(
                     "%(address)s is a %(kind)s phone: texts are not offered to it.",
                     address=shown,
-                    kind=_(kind),
+                    kind=words.phone_kind_words(phone_kind),
                 ),
                 "error",
             )
@@ -288,7 +289,9 @@ class PeopleView(SecureView):
             )
         elif action == "opt_back_in":
             send_to = None
-            if kind in LANDLINE_KINDS:  # never a text to a landline: an email on record, or none
+            if (
+                phone_kind in LANDLINE_KINDS
+            ):  # never a text to a landline: an email on record, or none
                 emails = [
                     d.to
                     for d in notifications.confirmation_destinations(org, channel, address)
@@ -300,7 +303,7 @@ class PeopleView(SecureView):
                             "%(address)s is a %(kind)s phone, and the person has no email on "
                             "record to confirm by: nothing was sent.",
                             address=shown,
-                            kind=_(kind),
+                            kind=words.phone_kind_words(phone_kind),
                         ),
                         "error",
                     )

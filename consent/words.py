@@ -120,3 +120,11 @@ def org_words(value: str) -> str:
     }
     words = known.get((value or "").strip())
     return words() if words else value
+
+
+PHONE_KIND_WORDS = {"cell": N_("cell"), "home": N_("home"), "work": N_("work")}
+
+
+def phone_kind_words(kind: str | None) -> str:
+    """A phone's type in a sentence, in the reader's language: "home"."""
+    return gettext(PHONE_KIND_WORDS[kind]) if kind in PHONE_KIND_WORDS else (kind or "")
