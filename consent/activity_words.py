@@ -55,12 +55,15 @@ def change_words(event: ConsentEvent) -> str:
             before=state_words(event.from_status),
             after=state_words(event.to_status),
         )
+    how = BY_WORDS.get(event.source, source_words(event.source))
+    if event.source == Source.SMS_KEYWORD:
+        how = _("a STOP reply") if event.to_status == Status.OPTED_OUT else _("a START reply")
     words = _(
         "%(channel)s: %(before)s → %(after)s by %(how)s",
         channel=channel,
         before=state_words(event.from_status),
         after=state_words(event.to_status),
-        how=BY_WORDS.get(event.source, source_words(event.source)),
+        how=how,
     )
     body = (event.evidence or {}).get("body")
     if body and event.source in (Source.SMS_KEYWORD, Source.SMS_REPLY):
