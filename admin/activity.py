@@ -90,10 +90,8 @@ def _day(value: str) -> datetime | None:
 
 
 def _when(value: datetime) -> Markup:
-    """A time as people read it, UTC on hover (the district's zone: not yet a setting)."""
-    return Markup('<time datetime="{iso}Z" title="{utc} UTC">{utc} UTC</time>').format(
-        iso=value.isoformat(timespec="seconds"), utc=value.strftime("%Y-%m-%d %H:%M")
-    )
+    """A time in the district's zone, UTC on hover (the export keeps UTC)."""
+    return words.local_time(value, current_organization())
 
 
 def _evidence_cell(event: ConsentEvent) -> Markup:
@@ -147,7 +145,7 @@ class ActivityView(ReadOnlyModelView):
     )
     column_sortable_list = ("occurred_at",)
     column_labels = {
-        "occurred_at": _l("When (UTC)"),
+        "occurred_at": _l("When"),
         "from_status": _l("From"),
         "to_status": _l("To"),
         "actor_label": _l("By"),

@@ -544,6 +544,7 @@ class OptOutListView(SecureModelView):
             words=words,
             shown=words.shown_address(event.address),
             batch=None,
+            current_org=org,
         )
 
     @expose("/undo-import/<int:batch_id>/", methods=("GET", "POST"))

@@ -93,6 +93,10 @@ class Organization(db.Model):
         server_default="up to 10 messages a month",
     )
     default_region: Mapped[str] = mapped_column(sa.String(2), default="US", server_default="US")
+    # The district's time zone: admin pages show times in it (UTC on hover and in exports).
+    time_zone: Mapped[str] = mapped_column(
+        sa.String(64), default="America/New_York", server_default="America/New_York"
+    )
     # The rules of docs/rules.md ("Organization settings"), one column each, with their defaults.
     text_requires_consent: Mapped[bool] = mapped_column(default=True, server_default=sa.true())
     stop_blocks_voice: Mapped[bool] = mapped_column(default=False, server_default=sa.false())

@@ -13,6 +13,7 @@ TEXT_FIELDS = (
     "help_contact",
     "texts_about",
     "message_frequency",
+    "time_zone",
 )
 RULE_FIELDS = tuple(Organization.RULES)
 

@@ -127,3 +127,43 @@ def test_every_event_kind_has_words(world):
     )
     assert "confirmation link sent" in change_words(event)
     assert "link sent to a@example.org" in evidence_words(event)
+
+
+def test_times_in_the_districts_time_zone_utc_on_hover(client, world):
+    from datetime import datetime
+
+    from consent.words import local_time
+
+    winter = datetime(2026, 12, 1, 14, 12)
+    shown = str(local_time(winter, world.org))
+    assert ">2026-12-01 09:12 EST<" in shown and 'title="2026-12-01 14:12 UTC"' in shown
+    world.org.time_zone = "America/Los_Angeles"
+    db.session.commit()
+    assert ">2026-12-01 06:12 PST<" in str(local_time(winter, world.org))
+    world.login(client, "org")
+    _stop(world, world.near.contacts[0].phones[0].number)
+    assert " PST</time>" in client.get("/admin/activity/").get_data(as_text=True)
+
+
+def test_time_zone_setting_is_checked(client, world):
+    from tests.helpers import csrf_token
+
+    world.login(client, "org")
+    page = client.get("/admin/settings/").get_data(as_text=True)
+    assert "America/New_York" in page and "Time zone" in page
+    data = {
+        "csrf_token": csrf_token(client, "/admin/settings/"),
+        "texting_number": world.org.texting_number,
+        "notification_email": world.org.notification_email,
+        "help_contact": "office@example.org",
+        "texts_about": world.org.texts_about,
+        "message_frequency": world.org.message_frequency,
+        "time_zone": "Mars/Olympus",
+    }
+    response = client.post("/admin/settings/", data=data)
+    assert "This is not a time zone name" in response.get_data(as_text=True)
+    db.session.expire_all()
+    assert world.org.time_zone == "America/New_York"
+    client.post("/admin/settings/", data={**data, "time_zone": "America/Chicago"})
+    db.session.expire_all()
+    assert world.org.time_zone == "America/Chicago"
