@@ -26,7 +26,7 @@ from consent import activity_words, ledger, notifications, people, records, word
 from consent.addresses import format_phone
 from consent.extensions import db
 from consent.models import Channel, Role, Source
-from consent.status import StatusBook, address_rows
+from consent.status import StatusBook, address_rows, pending_confirmations
 from consent.tenant import current_organization
 
 ACTIONS = ("opt_out", "opt_back_in", "clear_bounce")
@@ -71,8 +71,14 @@ class PeopleView(SecureView):
         results = self.find(current_user, query, page, include_inactive=inactive)
         book = StatusBook.for_people(org.id, results.rows)
         rows = [(person, address_rows(person, book)) for person in results.rows]
+        pending = pending_confirmations(
+            org.id, book.states, [r.address for _p, addresses in rows for r in addresses]
+        )
         return self.render(
             self.list_template,
+            pending=pending,
+            words=words,
+            org=org,
             results=results,
             rows=rows,
             query=query,
@@ -99,7 +105,9 @@ class PeopleView(SecureView):
             kind=self.kind,
             rows=address_rows(person, book),
             events=events,
-            pending=pending_confirmations(events, book),
+            pending=pending_confirmations(
+                org.id, book.states, [r.address for r in address_rows(person, book)]
+            ),
             activity_words=activity_words,
             words=words,
             revertible=ledger.REVERTIBLE_SOURCES,
@@ -383,22 +391,6 @@ def confirmation_words(outcome, sent_to: str) -> str:
         "A confirmation was sent to %(address)s. It is opted in only when the person confirms.",
         address=shown,
     )
-
-
-def pending_confirmations(events, book: StatusBook) -> dict[tuple[str, str], object]:
-    """{(channel, address): when} for each confirmation asked for after the state's last
-    change: "Waiting for confirmation since …"."""
-    pending: dict[tuple[str, str], object] = {}
-    for event in events:
-        if event.kind != "request":
-            continue
-        state = book.states.get((event.channel, event.address))
-        if state is not None and state.changed_at and event.occurred_at < state.changed_at:
-            continue
-        key = (event.channel.value, event.address)
-        if key not in pending or event.occurred_at < pending[key]:
-            pending[key] = event.occurred_at
-    return pending
 
 
 def record_forms_for(person, book: StatusBook) -> dict[str, object]:

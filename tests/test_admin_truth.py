@@ -293,3 +293,28 @@ def test_429_page_has_no_none(app, client):
         body = response[0] if isinstance(response, tuple) else response
         text = body if isinstance(body, str) else body.get_data(as_text=True)
     assert "None" not in text
+
+
+def test_waiting_for_confirmation_on_the_list_and_the_portal(client, world):
+    contact = world.near.contacts[0]
+    number = _opted_out(world, contact)
+    world.login(client, "org")
+    _consent(client, contact.id, address=number, channel="text", action="opt_back_in", attested="y")
+    assert "Waiting for confirmation since" in _text(client.get("/admin/contacts/"))
+    client.post("/logout", data={"csrf_token": csrf_token(client, "/admin/")})
+    world.login(client, "parent")
+    assert "Waiting for confirmation since" in _text(client.get("/account/settings"))
+
+
+def test_no_waiting_once_the_state_changed_after_the_request(client, world):
+    contact = world.near.contacts[0]
+    number = _opted_out(world, contact)
+    world.login(client, "org")
+    _consent(client, contact.id, address=number, channel="text", action="opt_back_in", attested="y")
+    ledger.opt_in(
+        world.org, Channel.TEXT, number, source=Source.SMS_KEYWORD, actor=Actor.recipient()
+    )
+    db.session.commit()
+    assert "Waiting for confirmation since" not in _text(
+        client.get(f"/admin/contacts/{contact.id}/")
+    )
