@@ -48,6 +48,7 @@ def test_opt_out_asks_first_and_an_undo_puts_it_back(slip, live_server, pages):
     page.wait_for_url("**/admin/")
 
     page.goto(live_server.url(f"/admin/contacts/{slip.contact}/"))
+    page.locator("summary", has_text="Actions for Texts").first.click()  # the row's menu
     page.get_by_role("button", name="Turn off Texts (opt out)").first.click()
     page.wait_for_load_state()
     assert "Nothing has changed yet" in page.content()
