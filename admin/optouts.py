@@ -363,11 +363,34 @@ class OptOutListView(SecureModelView):
     def add_view(self):
         """Add Opt-Out: an address, the channels and a note; each channel through the ledger."""
         form = AddOptOutForm()
+        if form.validate_on_submit() and request.form.get("confirm") != "yes":
+            # One click changes nothing: the page says what will be sent and asks again.
+            return self.render(
+                "admin/optouts/add.html",
+                form=form,
+                confirming=True,
+                sent=self._sends(form),
+                channel_words=None
+                if form.channel.data == "all"
+                else words.channel_words(form.channel.data),
+            )
         if form.validate_on_submit():
             done = self._add(form)
             if done:
                 return redirect(url_for(".index_view"))
         return self.render("admin/optouts/add.html", form=form)
+
+    @staticmethod
+    def _sends(form) -> list[str]:
+        """What the opt-out will send the person, in sentences (said before it is recorded)."""
+        address = (form.address.data or "").strip()
+        if "@" in address:
+            return [words.opt_out_sends(Channel.EMAIL)]
+        if form.channel.data == "all":
+            return [words.opt_out_sends(Channel.TEXT), words.opt_out_sends(Channel.VOICE)]
+        if form.channel.data in ("text", "voice"):
+            return [words.opt_out_sends(Channel(form.channel.data))]
+        return []
 
     def _add(self, form) -> bool:
         added = optout_list.add_opt_out(

@@ -281,7 +281,7 @@ class PeopleView(SecureView):
                 shown=shown,
                 channel=channel,
                 note=note or "",
-                sent=opt_out_sends(channel),
+                sent=words.opt_out_sends(channel),
                 form=form,
                 words_channel=words.channel_words(channel),
                 channel_name=words.channel_name(channel),
@@ -357,15 +357,6 @@ class PeopleView(SecureView):
 
 
 LANDLINE_KINDS = ("home", "work")
-
-
-def opt_out_sends(channel: Channel) -> str:
-    """What an admin's opt-out sends the person, said before it is recorded."""
-    if channel == Channel.TEXT:
-        return _("The person gets one text confirming they will get no more texts from us.")
-    if channel == Channel.EMAIL:
-        return _("The person gets one email confirming they will get no more email from us.")
-    return _("Nothing is sent to the person; calls to this number stop.")
 
 
 def confirmation_words(outcome, sent_to: str) -> str:

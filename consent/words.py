@@ -160,3 +160,12 @@ def local_time(value, org: Organization | None) -> Markup:
         utc=value.strftime("%Y-%m-%d %H:%M"),
         local=local.strftime("%Y-%m-%d %H:%M %Z"),
     )
+
+
+def opt_out_sends(channel: Channel) -> str:
+    """What an admin's opt-out sends the person, said before it is recorded."""
+    if channel == Channel.TEXT:
+        return gettext("The person gets one text confirming they will get no more texts from us.")
+    if channel == Channel.EMAIL:
+        return gettext("The person gets one email confirming they will get no more email from us.")
+    return gettext("Nothing is sent to the person; calls to this number stop.")

@@ -318,3 +318,15 @@ def test_no_waiting_once_the_state_changed_after_the_request(client, world):
     assert "Waiting for confirmation since" not in _text(
         client.get(f"/admin/contacts/{contact.id}/")
     )
+
+
+def test_add_opt_out_asks_first(client, world):
+    world.login(client, "org")
+    path = "/admin/optouts/add/"
+    data = {"address": "202-555-0177", "channel": "text", "csrf_token": csrf_token(client, path)}
+    page = _text(client.post(path, data=data))
+    assert "Nothing has changed yet" in page and "gets one text confirming" in page
+    assert state_of(world.org, Channel.TEXT, "+12025550177") is None
+    response = client.post(path, data={**data, "confirm": "yes"})
+    assert response.status_code == 302
+    assert state_of(world.org, Channel.TEXT, "+12025550177").status == Status.OPTED_OUT
