@@ -220,7 +220,7 @@ class OptOutListView(SecureModelView):
         "channel": _l("Channel"),
         "status": _l("Status"),
         "source": _l("Source"),
-        "changed_at": _l("Date added (UTC)"),
+        "changed_at": _l("Date added"),
         "changed_by": _l("Added by"),
         "note": _l("Note"),
         "owner": _l("Contact or student"),
@@ -237,7 +237,7 @@ class OptOutListView(SecureModelView):
         "channel": lambda v, c, m, n: words.channel_label(m.channel),
         "status": lambda v, c, m, n: words.status_label(m.status),
         "source": lambda v, c, m, n: words.source_words(m.source),
-        "changed_at": lambda v, c, m, n: m.changed_at.strftime("%Y-%m-%d %H:%M"),
+        "changed_at": lambda v, c, m, n: words.local_time(m.changed_at, current_organization()),
         "owner": _owner_cell,
         "manage": _manage_cell,
     }
@@ -499,6 +499,21 @@ class OptOutListView(SecureModelView):
             flash(_("%(who)s is already opted in.", who=optout_list.shown(state)), "info")
             return True
         to = outcome.event.evidence["sent_to"]
+        earlier = next(
+            (m for m in outcome.messages or [] if m.event_id not in (None, outcome.event.id)),
+            None,
+        )
+        if earlier is not None:  # at most one a day per address: nothing new went out
+            flash(
+                _(
+                    "Already sent today; the person can use the link sent at %(time)s UTC to "
+                    "%(to)s. Nothing new was sent.",
+                    time=earlier.created_at.strftime("%H:%M"),
+                    to=words.shown_address(to),
+                ),
+                "info",
+            )
+            return True
         how = _("by email") if "@" in to else _("by text message")
         shown = words.shown_address(to)
         flash(

@@ -330,3 +330,16 @@ def test_add_opt_out_asks_first(client, world):
     response = client.post(path, data={**data, "confirm": "yes"})
     assert response.status_code == 302
     assert state_of(world.org, Channel.TEXT, "+12025550177").status == Status.OPTED_OUT
+
+
+def test_opt_back_in_from_the_list_says_already_sent(client, world):
+    number = _opted_out(world, world.near.contacts[0])
+    state = state_of(world.org, Channel.TEXT, number)
+    world.login(client, "org")
+    row = f"/admin/optouts/row/{state.id}/"
+    data = {"attested": "y", "csrf_token": csrf_token(client, row)}
+    first = client.post(row, data=data)
+    assert "We sent a confirmation link" in _text(client.get(first.headers["Location"]))
+    second = client.post(row, data={**data, "csrf_token": csrf_token(client, row)})
+    page = _text(client.get(second.headers["Location"]))
+    assert "Already sent today" in page and "We sent a confirmation link" not in page
