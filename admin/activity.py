@@ -5,17 +5,19 @@ from __future__ import annotations
 
 from datetime import datetime, timedelta
 
-from flask import abort, request
+from flask import abort, request, url_for
 from flask_admin import expose
 from flask_admin.contrib.sqla.filters import BaseSQLAFilter, FilterEqual, FilterLike
+from flask_babel import gettext as _
 from flask_babel import lazy_gettext as _l
+from markupsafe import Markup
 
 from admin.base import ORG
 from admin.readonly import ReadOnlyModelView
-from consent import export
+from consent import activity_words, export, ledger, words
 from consent.addresses import AddressError, normalize_any
 from consent.extensions import db
-from consent.models import Channel, ConsentEvent, Source
+from consent.models import Channel, ConsentEvent, Source, Status
 from consent.tenant import current_organization
 
 EXPORT_COLUMNS = [
@@ -87,6 +89,35 @@ def _day(value: str) -> datetime | None:
         return None
 
 
+def _when(value: datetime) -> Markup:
+    """A time in the district's zone, UTC on hover (the export keeps UTC)."""
+    return words.local_time(value, current_organization())
+
+
+def _evidence_cell(event: ConsentEvent) -> Markup:
+    """The evidence in words, and an Undo link where the ledger would allow it."""
+    text = Markup.escape(activity_words.evidence_words(event))
+    if (
+        event.kind == "change"
+        and event.to_status == Status.OPTED_OUT
+        and event.source in ledger.REVERTIBLE_SOURCES
+    ):
+        links = [
+            Markup('<a href="{}">{}</a>').format(
+                url_for("optouts.undo_view", event_id=event.id), _("Undo this opt-out")
+            )
+        ]
+        batch = (event.evidence or {}).get("batch")
+        if event.source == Source.IMPORT and isinstance(batch, int):
+            links.append(
+                Markup('<a href="{}">{}</a>').format(
+                    url_for("optouts.undo_batch_view", batch_id=batch), _("Undo the whole import")
+                )
+            )
+        text = Markup("{} {}").format(text, Markup(" · ").join(links))
+    return text
+
+
 def _options(enum_cls):
     return [(member.value, member.value) for member in enum_cls]
 
@@ -106,23 +137,23 @@ class ActivityView(ReadOnlyModelView):
     column_default_sort = ("id", True)
     column_list = (
         "occurred_at",
-        "channel",
         "address",
-        "kind",
-        "from_status",
-        "to_status",
-        "carrier_block",
-        "source",
+        "change",
         "actor_label",
         "note",
+        "evidence",
     )
     column_sortable_list = ("occurred_at",)
     column_labels = {
-        "occurred_at": _l("When (UTC)"),
+        "occurred_at": _l("When"),
         "from_status": _l("From"),
         "to_status": _l("To"),
-        "actor_label": "By",
+        "actor_label": _l("By"),
         "carrier_block": _l("Carrier block"),
+        "change": _l("Change"),
+        "evidence": _l("Evidence"),
+        "address": _l("Address"),
+        "note": _l("Note"),
     }
     named_filter_urls = True
     # Plain strings: Flask-Admin reads filter names while the app is built, outside a request.
@@ -156,6 +187,10 @@ class ActivityView(ReadOnlyModelView):
         "state_version",
     )
     column_formatters = {
+        "occurred_at": lambda v, c, m, n: _when(m.occurred_at),
+        "address": lambda v, c, m, n: words.shown_address(m.address),
+        "change": lambda v, c, m, n: activity_words.change_words(m),
+        "evidence": lambda v, c, m, n: _evidence_cell(m),
         "from_status": _status_words,
         "to_status": _status_words,
         "channel": _status_words,
@@ -166,8 +201,8 @@ class ActivityView(ReadOnlyModelView):
     def render(self, template, **kwargs):
         if template == self.list_template:
             kwargs["filter_keys"] = self.filter_keys()
-            kwargs["channels"] = [c.value for c in Channel]
-            kwargs["sources"] = [s.value for s in Source]
+            kwargs["channels"] = [(c.value, words.channel_label(c)) for c in Channel]
+            kwargs["sources"] = [(s.value, words.source_label(s)) for s in Source]
             kwargs["args"] = request.args
         return super().render(template, **kwargs)
 

@@ -53,6 +53,12 @@ def require_role(*roles: Role) -> None:
         abort(403)
 
 
+def may_clear_bounce(user) -> bool:
+    """Only the organization team clears a bounce: on the contact page, the Opt-Out List's
+    action and its row page alike."""
+    return bool(user.is_authenticated and user.role == Role.ORG)
+
+
 def site_scope() -> int | None:
     """The site id a site team or staff member is limited to; None for the organization team."""
     if current_user.role in (Role.SITE, Role.STAFF):

@@ -20,9 +20,9 @@ from flask import abort, flash, g, redirect, request, url_for
 from flask_admin import expose
 from flask_admin.actions import action
 from flask_admin.contrib.sqla import filters as sqla_filters
-from flask_admin.model.template import EndpointLinkRowAction
 from flask_babel import gettext as _
 from flask_babel import lazy_gettext as _l
+from flask_login import current_user
 from markupsafe import Markup
 from wtforms import BooleanField, RadioField, SelectChoice, StringField, TextAreaField
 from wtforms.validators import DataRequired, Length, Optional
@@ -35,12 +35,23 @@ from admin.base import (
     admin_actor,
     admin_origin,
     has_role,
+    may_clear_bounce,
+    require_role,
     site_scope,
 )
 from consent import export, ledger, notifications, optout_list, words
 from consent.addresses import AddressError, format_phone, normalize_email
 from consent.extensions import db
-from consent.models import Channel, ConsentState, Source, Status
+from consent.models import (
+    Channel,
+    ConsentEvent,
+    ConsentState,
+    ImportBatch,
+    Role,
+    Source,
+    Status,
+    utcnow,
+)
 from consent.tenant import current_organization
 
 CHANNEL_OPTIONS = tuple((c.value, words.channel_label(c)) for c in Channel)
@@ -146,6 +157,13 @@ class OptBackInForm(AdminPageForm):
         ]
 
 
+class UndoForm(AdminPageForm):
+    note = TextAreaField(
+        _l("Why undo it (kept in the activity log)"),
+        validators=[DataRequired(), Length(max=1000)],
+    )
+
+
 class ClearBounceForm(AdminPageForm):
     bounce_note = TextAreaField(_l("Note"), validators=[Optional(), Length(max=1000)])
 
@@ -160,6 +178,14 @@ def _address_cell(view, context, model, name):
             text, _("Carrier block (replied STOP)")
         )
     return text
+
+
+def _manage_cell(view, context, model, name):
+    """Opt Back In (or clear a bounce) in words, not an icon with only a tooltip."""
+    label = _("Clear bounce…") if model.status == Status.BOUNCED else _("Opt Back In…")
+    return Markup('<a class="btn btn-sm btn-outline-primary" href="{}">{}</a>').format(
+        url_for(".row_view", id=model.id), label
+    )
 
 
 def _owner_cell(view, context, model, name):
@@ -186,13 +212,15 @@ class OptOutListView(SecureModelView):
         "changed_by",
         "note",
         "owner",
+        "manage",
     )
     column_labels = {
+        "manage": _l("Actions"),
         "address": _l("Address"),
         "channel": _l("Channel"),
         "status": _l("Status"),
         "source": _l("Source"),
-        "changed_at": _l("Date added (UTC)"),
+        "changed_at": _l("Date added"),
         "changed_by": _l("Added by"),
         "note": _l("Note"),
         "owner": _l("Contact or student"),
@@ -209,12 +237,11 @@ class OptOutListView(SecureModelView):
         "channel": lambda v, c, m, n: words.channel_label(m.channel),
         "status": lambda v, c, m, n: words.status_label(m.status),
         "source": lambda v, c, m, n: words.source_words(m.source),
-        "changed_at": lambda v, c, m, n: m.changed_at.strftime("%Y-%m-%d %H:%M"),
+        "changed_at": lambda v, c, m, n: words.local_time(m.changed_at, current_organization()),
         "owner": _owner_cell,
+        "manage": _manage_cell,
     }
-    column_extra_row_actions = [
-        EndpointLinkRowAction("fa fa-undo", ".row_view", title=_l("Opt Back In / manage"))
-    ]
+    column_extra_row_actions = []
 
     # --- the list query ---------------------------------------------------------------------
 
@@ -265,9 +292,17 @@ class OptOutListView(SecureModelView):
 
     # --- list action: clear bounces ---------------------------------------------------------
 
+    def is_action_allowed(self, name):
+        """Clearing a bounce is the organization team's, here as on the contact page."""
+        if name == "clear_bounce" and not may_clear_bounce(current_user):
+            return False
+        return super().is_action_allowed(name)
+
     @action("clear_bounce", _l("Clear bounce"), _l("Clear the bounce of the selected addresses?"))
     def action_clear_bounce(self, ids):
         """Clear the bounce of each selected bounced address (through the ledger)."""
+        if not may_clear_bounce(current_user):
+            abort(403)
         org = current_organization()
         cleared = 0
         for state in self._states(ids):
@@ -328,11 +363,34 @@ class OptOutListView(SecureModelView):
     def add_view(self):
         """Add Opt-Out: an address, the channels and a note; each channel through the ledger."""
         form = AddOptOutForm()
+        if form.validate_on_submit() and request.form.get("confirm") != "yes":
+            # One click changes nothing: the page says what will be sent and asks again.
+            return self.render(
+                "admin/optouts/add.html",
+                form=form,
+                confirming=True,
+                sent=self._sends(form),
+                channel_words=None
+                if form.channel.data == "all"
+                else words.channel_words(form.channel.data),
+            )
         if form.validate_on_submit():
             done = self._add(form)
             if done:
                 return redirect(url_for(".index_view"))
         return self.render("admin/optouts/add.html", form=form)
+
+    @staticmethod
+    def _sends(form) -> list[str]:
+        """What the opt-out will send the person, in sentences (said before it is recorded)."""
+        address = (form.address.data or "").strip()
+        if "@" in address:
+            return [words.opt_out_sends(Channel.EMAIL)]
+        if form.channel.data == "all":
+            return [words.opt_out_sends(Channel.TEXT), words.opt_out_sends(Channel.VOICE)]
+        if form.channel.data in ("text", "voice"):
+            return [words.opt_out_sends(Channel(form.channel.data))]
+        return []
 
     def _add(self, form) -> bool:
         added = optout_list.add_opt_out(
@@ -367,6 +425,8 @@ class OptOutListView(SecureModelView):
         bounce_form = ClearBounceForm()
         check = ledger.check_opt_back_in(org, state.channel, state.address)
         if request.method == "POST" and request.form.get("do") == "clear_bounce":
+            if not may_clear_bounce(current_user):
+                abort(403)
             if bounce_form.validate_on_submit():
                 outcome = ledger.clear_bounce(
                     org,
@@ -400,6 +460,7 @@ class OptOutListView(SecureModelView):
                 (optout_list.kind_of(state.channel), state.address), ""
             ),
             words=words,
+            may_clear_bounce=may_clear_bounce(current_user),
         )
 
     def _opt_back_in(self, org, state, form) -> bool:
@@ -438,6 +499,21 @@ class OptOutListView(SecureModelView):
             flash(_("%(who)s is already opted in.", who=optout_list.shown(state)), "info")
             return True
         to = outcome.event.evidence["sent_to"]
+        earlier = next(
+            (m for m in outcome.messages or [] if m.event_id not in (None, outcome.event.id)),
+            None,
+        )
+        if earlier is not None:  # at most one a day per address: nothing new went out
+            flash(
+                _(
+                    "Already sent today; the person can use the link sent at %(time)s UTC to "
+                    "%(to)s. Nothing new was sent.",
+                    time=earlier.created_at.strftime("%H:%M"),
+                    to=words.shown_address(to),
+                ),
+                "info",
+            )
+            return True
         how = _("by email") if "@" in to else _("by text message")
         shown = words.shown_address(to)
         flash(
@@ -459,6 +535,112 @@ class OptOutListView(SecureModelView):
         if state is None or org is None or state.organization_id != org.id:
             abort(404)
         return state
+
+    # --- undo a mistaken opt-out (the organization team) ----------------------------------
+
+    @expose("/undo/<int:event_id>/", methods=("GET", "POST"))
+    def undo_view(self, event_id: int):
+        """Undo one opt-out an admin or an import recorded: GET says what will happen, POST
+        (with a note) asks the ledger to put the address back as it was. Nothing is sent."""
+        require_role(Role.ORG)
+        org = current_organization()
+        event = db.session.get(ConsentEvent, event_id)
+        if event is None or event.organization_id != org.id:
+            abort(404)
+        form = UndoForm()
+        if form.validate_on_submit():
+            outcome = ledger.revert(
+                org,
+                event.id,
+                actor=admin_actor(),
+                note=form.note.data.strip(),
+                origin=admin_origin(),
+            )
+            if outcome.refused:
+                db.session.rollback()
+                flash(outcome.reason, "error")
+            else:
+                db.session.commit()
+                flash(
+                    _(
+                        "Undone: %(who)s is back to “%(status)s” for %(what)s. Nothing was "
+                        "sent to the person.",
+                        who=words.shown_address(event.address),
+                        status=words.status_label(outcome.state.status),
+                        what=words.channel_words(event.channel),
+                    ),
+                    "success",
+                )
+                return redirect(url_for("activity.index_view"))
+        state = ledger.current(org, event.channel, event.address)
+        refusal = ledger.check_revert(org, event, state, utcnow())
+        return self.render(
+            "admin/optouts/undo.html",
+            event=event,
+            refusal=refusal,
+            form=form,
+            words=words,
+            shown=words.shown_address(event.address),
+            batch=None,
+            current_org=org,
+        )
+
+    @expose("/undo-import/<int:batch_id>/", methods=("GET", "POST"))
+    def undo_batch_view(self, batch_id: int):
+        """Undo every opt-out of one import batch that nothing has changed since."""
+        require_role(Role.ORG)
+        org = current_organization()
+        batch = db.session.get(ImportBatch, batch_id)
+        if batch is None or batch.organization_id != org.id:
+            abort(404)
+        form = UndoForm()
+        if form.validate_on_submit():
+            result = ledger.revert_batch(
+                org,
+                batch.id,
+                actor=admin_actor(),
+                note=form.note.data.strip(),
+                origin=admin_origin(),
+            )
+            db.session.commit()
+            flash(
+                _(
+                    "Undone: %(n)d opt-out(s) of %(file)s put back as they were; nothing was "
+                    "sent to anyone.",
+                    n=result.reverted,
+                    file=batch.filename,
+                ),
+                "success",
+            )
+            if result.refused:
+                flash(
+                    _(
+                        "%(n)d row(s) were left as they are: %(why)s",
+                        n=len(result.refused),
+                        why="; ".join(
+                            f"{words.shown_address(a)}: {why}" for a, why in result.refused[:20]
+                        ),
+                    ),
+                    "warning",
+                )
+            return redirect(url_for("activity.index_view"))
+        events = ledger.batch_events(org, batch.id)
+        now = utcnow()
+        may = [
+            e
+            for e in events
+            if ledger.check_revert(org, e, ledger.current(org, e.channel, e.address), now) is None
+        ]
+        return self.render(
+            "admin/optouts/undo.html",
+            event=None,
+            batch=batch,
+            total=len(events),
+            may=len(may),
+            refusal=None,
+            form=form,
+            words=words,
+        )
 
     # --- exports ----------------------------------------------------------------------------
 

@@ -1,10 +1,12 @@
 """The Outbox: every message we send, with its status, attempts and last error, and a retry
-action (a delivery matter, not a consent change). Message bodies are not shown: they hold
-signed links that only their recipient should follow."""
+action (a delivery matter, not a consent change). The status says what truly happened: sent,
+recorded (no mail server or SMS provider configured, so nothing left the building), failed,
+suppressed, queued. The organization team (the only role here) may read each message's body and
+headers on its details page."""
 
 from __future__ import annotations
 
-from flask import flash
+from flask import abort, flash
 from flask_admin.actions import action
 from flask_babel import gettext as _
 from flask_babel import lazy_gettext as _l
@@ -15,6 +17,27 @@ from consent import outbox
 from consent.extensions import db
 from consent.models import OutboxMessage
 from consent.tenant import current_organization
+
+STATUS_WORDS = {
+    "queued": _l("queued"),
+    "sending": _l("sending"),
+    "sent": _l("sent"),
+    "recorded": _l("recorded (no transport configured: not sent)"),
+    "failed": _l("failed"),
+    "suppressed": _l("not sent (the address may not get it)"),
+}
+
+
+def status_key(message: OutboxMessage) -> str:
+    """sent, recorded, failed, suppressed, queued or sending: what truly happened."""
+    if message.status == "sent" and (message.provider_id or "").startswith("recorded:"):
+        return "recorded"
+    return message.status
+
+
+def status_words(message: OutboxMessage) -> str:
+    key = status_key(message)
+    return str(STATUS_WORDS.get(key, key))
 
 
 class OutboxView(ReadOnlyModelView):
@@ -41,7 +64,20 @@ class OutboxView(ReadOnlyModelView):
     column_sortable_list = ("created_at",)
     column_labels = {"id": "#", "to_address": _l("To"), "created_at": _l("Queued (UTC)")}
     column_filters = ("status", "channel", "purpose", "to_address")
-    column_details_list = column_list + ("language", "provider_id", "event_id")
+    column_details_list = column_list + (
+        "language",
+        "provider_id",
+        "event_id",
+        "headers",
+        "body",
+    )
+    column_formatters = {"status": lambda v, c, m, n: status_words(m)}
+    column_formatters_detail = {
+        "status": lambda v, c, m, n: status_words(m),
+        "headers": lambda v, c, m, n: "\n".join(
+            f"{k}: {val}" for k, val in (m.headers or {}).items()
+        ),
+    }
 
     def get_query(self):
         org = current_organization()
@@ -59,6 +95,8 @@ class OutboxView(ReadOnlyModelView):
     )
     def action_retry(self, ids):
         """Make the selected failed or queued messages due now, and try them."""
+        if not all(str(i).isdigit() for i in ids):
+            abort(400)
         org = current_organization()
         wanted = [
             m.id

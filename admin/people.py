@@ -13,13 +13,20 @@ from wtforms import BooleanField, HiddenField, TextAreaField
 from wtforms.validators import AnyOf, DataRequired, Length, Optional
 
 from admin import record_forms as forms_module
-from admin.base import ALL_ADMINS, AdminPageForm, SecureView, admin_actor, admin_origin
+from admin.base import (
+    ALL_ADMINS,
+    AdminPageForm,
+    SecureView,
+    admin_actor,
+    admin_origin,
+    may_clear_bounce,
+)
 from admin.record_forms import RemoveForm
-from consent import ledger, people, records, words
+from consent import activity_words, ledger, notifications, people, records, words
 from consent.addresses import format_phone
 from consent.extensions import db
 from consent.models import Channel, Role, Source
-from consent.status import StatusBook, address_rows
+from consent.status import StatusBook, address_rows, pending_confirmations
 from consent.tenant import current_organization
 
 ACTIONS = ("opt_out", "opt_back_in", "clear_bounce")
@@ -38,11 +45,6 @@ class ConsentActionForm(AdminPageForm):
 def may_change(user) -> bool:
     """Organization and site teams use the toggles; staff only read."""
     return user.role in (Role.ORG, Role.SITE)
-
-
-def may_clear_bounce(user) -> bool:
-    """Only the organization team clears a bounce."""
-    return user.role == Role.ORG
 
 
 class PeopleView(SecureView):
@@ -69,8 +71,14 @@ class PeopleView(SecureView):
         results = self.find(current_user, query, page, include_inactive=inactive)
         book = StatusBook.for_people(org.id, results.rows)
         rows = [(person, address_rows(person, book)) for person in results.rows]
+        pending = pending_confirmations(
+            org.id, book.states, [r.address for _p, addresses in rows for r in addresses]
+        )
         return self.render(
             self.list_template,
+            pending=pending,
+            words=words,
+            org=org,
             results=results,
             rows=rows,
             query=query,
@@ -90,12 +98,20 @@ class PeopleView(SecureView):
         forms = record_forms_for(person, book) if may_change(current_user) else {}
         if failed is not None:
             forms[failed[0]] = failed[1]
+        events = people.events_of(org.id, person)
         page = self.render(
             self.details_template,
             person=person,
             kind=self.kind,
             rows=address_rows(person, book),
-            events=people.events_of(org.id, person),
+            events=events,
+            pending=pending_confirmations(
+                org.id, book.states, [r.address for r in address_rows(person, book)]
+            ),
+            activity_words=activity_words,
+            words=words,
+            revertible=ledger.REVERTIBLE_SOURCES,
+            may_undo=current_user.role == Role.ORG,
             may_change=may_change(current_user),
             may_clear_bounce=may_clear_bounce(current_user),
             block_reason=words.carrier_block_reason(org),
@@ -245,6 +261,31 @@ class PeopleView(SecureView):
         actor = admin_actor()
         origin = admin_origin()
         shown = words.shown_address(address)
+        phone_kind = next((p.kind.value for p in person.phones if p.number == address), None)
+        if action == "opt_back_in" and channel == Channel.TEXT and phone_kind in LANDLINE_KINDS:
+            flash(
+                _(
+                    "%(address)s is a %(kind)s phone: texts are not offered to it.",
+                    address=shown,
+                    kind=words.phone_kind_words(phone_kind),
+                ),
+                "error",
+            )
+            return redirect(url_for(".details", record_id=record_id))
+        if action == "opt_out" and request.form.get("confirm") != "yes":
+            # One click changes nothing: the page says what will happen and asks again.
+            return self.render(
+                "admin/people_confirm_opt_out.html",
+                person=person,
+                address=address,
+                shown=shown,
+                channel=channel,
+                note=note or "",
+                sent=words.opt_out_sends(channel),
+                form=form,
+                words_channel=words.channel_words(channel),
+                channel_name=words.channel_name(channel),
+            )
         if action == "opt_out":
             outcome = ledger.opt_out(
                 org, channel, address, source=Source.ADMIN, actor=actor, note=note, origin=origin
@@ -255,6 +296,27 @@ class PeopleView(SecureView):
                 channel=words.channel_words(channel),
             )
         elif action == "opt_back_in":
+            send_to = None
+            if (
+                phone_kind in LANDLINE_KINDS
+            ):  # never a text to a landline: an email on record, or none
+                emails = [
+                    d.to
+                    for d in notifications.confirmation_destinations(org, channel, address)
+                    if d.channel == Channel.EMAIL
+                ]
+                if not emails:
+                    flash(
+                        _(
+                            "%(address)s is a %(kind)s phone, and the person has no email on "
+                            "record to confirm by: nothing was sent.",
+                            address=shown,
+                            kind=words.phone_kind_words(phone_kind),
+                        ),
+                        "error",
+                    )
+                    return redirect(url_for(".details", record_id=record_id))
+                send_to = emails[0]
             outcome = ledger.request_opt_back_in(
                 org,
                 channel,
@@ -264,14 +326,11 @@ class PeopleView(SecureView):
                 attested=bool(form.attested.data),
                 note=note,
                 origin=origin,
+                send_to=send_to,
                 language=getattr(person, "language", None) or "en",
             )
             sent_to = outcome.event.evidence["sent_to"] if outcome.event else address
-            done = _(
-                "A confirmation was sent to %(address)s. It is opted in only when the person "
-                "confirms.",
-                address=sent_to if "@" in sent_to else format_phone(sent_to),
-            )
+            done = confirmation_words(outcome, sent_to)
         else:
             outcome = ledger.clear_bounce(
                 org, channel, address, source=Source.ADMIN, actor=actor, note=note, origin=origin
@@ -295,6 +354,34 @@ class PeopleView(SecureView):
         if person is None:
             abort(404)
         return person
+
+
+LANDLINE_KINDS = ("home", "work")
+
+
+def confirmation_words(outcome, sent_to: str) -> str:
+    """What asking for a confirmation did, truthfully: a new link, or the one sent earlier
+    today (at most one a day per address: the outbox kept the earlier message)."""
+    shown = words.shown_address(sent_to)
+    earlier = next(
+        (
+            m
+            for m in outcome.messages or []
+            if outcome.event is not None and m.event_id not in (None, outcome.event.id)
+        ),
+        None,
+    )
+    if earlier is not None:
+        return _(
+            "Already sent today; the person can use the link sent at %(time)s UTC to %(to)s. "
+            "Nothing new was sent.",
+            time=earlier.created_at.strftime("%H:%M"),
+            to=shown,
+        )
+    return _(
+        "A confirmation was sent to %(address)s. It is opted in only when the person confirms.",
+        address=shown,
+    )
 
 
 def record_forms_for(person, book: StatusBook) -> dict[str, object]:

@@ -11,10 +11,10 @@ from flask_babel import gettext as _
 from flask_babel import lazy_gettext as _l
 from flask_login import current_user
 from wtforms import BooleanField, SelectField, StringField
-from wtforms.validators import DataRequired, Length, ValidationError
+from wtforms.validators import DataRequired, Length, Optional, ValidationError
 
 from admin.base import ORG, AdminPageForm, SecureView
-from consent import settings
+from consent import settings, words
 from consent.addresses import AddressError, format_phone, normalize_email, normalize_phone
 from consent.extensions import db
 from consent.models import Organization
@@ -86,6 +86,21 @@ class SettingsForm(AdminPageForm):
         description=_l("The key a person presses during our calls to stop them (/voice/keypress)."),
     )
 
+    time_zone = StringField(
+        _l("Time zone"),
+        validators=[Optional(), Length(max=64)],
+        default="America/New_York",
+        description=_l(
+            "Admin pages show times in this zone, such as America/New_York or "
+            "America/Los_Angeles; UTC shows on hover and in exports."
+        ),
+    )
+
+    def validate_time_zone(self, field):
+        field.data = (field.data or "").strip()
+        if not words.valid_time_zone(field.data):
+            raise ValidationError(_("This is not a time zone name, such as America/New_York."))
+
     def validate_texting_number(self, field):
         try:
             field.data = normalize_phone(field.data)
@@ -132,6 +147,7 @@ class SettingsView(SecureView):
             form.texting_number.data = format_phone(org.texting_number)
         if form.validate_on_submit():
             values = {name: form[name].data for name in settings.TEXT_FIELDS + settings.RULE_FIELDS}
+            values["time_zone"] = (values.get("time_zone") or "").strip() or org.time_zone
             changes = settings.update(org, values, current_user)
             db.session.commit()
             if changes:

@@ -31,6 +31,7 @@ from consent.models import (
     Student,
     User,
 )
+from consent.status import pending_confirmations
 from consent.words import carrier_block_words, org_words, shown_address, status_label
 
 
@@ -106,6 +107,7 @@ class Toggle:
     status: str
     words: str
     blocked: bool
+    waiting_since: object = None  # a confirmation asked for after the last change: when
 
 
 @dataclass
@@ -142,6 +144,9 @@ def rows_for(org: Organization, person: Contact | Student) -> list[AddressRow]:
     phones = [p for p in family_phones if p.owner is person]
     emails = [e for e in family_emails if e.owner is person]
     states = _states(org, [p.number for p in phones], [e.address for e in emails])
+    waiting = pending_confirmations(
+        org.id, states, [p.number for p in phones] + [e.address for e in emails]
+    )
     owners: dict[str, list[Contact | Student]] = {}
     for item in family_phones:
         _add_owner(owners, item.number, item.owner)
@@ -157,7 +162,10 @@ def rows_for(org: Organization, person: Contact | Student) -> list[AddressRow]:
                 target=f"phone-{phone.id}",
                 shown=format_phone(phone.number),
                 kind=kind_words(phone.kind),
-                toggles=[_toggle(org, c, states.get((c, phone.number))) for c in channels],
+                toggles=[
+                    _toggle(org, c, states.get((c, phone.number)), waiting.get((c, phone.number)))
+                    for c in channels
+                ],
                 shared_with=[p.name for p in owners.get(phone.number, []) if p is not person],
                 record_id=phone.id,
                 verified=verification.is_verified(phone),
@@ -169,7 +177,14 @@ def rows_for(org: Organization, person: Contact | Student) -> list[AddressRow]:
                 target=f"email-{email.id}",
                 shown=email.address,
                 kind=_("Email"),
-                toggles=[_toggle(org, Channel.EMAIL, states.get((Channel.EMAIL, email.address)))],
+                toggles=[
+                    _toggle(
+                        org,
+                        Channel.EMAIL,
+                        states.get((Channel.EMAIL, email.address)),
+                        waiting.get(("email", email.address)),
+                    )
+                ],
                 shared_with=[p.name for p in owners.get(email.address, []) if p is not person],
                 record_id=email.id,
                 verified=verification.is_verified(email),
@@ -178,7 +193,7 @@ def rows_for(org: Organization, person: Contact | Student) -> list[AddressRow]:
     return rows
 
 
-def _toggle(org, channel, state) -> Toggle:
+def _toggle(org, channel, state, waiting_since=None) -> Toggle:
     status, words = status_words(channel, state)
     return Toggle(
         channel=channel,
@@ -187,6 +202,7 @@ def _toggle(org, channel, state) -> Toggle:
         status=status,
         words=words,
         blocked=bool(state and state.carrier_block),
+        waiting_since=waiting_since,
     )
 
 

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 
 import sqlalchemy as sa
 from sqlalchemy.exc import IntegrityError
@@ -26,6 +26,7 @@ from consent.models import (
     Channel,
     ConsentEvent,
     ConsentState,
+    ImportBatch,
     Organization,
     Source,
     Status,
@@ -50,6 +51,10 @@ OPT_OUT_SOURCES = frozenset(
         Source.COMPLAINT,
     }
 )
+# An opt-out staff recorded (by hand or by an import) may be undone; one that came from the
+# person (STOP, the portal, a link, a complaint, the carrier) never is (docs/rules.md "Undo").
+REVERTIBLE_SOURCES = frozenset({Source.ADMIN, Source.IMPORT})
+REVERT_DAYS = 30
 OPT_IN_SOURCES = frozenset(
     {Source.ENROLLMENT, Source.PORTAL, Source.SMS_KEYWORD, Source.EMAIL_LINK, Source.STAFF_ENTRY}
 )
@@ -292,6 +297,156 @@ def check(
             return _refused("not_bounced", "This address is not marked bounced.", state)
         return None
     return _refused("bad_target", f"Unknown target {to_status}.", state)
+
+
+def check_revert(
+    org: Organization, event: ConsentEvent | None, state: ConsentState | None, now: datetime
+) -> Outcome | None:
+    """May this event be undone? An Outcome saying why not, else None.
+
+    Only an opt-out recorded by an admin or an import, of this organization, within
+    REVERT_DAYS, never one that set a carrier block, and only while it is still the address's
+    last change (nothing changed the address since)."""
+    if event is None or event.organization_id != org.id:
+        return _refused("not_found", "There is no such change on record.", state)
+    if event.kind != "change" or event.to_status != Status.OPTED_OUT:
+        return _refused("not_an_opt_out", "Only an opt-out can be undone.", state)
+    if event.source not in REVERTIBLE_SOURCES:
+        return _refused(
+            "from_the_person",
+            "This opt-out came from the person themself; only they can change it.",
+            state,
+        )
+    if event.carrier_block:
+        return _refused("carrier_block", carrier_block_reason(org), state)
+    occurred = event.occurred_at.replace(tzinfo=None)
+    if now.replace(tzinfo=None) - occurred > timedelta(days=REVERT_DAYS):
+        return _refused(
+            "too_old",
+            f"An opt-out can be undone within {REVERT_DAYS} days; this one is older.",
+            state,
+        )
+    if state is None or state.last_event_id != event.id or state.version != event.state_version:
+        return _refused(
+            "changed_since",
+            "The address changed after this opt-out, so undoing it would overwrite a later "
+            "choice. Nothing was changed.",
+            state,
+        )
+    return None
+
+
+def revert(
+    org: Organization,
+    event_id: int,
+    *,
+    actor: Actor,
+    note: str,
+    origin: Origin | None = None,
+    evidence: dict | None = None,
+) -> Outcome:
+    """Undo a mistaken opt-out recorded by an admin or an import: append a "revert" event
+    that puts the address back to the status it had before (the reverted event's
+    from_status; none on record reads as "no choice yet"). Sends nothing: no "you are
+    subscribed" message, no notification. Refused (rules in `check_revert`) unless the event
+    is still the address's last change. The caller checks who may (the organization team).
+    """
+    event = db.session.get(ConsentEvent, event_id)
+    if event is None or event.organization_id != org.id:
+        return _refused("not_found", "There is no such change on record.")
+    state = _lock(org.id, event.channel, event.address)
+    now = utcnow()
+    refusal = check_revert(org, event, state, now)
+    if refusal is not None:
+        return refusal
+    to_status = event.from_status or Status.UNKNOWN
+    previous = db.session.scalars(
+        sa.select(ConsentEvent)
+        .where(
+            org_is(ConsentEvent.organization_id, org.id),
+            ConsentEvent.channel == event.channel,
+            ConsentEvent.address == event.address,
+            ConsentEvent.kind.in_(("change", "revert")),
+            ConsentEvent.id < event.id,
+        )
+        .order_by(ConsentEvent.id.desc())
+        .limit(1)
+    ).first()
+    source = previous.source if previous is not None else Source.ADMIN
+    version = (state.version or 0) + 1
+    reverted = ConsentEvent(
+        **_event_values(
+            org.id,
+            event.channel,
+            event.address,
+            kind="revert",
+            from_status=state.status,
+            to_status=to_status,
+            carrier_block=False,
+            source=Source.ADMIN,
+            actor=actor,
+            origin=origin or Origin(),
+            occurred_at=now,
+            note=note,
+            evidence={**(evidence or {}), "reverts": event.id},
+            version=version,
+        )
+    )
+    db.session.add(reverted)
+    db.session.flush()
+    moved = _state_values(to_status, False, source, actor, now, note, version, reverted.id)
+    for name, value in moved.items():
+        setattr(state, name, value)
+    db.session.flush()
+    return Outcome(ok=True, changed=True, code="reverted", state=state, event=reverted)
+
+
+def batch_events(org: Organization, batch_id: int) -> list[ConsentEvent]:
+    """The opt-outs an import batch recorded (each names the batch in its evidence)."""
+    batch = db.session.get(ImportBatch, batch_id)
+    if batch is None or batch.organization_id != org.id:
+        return []
+    candidates = db.session.scalars(
+        sa.select(ConsentEvent)
+        .where(
+            org_is(ConsentEvent.organization_id, org.id),
+            ConsentEvent.source == Source.IMPORT,
+            ConsentEvent.kind == "change",
+            ConsentEvent.occurred_at >= batch.created_at - timedelta(minutes=1),
+        )
+        .order_by(ConsentEvent.id)
+    )
+    return [e for e in candidates if (e.evidence or {}).get("batch") == batch_id]
+
+
+@dataclass
+class BatchRevert:
+    """What undoing an import batch did: how many rows were put back, and each refusal."""
+
+    reverted: int = 0
+    refused: list = field(default_factory=list)  # [(address, reason)]
+
+
+def revert_batch(
+    org: Organization,
+    batch_id: int,
+    *,
+    actor: Actor,
+    note: str,
+    origin: Origin | None = None,
+) -> BatchRevert:
+    """Undo every opt-out of an import batch that may still be undone (`revert` per row); the
+    rows that changed since are left as they are and reported."""
+    result = BatchRevert()
+    for event in batch_events(org, batch_id):
+        outcome = revert(
+            org, event.id, actor=actor, note=note, origin=origin, evidence={"batch": batch_id}
+        )
+        if outcome.ok:
+            result.reverted += 1
+        else:
+            result.refused.append((event.address, outcome.reason))
+    return result
 
 
 # --- changing -------------------------------------------------------------------------------

@@ -132,6 +132,10 @@ class Organization(db.Model):
     terms_url: Mapped[str] = mapped_column(sa.String(500), default="", server_default="")
     privacy_url: Mapped[str] = mapped_column(sa.String(500), default="", server_default="")
     postal_address: Mapped[str] = mapped_column(sa.String(300), default="", server_default="")
+    # The district's time zone: admin pages show times in it (UTC on hover and in exports).
+    time_zone: Mapped[str] = mapped_column(
+        sa.String(64), default="America/New_York", server_default="America/New_York"
+    )
     # The rules of docs/rules.md ("Organization settings"), one column each, with their defaults.
     text_requires_consent: Mapped[bool] = mapped_column(default=True, server_default=sa.true())
     stop_blocks_voice: Mapped[bool] = mapped_column(default=False, server_default=sa.false())

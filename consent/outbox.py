@@ -77,6 +77,10 @@ def queue(
     ).first()
     if existing is not None:
         return existing
+    # Headers are built from single-line values: a line break in a name (a subject naming a
+    # person) would make the message unsendable, and retried for ever.
+    subject = one_line(subject) if subject is not None else None
+    headers = {one_line(k): one_line(str(v)) for k, v in (headers or {}).items()}
     message = OutboxMessage(
         organization_id=organization_id,
         idempotency_key=key,
@@ -102,6 +106,11 @@ def queue(
         ).one()
     db.session.info.setdefault("outbox_new", []).append(message)
     return message
+
+
+def one_line(value: str) -> str:
+    """A value fit for a mail header: every run of whitespace (line breaks too) one space."""
+    return " ".join(str(value).split())
 
 
 @sa.event.listens_for(sa.orm.Session, "after_commit")
@@ -399,11 +408,11 @@ def _send_email(message: OutboxMessage) -> str:
         log.info("email recorded, not sent: to=%s subject=%s", message.to_address, message.subject)
         return f"recorded:{msg_id}"
     email = _PlainHeaderMessage(
-        subject=message.subject or "",
+        subject=one_line(message.subject or ""),
         recipients=[message.to_address],
         body=message.body,
         html=message.body_html,
-        extra_headers=dict(message.headers or {}),
+        extra_headers={one_line(k): one_line(v) for k, v in (message.headers or {}).items()},
         sender=sender_for(message.organization_id),
     )
     email.msgId = msg_id  # one Message-ID, stable across retries (Flask-Mail makes its own)

@@ -17,6 +17,7 @@ TEXT_FIELDS = (
     "privacy_url",
     "postal_address",
     "voice_optout_key",
+    "time_zone",
 )
 RULE_FIELDS = tuple(Organization.RULES)
 

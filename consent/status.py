@@ -13,7 +13,7 @@ from dataclasses import dataclass
 import sqlalchemy as sa
 
 from consent.extensions import db
-from consent.models import Channel, ConsentState, Contact, Status, Student
+from consent.models import Channel, ConsentEvent, ConsentState, Contact, Status, Student
 from consent.words import channel_name, shown_address, status_label
 
 PHONE_CHANNELS = (Channel.TEXT, Channel.VOICE)
@@ -157,3 +157,31 @@ def address_rows(person: Contact | Student, book: StatusBook) -> list[AddressRow
         for email in person.emails
     ]
     return rows
+
+
+def pending_confirmations(
+    org_id: int, states: dict[tuple[str, str], ConsentState | None], addresses: Iterable[str]
+) -> dict[tuple[str, str], object]:
+    """{(channel value, address): since} for each confirmation asked for (a "request" event)
+    after the state's last change, the earliest such request: "Waiting for confirmation since
+    …". One query for all the addresses."""
+    wanted = sorted(set(addresses))
+    if not wanted:
+        return {}
+    pending: dict[tuple[str, str], object] = {}
+    for start in range(0, len(wanted), 1000):
+        rows = db.session.execute(
+            sa.select(ConsentEvent.channel, ConsentEvent.address, ConsentEvent.occurred_at)
+            .where(
+                ConsentEvent.organization_id == org_id,
+                ConsentEvent.kind == "request",
+                ConsentEvent.address.in_(wanted[start : start + 1000]),
+            )
+            .order_by(ConsentEvent.id)
+        )
+        for channel, address, when in rows:
+            state = states.get((Channel(channel), address))
+            if state is not None and state.changed_at and when < state.changed_at:
+                continue
+            pending.setdefault((Channel(channel).value, address), when)
+    return pending

@@ -15,7 +15,7 @@ from consent.tenant import current_organization
 from consent.words import org_words
 
 # Pages whose URL carries a signed token or a parent's data: never cached.
-NO_STORE_PREFIXES = ("/confirm/", "/preferences/", "/unsubscribe/", "/account")
+NO_STORE_PREFIXES = ("/confirm/", "/preferences/", "/unsubscribe/", "/account", "/admin")
 
 
 def init_app(app: Flask) -> None:

@@ -9,6 +9,7 @@ use it as it is. The functions give the words in the reader's language, translat
 from __future__ import annotations
 
 from flask_babel import LazyString, gettext, lazy_gettext
+from markupsafe import Markup
 
 from consent.addresses import format_phone
 from consent.i18n import N_
@@ -123,3 +124,51 @@ def org_words(value: str) -> str:
     }
     words = known.get((value or "").strip())
     return words() if words else value
+
+
+PHONE_KIND_WORDS = {"cell": N_("cell"), "home": N_("home"), "work": N_("work")}
+
+
+def phone_kind_words(kind: str | None) -> str:
+    """A phone's type in a sentence, in the reader's language: "home"."""
+    return gettext(PHONE_KIND_WORDS[kind]) if kind in PHONE_KIND_WORDS else (kind or "")
+
+
+def valid_time_zone(name: str) -> bool:
+    """Whether `name` is an IANA time zone zoneinfo knows ("America/New_York")."""
+    from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+    if not name or name.startswith(("/", ".")) or ".." in name:
+        return False
+    try:
+        ZoneInfo(name)
+    except (ZoneInfoNotFoundError, ValueError):
+        return False
+    return True
+
+
+def local_time(value, org: Organization | None) -> Markup:
+    """A stored (naive UTC) time in the district's zone, UTC on hover:
+    <time datetime="…Z" title="2026-12-01 14:12 UTC">2026-12-01 09:12 EST</time>."""
+    from datetime import UTC
+    from zoneinfo import ZoneInfo
+
+    if value is None:
+        return Markup("")
+    zone_name = getattr(org, "time_zone", None) or "America/New_York"
+    zone = ZoneInfo(zone_name if valid_time_zone(zone_name) else "UTC")
+    local = value.replace(tzinfo=UTC).astimezone(zone)
+    return Markup('<time datetime="{iso}Z" title="{utc} UTC">{local}</time>').format(
+        iso=value.isoformat(timespec="seconds"),
+        utc=value.strftime("%Y-%m-%d %H:%M"),
+        local=local.strftime("%Y-%m-%d %H:%M %Z"),
+    )
+
+
+def opt_out_sends(channel: Channel) -> str:
+    """What an admin's opt-out sends the person, said before it is recorded."""
+    if channel == Channel.TEXT:
+        return gettext("The person gets one text confirming they will get no more texts from us.")
+    if channel == Channel.EMAIL:
+        return gettext("The person gets one email confirming they will get no more email from us.")
+    return gettext("Nothing is sent to the person; calls to this number stop.")

@@ -201,6 +201,7 @@ def test_add_opt_out_records_each_channel_in_the_ledger(client, auth, staff):
             "channel": "all",
             "note": "Called the office",
             "csrf_token": csrf_token(client, LIST + "add/"),
+            "confirm": "yes",
         },
         follow_redirects=True,
     )
@@ -226,6 +227,7 @@ def test_add_opt_out_of_an_email_takes_only_email(client, auth, staff):
             "address": "Ana@Example.org",
             "channel": "text",
             "csrf_token": csrf_token(client, LIST + "add/"),
+            "confirm": "yes",
         },
     ).get_data(as_text=True)
     assert "An email address can only be opted out of email." in page
@@ -236,6 +238,7 @@ def test_add_opt_out_of_an_email_takes_only_email(client, auth, staff):
             "address": "Ana@Example.org",
             "channel": "all",
             "csrf_token": csrf_token(client, LIST + "add/"),
+            "confirm": "yes",
         },
     )
     assert state_of(staff["organization"], "email", "ana@example.org").status == Status.OPTED_OUT
@@ -246,7 +249,12 @@ def test_add_opt_out_rejects_a_bad_address(client, auth, staff):
     login(auth, "org")
     page = client.post(
         LIST + "add/",
-        data={"address": "12", "channel": "all", "csrf_token": csrf_token(client, LIST + "add/")},
+        data={
+            "address": "12",
+            "channel": "all",
+            "confirm": "yes",
+            "csrf_token": csrf_token(client, LIST + "add/"),
+        },
     ).get_data(as_text=True)
     assert "This is not a phone number or email address" in page
     assert db.session.scalar(sa.select(sa.func.count()).select_from(ConsentState)) == 0

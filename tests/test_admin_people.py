@@ -205,6 +205,7 @@ def test_turning_off_texts_opts_out_with_admin_source_actor_and_note(client, wor
         address=number,
         channel="text",
         action="opt_out",
+        confirm="yes",
         note="Asked at the front desk",
     )
     assert response.status_code == 302
@@ -354,7 +355,13 @@ def test_toggle_for_an_address_not_on_the_record_is_404(client, world):
     contact = world.near.contacts[0]
     other = world.far.contacts[0].phones[0].number
     response = _post_consent(
-        client, "contacts", contact.id, address=other, channel="text", action="opt_out"
+        client,
+        "contacts",
+        contact.id,
+        address=other,
+        channel="text",
+        action="opt_out",
+        confirm="yes",
     )
     assert response.status_code == 404
     assert state_of(world.org, "text", other).status == Status.OPTED_IN

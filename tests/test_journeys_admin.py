@@ -113,6 +113,10 @@ def test_admin_searches_adds_imports_and_opts_back_in(desk, live_server, pages, 
     page.get_by_label("Email", exact=True).check()
     page.get_by_label("Note (who asked, and how)").fill("Asked at the front desk")
     page.get_by_role("button", name="Add Opt-Out").click()
+    page.wait_for_load_state()
+    assert "Nothing has changed yet" in page.content()  # the first click asks first
+    assert status_of(desk.org, Channel.EMAIL, desk.email) is None
+    page.get_by_role("button", name="Yes, opt out").click()
     page.wait_for_url("**/admin/optouts/")
     assert any("is now opted out of email" in text for text in flashes(page))
     assert status_of(desk.org, Channel.EMAIL, desk.email) == Status.OPTED_OUT

@@ -11,6 +11,7 @@ from consent import create_app, ledger, notifications, tokens
 from consent.extensions import db
 from consent.models import (
     Channel,
+    ConsentEvent,
     ConsentState,
     Contact,
     ImportBatch,
@@ -82,6 +83,8 @@ def argument_values(app, demo) -> dict[str, dict[str, object]]:
         "optouts.export_view": csv,
         "optouts.export_people_view": csv,
         "optout_import.batch": {"batch_id": batch.id},
+        "optouts.undo_batch_view": {"batch_id": batch.id},
+        "optouts.undo_view": {"event_id": db.session.scalars(sa.select(ConsentEvent.id)).first()},
         "contacts.details": {"record_id": demo.parent.contact_id},
         "students.details": {"record_id": family.students[0].id},
         "reports.parents": {"status": "opted_out"},

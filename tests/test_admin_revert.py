@@ -1,0 +1,211 @@
+"""Undo a mistaken opt-out: one row or a whole import batch, by the organization team, within
+30 days, only while nothing changed the address since; never an opt-out from the person."""
+
+from __future__ import annotations
+
+import re
+from datetime import timedelta
+
+import pytest
+import sqlalchemy as sa
+
+from consent import ledger
+from consent.extensions import db
+from consent.ledger import Actor
+from consent.ledger_bulk import BulkRow
+from consent.models import Channel, ConsentEvent, ImportBatch, OutboxMessage, Source, Status
+from tests.helpers import csrf_token, events_of, state_of
+
+
+def _text(response) -> str:
+    return re.sub(r"\s+", " ", response.get_data(as_text=True))
+
+
+def _cell(world, n=0):
+    return world.near.contacts[n].phones[0].number
+
+
+def _admin_opt_out(world, number, channel=Channel.TEXT):
+    outcome = ledger.opt_out(
+        world.org,
+        channel,
+        number,
+        source=Source.ADMIN,
+        actor=Actor.for_user(world.users["org"]),
+        note="mistake",
+    )
+    db.session.commit()
+    return outcome.event.id
+
+
+def _outbox_count():
+    return db.session.scalar(sa.select(sa.func.count(OutboxMessage.id)))
+
+
+def _import_batch(world, numbers, filename="opt-outs-nov.xlsx"):
+    batch = ImportBatch(organization_id=world.org.id, filename=filename, channels="text")
+    db.session.add(batch)
+    db.session.flush()
+    rows = [
+        BulkRow(n, {"file": filename, "row": i + 2, "batch": batch.id}, None)
+        for i, n in enumerate(numbers)
+    ]
+    ledger.opt_out_many(
+        world.org,
+        Channel.TEXT,
+        rows,
+        source=Source.IMPORT,
+        actor=Actor.for_user(world.users["org"]),
+    )
+    db.session.commit()
+    return batch.id
+
+
+def _undo(client, event_id, note="wrong person"):
+    path = f"/admin/optouts/undo/{event_id}/"
+    return client.post(path, data={"csrf_token": csrf_token(client, path), "note": note})
+
+
+def test_undo_one_admin_opt_out_restores_sends_nothing_and_logs_both(client, world):
+    number = _cell(world)
+    event_id = _admin_opt_out(world, number)
+    before = _outbox_count()
+    world.login(client, "org")
+    page = _text(client.get(f"/admin/optouts/undo/{event_id}/"))
+    assert "Undo this opt-out" in page and "Nothing is sent to the person" in page
+    assert state_of(world.org, Channel.TEXT, number).status == Status.OPTED_OUT  # GET: nothing
+    response = _undo(client, event_id)
+    assert response.status_code == 302
+    assert state_of(world.org, Channel.TEXT, number).status == Status.OPTED_IN
+    kinds = [e.kind for e in events_of(number, org=world.org, channel=Channel.TEXT)]
+    assert kinds[-2:] == ["change", "revert"]
+    assert _outbox_count() == before  # no "you are subscribed" message
+    log = _text(client.get("/admin/activity/?flt1_address_equals=" + number))
+    log = _text(client.get("/admin/activity/"))
+    assert "allowed → stopped by an admin" in log
+    assert "stopped → allowed (an opt-out undone)" in log
+    assert f"undoes the change #{event_id}" in log
+
+
+def test_undo_an_import_batch(client, world):
+    numbers = [_cell(world, 0), _cell(world, 1)]
+    batch_id = _import_batch(world, numbers)
+    world.login(client, "org")
+    path = f"/admin/optouts/undo-import/{batch_id}/"
+    page = _text(client.get(path))
+    assert "2 of them can be undone" in page
+    log = _text(client.get("/admin/activity/"))
+    assert "imported from opt-outs-nov.xlsx, row 2" in log
+    assert "Undo the whole import" in log
+    before = _outbox_count()
+    response = client.post(path, data={"csrf_token": csrf_token(client, path), "note": "wrong"})
+    assert response.status_code == 302
+    for number in numbers:
+        assert state_of(world.org, Channel.TEXT, number).status == Status.OPTED_IN
+        assert events_of(number, org=world.org, channel=Channel.TEXT)[-1].kind == "revert"
+    assert _outbox_count() == before
+    follow = _text(client.get("/admin/activity/"))
+    assert "Undone: 2 opt-out(s) of opt-outs-nov.xlsx" in follow
+
+
+def test_undo_batch_leaves_rows_changed_since(client, world):
+    numbers = [_cell(world, 0), _cell(world, 1)]
+    batch_id = _import_batch(world, numbers)
+    ledger.opt_in(
+        world.org,
+        Channel.TEXT,
+        numbers[1],
+        source=Source.SMS_KEYWORD,
+        actor=Actor.recipient(),
+    )
+    db.session.commit()
+    result = ledger.revert_batch(world.org, batch_id, actor=Actor.system(), note="x")
+    db.session.commit()
+    assert result.reverted == 1 and len(result.refused) == 1
+    assert "changed after this opt-out" in result.refused[0][1]
+
+
+def test_undo_refused_after_a_later_change(client, world):
+    number = _cell(world)
+    event_id = _admin_opt_out(world, number, Channel.VOICE)
+    ledger.opt_in(world.org, Channel.VOICE, number, source=Source.PORTAL, actor=Actor.recipient())
+    db.session.commit()
+    world.login(client, "org")
+    assert "changed after this opt-out" in _text(client.get(f"/admin/optouts/undo/{event_id}/"))
+    _undo(client, event_id)
+    assert state_of(world.org, Channel.VOICE, number).status == Status.OPTED_IN
+    assert events_of(number, org=world.org, channel=Channel.VOICE)[-1].kind == "change"
+
+
+def test_undo_refused_after_30_days(world):
+    number = _cell(world)
+    event_id = _admin_opt_out(world, number)
+    event = db.session.get(ConsentEvent, event_id)
+    table = ConsentEvent.__table__  # a test moves time back: the ORM refuses to edit events
+    db.session.execute(
+        table.update()
+        .where(table.c.id == event_id)
+        .values(occurred_at=event.occurred_at - timedelta(days=31))
+    )
+    db.session.commit()
+    db.session.expire_all()
+    outcome = ledger.revert(world.org, event_id, actor=Actor.system(), note="late")
+    assert outcome.refused and outcome.code == "too_old"
+    db.session.rollback()
+    assert state_of(world.org, Channel.TEXT, number).status == Status.OPTED_OUT
+
+
+@pytest.mark.parametrize(
+    "source", [Source.SMS_KEYWORD, Source.PORTAL, Source.EMAIL_LINK, Source.ONE_CLICK]
+)
+def test_undo_refused_for_opt_outs_from_the_person(client, world, source):
+    number = _cell(world)
+    outcome = ledger.opt_out(
+        world.org, Channel.TEXT, number, source=source, actor=Actor.recipient(), confirm=False
+    )
+    db.session.commit()
+    world.login(client, "org")
+    page = _text(client.get(f"/admin/optouts/undo/{outcome.event.id}/"))
+    assert "came from the person themself" in page
+    _undo(client, outcome.event.id)
+    assert state_of(world.org, Channel.TEXT, number).status == Status.OPTED_OUT
+
+
+@pytest.mark.parametrize("who", ["site", "staff", "parent"])
+def test_undo_refused_to_other_roles(client, world, who):
+    number = _cell(world)
+    event_id = _admin_opt_out(world, number)
+    world.login(client, who)
+    assert client.get(f"/admin/optouts/undo/{event_id}/").status_code == 403
+    token = csrf_token(client, "/admin/" if who != "parent" else "/account/settings")
+    response = client.post(
+        f"/admin/optouts/undo/{event_id}/", data={"csrf_token": token, "note": "x"}
+    )
+    assert response.status_code == 403
+    assert state_of(world.org, Channel.TEXT, number).status == Status.OPTED_OUT
+
+
+def test_undo_logged_out_and_other_organization(client, world):
+    from tests import factories
+
+    number = _cell(world)
+    event_id = _admin_opt_out(world, number)
+    assert client.get(f"/admin/optouts/undo/{event_id}/").status_code in (302, 401, 403)
+    other = factories.make_org(name="Other District", texting_number="+12025550199")
+    outsider_number = factories.next_number()
+    outcome = ledger.opt_out(
+        other, Channel.TEXT, outsider_number, source=Source.ADMIN, actor=Actor.system()
+    )
+    db.session.commit()
+    world.login(client, "org")
+    assert client.get(f"/admin/optouts/undo/{outcome.event.id}/").status_code == 404
+    assert _undo(client, outcome.event.id).status_code == 404
+
+
+def test_undo_needs_a_note(client, world):
+    number = _cell(world)
+    event_id = _admin_opt_out(world, number)
+    world.login(client, "org")
+    response = _undo(client, event_id, note="")
+    assert response.status_code == 200
+    assert state_of(world.org, Channel.TEXT, number).status == Status.OPTED_OUT
