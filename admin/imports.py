@@ -291,7 +291,6 @@ class ImportView(SecureView):
         ).first()
         if batch is None:
             abort(404)
-        report = batch.report or {}
         return self.render(
             "admin/imports/report.html",
             batch=batch,

@@ -755,7 +755,8 @@ def _plan(
             'such as "Phone" or "Email", and upload the file again.'
         )
     first_number, first = filled[0]
-    for number, cells in filled:
+    kind = PHONE
+    for _number, cells in filled:
         if _valid(_cell(cells, column), region):
             kind = _normalize(_cell(cells, column), region)[0] or PHONE
             break

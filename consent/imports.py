@@ -10,10 +10,10 @@ with their reasons). Each event's evidence names the file, the row and the batch
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Iterator
-from dataclasses import dataclass, field
 import hashlib
 import io
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass, field
 from functools import cache
 from typing import BinaryIO
 
