@@ -13,16 +13,18 @@ their digits, emails alphabetically), which the list index serves.
 
 from __future__ import annotations
 
+import io
 from datetime import datetime, timedelta
 
 import sqlalchemy as sa
-from flask import abort, flash, g, redirect, request, url_for
+from flask import abort, current_app, flash, g, redirect, request, send_file, url_for
 from flask_admin import expose
 from flask_admin.actions import action
 from flask_admin.contrib.sqla import filters as sqla_filters
 from flask_admin.model.template import EndpointLinkRowAction
 from flask_babel import gettext as _
 from flask_babel import lazy_gettext as _l
+from flask_login import current_user
 from markupsafe import Markup
 from wtforms import BooleanField, RadioField, SelectChoice, StringField, TextAreaField
 from wtforms.validators import DataRequired, Length, Optional
@@ -37,10 +39,10 @@ from admin.base import (
     has_role,
     site_scope,
 )
-from consent import export, ledger, notifications, optout_list, words
+from consent import export, export_jobs, jobs, ledger, notifications, optout_list, words
 from consent.addresses import AddressError, format_phone, normalize_email
 from consent.extensions import db
-from consent.models import Channel, ConsentState, Source, Status
+from consent.models import Channel, ConsentState, JobFile, Source, Status
 from consent.tenant import current_organization
 
 CHANNEL_OPTIONS = tuple((c.value, words.channel_label(c)) for c in Channel)
@@ -475,8 +477,63 @@ class OptOutListView(SecureModelView):
         """Seed 002's export: each contact's and student's opted-out numbers, with ID and type."""
         if fmt not in export.FORMATS:
             abort(404)
-        rows = optout_list.people_rows(current_organization(), site_id=site_scope())
+        org = current_organization()
+        limit = current_app.config.get("EXPORT_JOB_ROWS", export_jobs.EXPORT_JOB_ROWS)
+        opted_out = db.session.scalar(
+            sa.select(sa.func.count())
+            .select_from(ConsentState)
+            .where(
+                ConsentState.organization_id == org.id,
+                ConsentState.status == Status.OPTED_OUT,
+                ConsentState.channel.in_([Channel.TEXT, Channel.VOICE]),
+            )
+        )
+        if opted_out > limit:
+            job = export_jobs.enqueue(
+                org,
+                "opted-out-numbers",
+                fmt,
+                export.dated("opted-out-numbers"),
+                params={"site_id": site_scope()},
+                user=current_user,
+            )
+            db.session.commit()
+            return redirect(url_for(".export_job", job_id=job.id))
+        rows = optout_list.people_rows(org, site_id=site_scope())
         return export.response(rows, fmt, export.dated("opted-out-numbers"), "Opted-out numbers")
+
+    @expose("/export-jobs/<int:job_id>")
+    def export_job(self, job_id: int):
+        """A big export's progress (a background job), then its download."""
+        job = export_jobs.job_of(current_organization().id, job_id, current_user.id)
+        if job is None:
+            abort(404)
+        return self.render(
+            "admin/exports/job.html",
+            job=job,
+            progress=jobs.progress_of(job),
+            result=job.result or {},
+            running=job.status in (jobs.QUEUED, jobs.RUNNING),
+        )
+
+    @expose("/export-jobs/<int:job_id>/download")
+    def export_job_download(self, job_id: int):
+        """The file a finished export job wrote."""
+        job = export_jobs.job_of(current_organization().id, job_id, current_user.id)
+        result = (job.result or {}) if job else {}
+        stored = db.session.get(JobFile, result.get("file_id") or 0)
+        if job is None or job.status != jobs.DONE or stored is None:
+            abort(404)
+        if stored.organization_id != job.organization_id:
+            abort(404)
+        response = send_file(
+            io.BytesIO(stored.content),
+            mimetype=export_jobs.mimetype(result.get("format", "csv")),
+            as_attachment=True,
+            download_name=stored.filename,
+        )
+        response.headers["Cache-Control"] = "no-store"
+        return response
 
 
 def register(admin) -> None:

@@ -214,7 +214,7 @@ def test_cli_import_reports_each_row_and_exits_1_when_rows_were_rejected(runner,
     assert result.exit_code == 1
     assert "row 1: 2025550131 (+12025550131): Imported" in result.output
     assert "row 3: not a number: Rejected: Invalid phone number" in result.output
-    assert "2 imported, 0 already opted out, 3 rejected." in result.output
+    assert "2 imported, 0 already opted out, 3 rejected, 0 ignored" in result.output
     assert states() == {
         ("text", "+12025550131"): Status.OPTED_OUT,
         ("text", "+12025550132"): Status.OPTED_OUT,
