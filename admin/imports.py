@@ -154,7 +154,7 @@ class ImportView(SecureView):
         return self.render(
             "admin/imports/mapping.html",
             run=run,
-            layout=found,
+            found=found,
             chosen=(run.roles.data or "").split(","),
             role_words=ROLE_WORDS,
         )

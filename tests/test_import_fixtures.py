@@ -175,7 +175,7 @@ def hidden(page: str, action: str) -> dict:
 
 def test_the_preview_asks_to_map_unknown_columns_and_remembers(client, org_admin):
     page = upload(client, fixture("unknown_column.csv"), "u.csv").get_data(as_text=True)
-    assert "What is in each column" in page, re.sub(r"\s+", " ", page)[-3000:]
+    assert "What is in each column" in page and "Courriel" in page
     fields = hidden(page, IMPORT + "map")
     fields.update({"column-0": "phone", "column-1": "email", "column-2": "note"})
     preview = client.post(IMPORT + "map", data=fields).get_data(as_text=True)
