@@ -25,12 +25,12 @@ from werkzeug.exceptions import RequestEntityTooLarge
 from wtforms import HiddenField, RadioField, TextAreaField
 from wtforms.validators import DataRequired, Length, Optional
 
-from admin.base import ORG, AdminPageForm, SecureView, admin_actor, admin_origin
+from admin.base import ORG, AdminPageForm, SecureView, admin_origin
 from admin.optouts import CHANNEL_CHOICES
-from consent import import_reader, imports
+from consent import import_reader, imports, jobs
 from consent.extensions import db
 from consent.import_reader import ImportFileError
-from consent.models import ImportBatch
+from consent.models import ImportBatch, Job
 from consent.tenant import current_organization
 
 UPLOAD_NAME = re.compile(r"^(\d+)-[0-9a-f]{32}\.(csv|xlsx)$")
@@ -50,6 +50,31 @@ class RunForm(AdminPageForm):
     filename = HiddenField(validators=[DataRequired(), Length(max=300)])
     channel = HiddenField(validators=[DataRequired()])
     note = HiddenField(validators=[Optional(), Length(max=500)])
+    header_row = HiddenField(validators=[Optional(), Length(max=12)])
+    roles = HiddenField(validators=[Optional(), Length(max=2000)])
+
+
+ROLE_WORDS = {
+    "phone": _l("Phone numbers"),
+    "email": _l("Email addresses"),
+    "channel": _l("Opt-out type (voice, text, both, email, all)"),
+    "note": _l("Note"),
+    "date": _l("Date"),
+    "ignore": _l("Ignore this column"),
+}
+
+
+def _layout_of(form: RunForm) -> dict | None:
+    """The column mapping carried by the form, or None (400 when it is not one)."""
+    roles = [r for r in (form.roles.data or "").split(",") if r]
+    if not roles:
+        return None
+    if any(r not in import_reader.ROLES for r in roles) or len(roles) > 100:
+        abort(400)
+    header = form.header_row.data or ""
+    if header and not header.isdigit():
+        abort(400)
+    return {"header_row": int(header) if header else None, "roles": roles}
 
 
 def upload_dir() -> Path:
@@ -105,8 +130,8 @@ class ImportView(SecureView):
         upload.save(path)
         try:
             with path.open("rb") as stream:
-                report = imports.preview_file(
-                    org, stream, filename, form.channel.data, max_bytes=_max_bytes()
+                found = import_reader.inspect(
+                    stream, filename, region=org.default_region, max_bytes=_max_bytes()
                 )
         except ImportFileError as exc:
             path.unlink(missing_ok=True)
@@ -118,13 +143,87 @@ class ImportView(SecureView):
             filename=filename,
             channel=form.channel.data,
             note=form.note.data or "",
+            header_row=str(found.header_row or ""),
+            roles=",".join(imports.saved_roles(org, found) or found.roles),
         )
+        if found.unknown and imports.saved_roles(org, found) is None:
+            return self._mapping(run, found)
+        return self._preview(run)
+
+    def _mapping(self, run: RunForm, found):
+        return self.render(
+            "admin/imports/mapping.html",
+            run=run,
+            found=found,
+            chosen=(run.roles.data or "").split(","),
+            role_words=ROLE_WORDS,
+        )
+
+    def _preview(self, run: RunForm):
+        path = _upload_path(run.upload.data)
+        if path is None:
+            return self._gone()
+        org = current_organization()
+        try:
+            with path.open("rb") as stream:
+                report = imports.preview_file(
+                    org,
+                    stream,
+                    run.filename.data,
+                    run.channel.data,
+                    max_bytes=_max_bytes(),
+                    layout=_layout_of(run),
+                )
+        except ImportFileError as exc:
+            path.unlink(missing_ok=True)
+            flash(str(exc), "error")
+            return redirect(url_for(".index"))
         return self.render(
             "admin/imports/preview.html",
             report=report,
             run=run,
             preview_words=imports.PREVIEW_WORDS,
         )
+
+    def _gone(self):
+        flash(
+            _(
+                "That upload is no longer here (it was imported already, or too long ago). Upload the file again."
+            ),
+            "error",
+        )
+        return redirect(url_for(".index"))
+
+    @expose("/map", methods=("POST",))
+    def map_columns(self):
+        """Keep the columns' roles chosen by staff (for the next file with the same headers),
+        then show the preview with them."""
+        run = RunForm()
+        if not run.validate_on_submit() or run.channel.data not in imports.CHANNEL_CHOICES:
+            abort(400)
+        path = _upload_path(run.upload.data)
+        if path is None:
+            return self._gone()
+        org = current_organization()
+        with path.open("rb") as stream:
+            try:
+                found = import_reader.inspect(
+                    stream, run.filename.data, region=org.default_region, max_bytes=_max_bytes()
+                )
+            except ImportFileError as exc:
+                flash(str(exc), "error")
+                return redirect(url_for(".index"))
+        roles = [request.form.get(f"column-{i}", "ignore") for i in range(len(found.headers))]
+        if any(r not in import_reader.ROLES for r in roles):
+            abort(400)
+        run.roles.data = ",".join(roles)
+        run.header_row.data = str(found.header_row or "")
+        if not any(r in ("phone", "email") for r in roles):
+            flash(_("Choose at least one column of phone numbers or email addresses."), "error")
+            return self._mapping(run, found)
+        imports.remember_roles(org, found, roles)
+        db.session.commit()
+        return self._preview(run)
 
     @expose("/run", methods=("POST",))
     def run(self):
@@ -134,32 +233,52 @@ class ImportView(SecureView):
             abort(400)
         path = _upload_path(form.upload.data)
         if path is None:
-            flash(
-                _(
-                    "That upload is no longer here (it was imported already, or too long ago). Upload the file again."
-                ),
-                "error",
-            )
-            return redirect(url_for(".index"))
+            return self._gone()
+        layout = _layout_of(form)
         org = current_organization()
         try:
-            with path.open("rb") as stream:
-                report = imports.import_file(
-                    org,
-                    stream,
-                    form.filename.data,
-                    form.channel.data,
-                    actor=admin_actor(),
-                    origin=admin_origin(),
-                    note=form.note.data,
-                    max_bytes=_max_bytes(),
-                )
+            job = imports.enqueue(
+                org,
+                path.read_bytes(),
+                form.filename.data,
+                form.channel.data,
+                dry_run=False,
+                layout=layout,
+                note=form.note.data,
+                user=current_user,
+                origin=admin_origin(),
+            )
         except ImportFileError as exc:
             flash(str(exc), "error")
             return redirect(url_for(".index"))
         finally:
             path.unlink(missing_ok=True)
-        return redirect(url_for(".batch", batch_id=report.batch_id))
+        db.session.commit()
+        return redirect(url_for(".job", job_id=job.id))
+
+    @expose("/jobs/<int:job_id>")
+    def job(self, job_id: int):
+        """An import's progress (a background job); its report when done."""
+        org = current_organization()
+        job = db.session.scalars(
+            sa.select(Job).where(
+                Job.id == job_id, Job.organization_id == org.id, Job.kind == imports.JOB_KIND
+            )
+        ).first()
+        if job is None:
+            abort(404)
+        result = job.result or {}
+        batch_id = result.get("batch_id")
+        if job.status == jobs.DONE and batch_id:
+            return redirect(url_for(".batch", batch_id=batch_id))
+        return self.render(
+            "admin/imports/job.html",
+            job=job,
+            progress=jobs.progress_of(job),
+            report=result,
+            filename=(job.params or {}).get("filename", ""),
+            running=job.status in (jobs.QUEUED, jobs.RUNNING),
+        )
 
     @expose("/batch/<int:batch_id>")
     def batch(self, batch_id: int):

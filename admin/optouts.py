@@ -13,10 +13,11 @@ their digits, emails alphabetically), which the list index serves.
 
 from __future__ import annotations
 
+import io
 from datetime import datetime, timedelta
 
 import sqlalchemy as sa
-from flask import abort, flash, g, redirect, request, url_for
+from flask import abort, current_app, flash, g, redirect, request, send_file, url_for
 from flask_admin import expose
 from flask_admin.actions import action
 from flask_admin.contrib.sqla import filters as sqla_filters
@@ -39,7 +40,7 @@ from admin.base import (
     require_role,
     site_scope,
 )
-from consent import export, ledger, notifications, optout_list, words
+from consent import export, export_jobs, jobs, ledger, notifications, optout_list, words
 from consent.addresses import AddressError, format_phone, normalize_email
 from consent.extensions import db
 from consent.models import (
@@ -47,6 +48,7 @@ from consent.models import (
     ConsentEvent,
     ConsentState,
     ImportBatch,
+    JobFile,
     Role,
     Source,
     Status,
@@ -657,8 +659,63 @@ class OptOutListView(SecureModelView):
         """Seed 002's export: each contact's and student's opted-out numbers, with ID and type."""
         if fmt not in export.FORMATS:
             abort(404)
-        rows = optout_list.people_rows(current_organization(), site_id=site_scope())
+        org = current_organization()
+        limit = current_app.config.get("EXPORT_JOB_ROWS", export_jobs.EXPORT_JOB_ROWS)
+        opted_out = db.session.scalar(
+            sa.select(sa.func.count())
+            .select_from(ConsentState)
+            .where(
+                ConsentState.organization_id == org.id,
+                ConsentState.status == Status.OPTED_OUT,
+                ConsentState.channel.in_([Channel.TEXT, Channel.VOICE]),
+            )
+        )
+        if opted_out > limit:
+            job = export_jobs.enqueue(
+                org,
+                "opted-out-numbers",
+                fmt,
+                export.dated("opted-out-numbers"),
+                params={"site_id": site_scope()},
+                user=current_user,
+            )
+            db.session.commit()
+            return redirect(url_for(".export_job", job_id=job.id))
+        rows = optout_list.people_rows(org, site_id=site_scope())
         return export.response(rows, fmt, export.dated("opted-out-numbers"), "Opted-out numbers")
+
+    @expose("/export-jobs/<int:job_id>")
+    def export_job(self, job_id: int):
+        """A big export's progress (a background job), then its download."""
+        job = export_jobs.job_of(current_organization().id, job_id, current_user.id)
+        if job is None:
+            abort(404)
+        return self.render(
+            "admin/exports/job.html",
+            job=job,
+            progress=jobs.progress_of(job),
+            result=job.result or {},
+            running=job.status in (jobs.QUEUED, jobs.RUNNING),
+        )
+
+    @expose("/export-jobs/<int:job_id>/download")
+    def export_job_download(self, job_id: int):
+        """The file a finished export job wrote."""
+        job = export_jobs.job_of(current_organization().id, job_id, current_user.id)
+        result = (job.result or {}) if job else {}
+        stored = db.session.get(JobFile, result.get("file_id") or 0)
+        if job is None or job.status != jobs.DONE or stored is None:
+            abort(404)
+        if stored.organization_id != job.organization_id:
+            abort(404)
+        response = send_file(
+            io.BytesIO(stored.content),
+            mimetype=export_jobs.mimetype(result.get("format", "csv")),
+            as_attachment=True,
+            download_name=stored.filename,
+        )
+        response.headers["Cache-Control"] = "no-store"
+        return response
 
 
 def register(admin) -> None:

@@ -198,7 +198,9 @@ def optouts_import(file: str, channel: str, dry_run: bool, note: str | None):
         raise click.ClickException(str(exc)) from None
     verb = "would be imported" if dry_run else "imported"
     click.echo(
-        f"{report.imported} {verb}, {report.already} already opted out, {report.rejected} rejected."
+        f"{report.imported} {verb}, {report.already} already opted out, {report.rejected} "
+        f"rejected, {report.ignored} ignored (blank, title or header rows), "
+        f"of {report.total} rows."
     )
     if report.stopped:
         click.echo(f"The import stopped part-way: {report.stopped}", err=True)

@@ -122,6 +122,8 @@ def from_environment(instance_path: str, env: dict[str, str] | None = None) -> d
         # a job whose worker died is resumed by another once this runs out.
         "JOB_LEASE_SECONDS": int(env.get("JOB_LEASE_SECONDS") or 120),
         "ROSTER_CHUNK": int(env.get("ROSTER_CHUNK") or 2000),
+        "IMPORT_CHUNK": int(env.get("IMPORT_CHUNK") or 5000),
+        "EXPORT_JOB_ROWS": int(env.get("EXPORT_JOB_ROWS") or 5000),
         "OUTBOX_DELIVER_AFTER_COMMIT": _bool(env.get("OUTBOX_DELIVER_AFTER_COMMIT"), True),
         "DEFAULT_PHONE_REGION": env.get("DEFAULT_PHONE_REGION") or "US",
         "SQLALCHEMY_ENGINE_OPTIONS": {"pool_pre_ping": True},

@@ -19,6 +19,7 @@ import csv
 import io
 import re
 import tempfile
+import unicodedata
 import warnings
 import zipfile
 from collections.abc import Iterable, Iterator
@@ -29,7 +30,7 @@ from typing import BinaryIO
 
 from consent.addresses import AddressError, normalize_email, normalize_phone
 
-__all__ = ["ImportFileError", "ImportRow", "read_rows", "sniff_format"]
+__all__ = ["ImportFileError", "ImportRow", "Layout", "inspect", "read_rows", "sniff_format"]
 
 MAX_BYTES = 20 * 1024 * 1024
 HEAD_BYTES = 64 * 1024  # the encoding and format are decided from this much of the file
@@ -107,6 +108,9 @@ class ImportRow:
     address: str | None  # normalized address or None
     problem: str | None  # None if fine, else e.g. "Duplicate of row 4"
     note: str | None  # the "note"/"comment" column of that row when there is one
+    channel: str | None = None  # the row's own channel ("voice", "text", "both", "email", "all")
+    date: str | None = None  # the row's date column, as written
+    ignored: str | None = None  # why the row is not a data row (blank, header, title)
 
 
 def sniff_format(filename: str, head: bytes) -> str:
@@ -134,14 +138,36 @@ def sniff_format(filename: str, head: bytes) -> str:
 
 
 def read_rows(
-    stream: BinaryIO, filename: str, *, region: str = "US", max_bytes: int = MAX_BYTES
+    stream: BinaryIO,
+    filename: str,
+    *,
+    region: str = "US",
+    max_bytes: int = MAX_BYTES,
+    roles: list[str] | None = None,
+    header_row: int | None = None,
+    with_ignored: bool = False,
 ) -> Iterator[ImportRow]:
     """Yield one ImportRow per address cell of an uploaded CSV or XLSX file, reading it as a stream.
 
-    Wholly blank rows are skipped; a row whose address cell is empty yields problem "Empty".
+    The header row is looked for among the first rows (a title row may sit above it); `roles`
+    (with `header_row`) is a mapping of the columns chosen by staff instead. With `with_ignored`,
+    blank, title and header rows are yielded too (their `ignored` says which), so that every
+    row of the file is accounted for; without it they are skipped. A row with something in it
+    but no address yields a problem ("Empty").
     Raises ImportFileError at once when the file is too large, not CSV/XLSX, empty or has no
     column of addresses; it can also be raised during iteration for a file broken further down.
     """
+    records, close = _records(stream, filename, max_bytes)
+    try:
+        plan = _plan(records, region, roles, header_row)
+    except BaseException:
+        close()
+        raise
+    return _rows(plan, region, close, with_ignored)
+
+
+def _records(stream: BinaryIO, filename: str, max_bytes: int):
+    """The file's records (number, cells) and a function that closes what it opened."""
     seekable = _is_seekable(stream)
     start = stream.tell() if seekable else 0
     if seekable:
@@ -158,28 +184,22 @@ def read_rows(
     if fmt == "xlsx":
         if seekable:
             stream.seek(start)
-            records, close = _xlsx_records(stream, filename, max_bytes)
-        else:
-            spool = _spool(head, stream, max_bytes)
-            try:
-                records, close_workbook = _xlsx_records(spool, filename, max_bytes)
-            except BaseException:
-                spool.close()
-                raise
+            return _xlsx_records(stream, filename, max_bytes)
+        spool = _spool(head, stream, max_bytes)
+        try:
+            records, close_workbook = _xlsx_records(spool, filename, max_bytes)
+        except BaseException:
+            spool.close()
+            raise
 
-            def close() -> None:
-                close_workbook()
-                spool.close()
+        def close() -> None:
+            close_workbook()
+            spool.close()
 
-    else:
-        text = _open_text(head, stream, max_bytes)
-        records, close = _csv_records(text), text.close
-    try:
-        plan = _plan(records, region)
-    except BaseException:
-        close()
-        raise
-    return _rows(plan, region, close)
+        return records, close
+    spool = _spool(head, stream, max_bytes)
+    text = _open_text(spool)
+    return _csv_records(text), text.close
 
 
 # -- whole-file checks -------------------------------------------------------------------------
@@ -299,12 +319,36 @@ def _detect_encoding(head: bytes) -> str:
     return "utf-8"
 
 
-def _open_text(head: bytes, stream: BinaryIO, max_bytes: int) -> io.TextIOWrapper:
-    raw = _Replay(head, stream, max_bytes)
+def _whole_file_encoding(spool: BinaryIO) -> tuple[str, int]:
+    """The encoding of the whole file and the bytes to skip (a BOM): by BOM first; a UTF-8 BOM
+    or no BOM is then checked by decoding the whole text as UTF-8, and cp1252 (Excel's
+    Windows encoding) is used when that fails (a cp1252 file saved with a UTF-8 BOM)."""
+    head = spool.read(HEAD_BYTES)
+    spool.seek(0)
+    found = _bom_encoding(head) or _utf16_without_bom(head)
+    if found and found != "utf-8-sig":
+        return found, 0
+    skip = len(codecs.BOM_UTF8) if found == "utf-8-sig" else 0
+    decoder = codecs.getincrementaldecoder("utf-8")()
+    spool.seek(skip)
+    try:
+        while block := spool.read(HEAD_BYTES):
+            decoder.decode(block)
+        decoder.decode(b"", final=True)
+        encoding = "utf-8"
+    except UnicodeDecodeError:
+        encoding = "cp1252"
+    spool.seek(0)
+    return encoding, skip
+
+
+def _open_text(spool: BinaryIO) -> io.TextIOWrapper:
+    encoding, skip = _whole_file_encoding(spool)
+    spool.seek(skip)
     return io.TextIOWrapper(
-        io.BufferedReader(raw, HEAD_BYTES),
-        encoding=_detect_encoding(head),
-        errors="replace",
+        spool,  # type: ignore[arg-type]
+        encoding=encoding,
+        errors="replace",  # cp1252's five undefined bytes: the row is reported, never stored
         newline="",  # csv handles \r\n and newlines inside quotes itself
     )
 
@@ -446,18 +490,125 @@ def _cell_text(value: object) -> str:
     return str(value)
 
 
-# -- finding the columns and reading the rows --------------------------------------------------
+# -- finding the header row and the columns ----------------------------------------------------
+
+PHONE, EMAIL, CHANNEL, NOTE, DATE, IGNORE = "phone", "email", "channel", "note", "date", "ignore"
+ROLES = (PHONE, EMAIL, CHANNEL, NOTE, DATE, IGNORE)
+HEADER_SCAN = 20  # non-blank rows searched for the header row (title rows may sit above it)
+
+# Header words, compared without case, accents, spaces or punctuation ("Teléfono celular" ->
+# "telefonocelular"). English, Spanish, and the exports of Call-Em-All ("Phone Number",
+# "Opt Out Type"), SchoolMessenger ("Destination", "Contact Type"), Remind ("Phone", "Email",
+# "Name") and Mailchimp ("Email Address", "UNSUB_TIME", "UNSUB_REASON", "LEID", "EUID").
+_CHANNEL_KEYS = frozenset(
+    {
+        "optouttype", "type", "tipo", "channel", "channels", "canal", "canales", "tipodebaja",
+        "optoutchannel", "medium", "medio", "contacttype", "method", "metodo", "via",
+        "tipodeexclusion", "tipodecontacto", "deliverytype", "messagetype",
+    }
+)  # fmt: skip
+_NOTE_KEYS = frozenset(
+    {
+        "note", "notes", "comment", "comments", "nota", "notas", "comentario", "comentarios",
+        "reason", "unsubreason", "optoutreason", "motivo", "razon", "observaciones",
+    }
+)  # fmt: skip
+_DATE_KEYS = frozenset(
+    {
+        "date", "fecha", "optouttime", "unsubtime", "optoutdate", "timestamp", "dateoptedout",
+        "optedoutdate", "unsubscribedat", "unsubscribedate", "created", "createdat", "time",
+        "datetime", "fechadebaja", "fechahora", "hora", "lastchanged", "optoutdatetime",
+    }
+)  # fmt: skip
+_IGNORE_KEYS = frozenset(
+    {
+        "name", "firstname", "lastname", "fullname", "student", "studentname", "parent",
+        "parentname", "nombre", "nombres", "apellido", "apellidos", "estudiante", "alumno",
+        "school", "escuela", "grade", "grado", "id", "studentid", "leid", "euid", "memberrating",
+        "optintime", "optinip", "confirmtime", "confirmip", "latitude", "longitude", "gmtoff",
+        "dstoff", "timezone", "cc", "region", "notes2", "tags", "unsubcampaigntitle",
+        "unsubcampaignid", "unsubreasonother", "phonetype", "language", "idioma", "status",
+        "estado", "list", "lista", "campaign", "group", "class", "classname", "role",
+        "relationship", "relacion", "count", "unsubscribedby", "optoutby", "source",
+    }
+)  # fmt: skip
+_PHONE_PARTS = ("phone", "telefono", "celular", "movil", "cell", "mobile", "destination")
+_PHONE_EXACT = _PHONE_HEADERS | {"tel", "cel", "numero", "numerodetelefono", "sms", "wireless"}
+_EMAIL_PARTS = ("email", "correo", "mail")
+
+# A per-row channel cell: what it says -> the choice it stands for.
+ROW_CHANNELS = {
+    "voice": "voice", "voz": "voice", "call": "voice", "calls": "voice", "llamada": "voice",
+    "llamadas": "voice", "phone": "voice", "telefono": "voice",
+    "text": "text", "texts": "text", "sms": "text", "texto": "text", "textos": "text",
+    "mensaje": "text", "mensajes": "text",
+    "both": "both", "ambos": "both", "voiceandtext": "both", "textandvoice": "both",
+    "vozytexto": "both", "textoyvoz": "both", "voicetext": "both", "textvoice": "both",
+    "email": "email", "correo": "email", "correoelectronico": "email", "mail": "email",
+    "all": "all", "todos": "all", "todo": "all", "everything": "all",
+}  # fmt: skip
+
+
+def header_key(cell: str) -> str:
+    """A header cell compared without case, accents, spaces or punctuation."""
+    text = unicodedata.normalize("NFKD", cell or "").casefold()
+    text = "".join(c for c in text if not unicodedata.combining(c))
+    return re.sub(r"[^0-9a-z]", "", text)
+
+
+_header_key = header_key
+
+
+def role_of_header(cell: str) -> str | None:
+    """The role a header names (phone, email, channel, note, date, ignore), None if unknown."""
+    key = header_key(cell)
+    if not key:
+        return None
+    if key in _CHANNEL_KEYS:
+        return CHANNEL
+    if key in _IGNORE_KEYS:
+        return IGNORE
+    if key in _NOTE_KEYS:
+        return NOTE
+    if key in _DATE_KEYS:
+        return DATE
+    if key in _EMAIL_HEADERS or any(part in key for part in _EMAIL_PARTS):
+        return EMAIL
+    if key in _PHONE_EXACT or any(part in key for part in _PHONE_PARTS):
+        return PHONE
+    if key in _GENERIC_HEADERS:
+        return None
+    return None
+
+
+def row_channel(cell: str) -> str | None:
+    """The choice a per-row channel cell stands for ("voice", "text", "both", "email", "all")."""
+    return ROW_CHANNELS.get(header_key(cell))
+
+
+@dataclass
+class Layout:
+    """Where the header row is and what each column holds; `unknown` lists the columns whose
+    header was not recognised (the preview asks staff to map them)."""
+
+    header_row: int | None  # 1-based record number of the header row, None without one
+    headers: list[str]
+    roles: list[str]
+    unknown: list[int]
+
+    @property
+    def key(self) -> str:
+        """The normalized header tuple, to remember a mapping for the next file like this."""
+        return "|".join(header_key(h) for h in self.headers)[:1000]
+
+    def as_dict(self) -> dict:
+        return {"header_row": self.header_row, "headers": self.headers, "roles": self.roles}
 
 
 @dataclass
 class _Plan:
-    columns: list[int]
-    note: int | None
+    layout: Layout
     records: Iterator[tuple[int, list[str]]]
-
-
-def _header_key(cell: str) -> str:
-    return re.sub(r"[^0-9a-z]", "", cell.casefold())
 
 
 def _clean(raw: str) -> str:
@@ -484,6 +635,8 @@ def _normalize(raw: str, region: str) -> tuple[str | None, str | None, str | Non
     text = _clean(raw)
     if not text:
         return None, None, "Empty"
+    if "\ufffd" in text:
+        return None, None, _UNREADABLE
     if "@" in text:
         try:
             return "email", normalize_email(text), None
@@ -495,6 +648,12 @@ def _normalize(raw: str, region: str) -> tuple[str | None, str | None, str | Non
         return "phone", normalize_phone(text, region), None
     except AddressError as exc:
         return None, None, f"Invalid phone number: {exc.why}"
+
+
+_UNREADABLE = (
+    "Holds a character that could not be read (the file's text encoding is mixed); "
+    "fix the row in the file and import it again"
+)
 
 
 def _valid(cell: str, region: str) -> bool:
@@ -522,44 +681,72 @@ def _best(columns: Iterable[int], scores: dict[int, int]) -> int | None:
     return max(ordered, key=lambda c: (scores.get(c, 0), -c))
 
 
-def _plan(records: Iterator[tuple[int, list[str]]], region: str) -> _Plan:
-    """Find the header, address column(s) and note column from the first non-empty rows."""
+def _scores(rows: list[tuple[int, list[str]]], region: str) -> dict[int, int]:
+    found: dict[int, int] = {}
+    for _, cells in rows:
+        for index, cell in enumerate(cells[:_SAMPLE_COLUMNS]):
+            if cell and _valid(cell, region):
+                found[index] = found.get(index, 0) + 1
+    return found
+
+
+def _header_roles(cells: list[str], region: str) -> list[str | None] | None:
+    """The roles of a header row's cells, or None when the row is not a header row (no cell
+    names a phone or email column, or the row holds addresses itself)."""
+    cells = cells[:_SAMPLE_COLUMNS]
+    if any(_looks_like_address(c) and _valid(c, region) for c in cells):
+        return None
+    roles = [role_of_header(c) for c in cells]
+    return roles if any(r in (PHONE, EMAIL) for r in roles) else None
+
+
+def _layout(cells: list[str], number: int | None, roles: list[str | None]) -> Layout:
+    headers = [c.strip(_STRIP) for c in cells[:_SAMPLE_COLUMNS]]
+    while headers and not headers[-1] and (len(roles) < len(headers) or not roles[-1]):
+        headers.pop()
+    roles = list(roles) + [None] * (len(headers) - len(roles))
+    unknown = [i for i, (h, r) in enumerate(zip(headers, roles, strict=False)) if h and r is None]
+    return Layout(number, headers, [r or IGNORE for r in roles[: len(headers)]], unknown)
+
+
+def _plan(
+    records: Iterator[tuple[int, list[str]]],
+    region: str,
+    roles: list[str] | None = None,
+    header_row: int | None = None,
+) -> _Plan:
+    """Find the header row (among the first HEADER_SCAN non-blank rows) and each column's role.
+
+    With `roles` (a mapping chosen by staff), the header is the record `header_row` (None: no
+    header) and the roles are those given."""
     sample: list[tuple[int, list[str]]] = []
     for record in records:
-        if not _is_blank(record[1]):
-            sample.append(record)
-            if len(sample) > SAMPLE_ROWS:
-                break
-    if not sample:
+        sample.append(record)
+        if sum(not _is_blank(c) for _, c in sample) > SAMPLE_ROWS:
+            break
+    filled = [r for r in sample if not _is_blank(r[1])]
+    if not filled:
         raise ImportFileError("The file is empty: it has no rows with anything in them.")
     rest = chain(sample, records)
 
-    first = sample[0][1]
-    keys = [_header_key(cell) for cell in first[:_SAMPLE_COLUMNS]]
+    if roles is not None:
+        cells = next((c for n, c in sample if n == header_row), [])
+        chosen = [r if r in ROLES else IGNORE for r in roles]
+        layout = _layout(cells or [""] * len(chosen), header_row, chosen)
+        layout.roles = chosen
+        layout.unknown = []
+        if not any(r in (PHONE, EMAIL) for r in chosen):
+            raise ImportFileError("Choose at least one column of phone numbers or emails.")
+        return _Plan(layout, rest)
 
-    def scores(rows: list[tuple[int, list[str]]]) -> dict[int, int]:
-        found: dict[int, int] = {}
-        for _, cells in rows:
-            for index, cell in enumerate(cells[:_SAMPLE_COLUMNS]):
-                if cell and _valid(cell, region):
-                    found[index] = found.get(index, 0) + 1
-        return found
+    for number, cells in filled[:HEADER_SCAN]:
+        found = _header_roles(cells, region)
+        if found is not None:
+            _require_data(filled, number)
+            return _Plan(_layout(cells, number, found), rest)
 
-    note = next((i for i, k in enumerate(keys) if k in _NOTE_HEADERS), None)
-
-    below = scores(sample[1:SAMPLE_ROWS])
-    phone = _best((i for i, k in enumerate(keys) if k in _PHONE_HEADERS), below)
-    email = _best((i for i, k in enumerate(keys) if k in _EMAIL_HEADERS), below)
-    columns = [c for c in (phone, email) if c is not None]
-    if not columns:
-        generic = _best((i for i, k in enumerate(keys) if k in _GENERIC_HEADERS), below)
-        if generic is not None and below.get(generic, 0):
-            columns = [generic]
-    if columns:
-        next(rest)  # the header row
-        return _Plan(sorted(columns), note, _data_below_header(rest))
-
-    everything = scores(sample[:SAMPLE_ROWS])
+    # No header names an address column: find the column by what its cells hold.
+    everything = _scores(filled[:SAMPLE_ROWS], region)
     column = _best(everything, everything)
     if column is None:
         raise ImportFileError(
@@ -567,62 +754,90 @@ def _plan(records: Iterator[tuple[int, list[str]]], region: str) -> _Plan:
             f"{SAMPLE_ROWS} rows. Put the addresses in one column, ideally under a heading "
             'such as "Phone" or "Email", and upload the file again.'
         )
+    first_number, first = filled[0]
+    kind = PHONE
+    for _number, cells in filled:
+        if _valid(_cell(cells, column), region):
+            kind = _normalize(_cell(cells, column), region)[0] or PHONE
+            break
     head_cell = _cell(first, column)
     if not _valid(head_cell, region) and not _looks_like_address(head_cell):
-        next(rest)  # a header row we did not recognise, such as "Parent cell"
-        return _Plan([column], note, _data_below_header(rest))
-    return _Plan([column], None, rest)
+        found = [role_of_header(c) for c in first[:_SAMPLE_COLUMNS]]
+        found += [None] * (column + 1 - len(found))
+        found[column] = kind
+        _require_data(filled, first_number)
+        return _Plan(_layout(first, first_number, found), rest)
+    width = max(len(c) for _, c in filled[:SAMPLE_ROWS])
+    found = [IGNORE] * width
+    found[column] = kind
+    layout = Layout(None, [""] * width, found, [])
+    return _Plan(layout, rest)
 
 
-class _Peek(Iterator[tuple[int, list[str]]]):
-    """An iterator that can tell whether anything non-blank is left, without losing it."""
-
-    def __init__(self, records: Iterator[tuple[int, list[str]]]):
-        self._records = records
-        self._ahead: list[tuple[int, list[str]]] = []
-
-    def has_data(self) -> bool:
-        for record in self._records:
-            if not _is_blank(record[1]):
-                self._ahead.append(record)
-                return True
-        return False
-
-    def __next__(self) -> tuple[int, list[str]]:
-        if self._ahead:
-            return self._ahead.pop()
-        return next(self._records)
-
-
-def _data_below_header(records: Iterator[tuple[int, list[str]]]) -> _Peek:
-    """The rows after the header, or ImportFileError when none of them has anything in it."""
-    peek = _Peek(records)
-    if not peek.has_data():
+def _require_data(filled: list[tuple[int, list[str]]], header: int) -> None:
+    """The sample holds every filled row up to SAMPLE_ROWS: none below the header means none."""
+    if not any(number > header for number, _ in filled):
         raise ImportFileError("The file has a header row but no rows of addresses below it.")
-    return peek
 
 
-def _rows(plan: _Plan, region: str, close) -> Iterator[ImportRow]:
+def inspect(
+    stream: BinaryIO, filename: str, *, region: str = "US", max_bytes: int = MAX_BYTES
+) -> Layout:
+    """The file's header row and columns (reads only its first rows)."""
+    records, close = _records(stream, filename, max_bytes)
+    try:
+        return _plan(records, region).layout
+    finally:
+        close()
+
+
+def _rows(plan: _Plan, region: str, close, with_ignored: bool) -> Iterator[ImportRow]:
     seen: dict[str, int] = {}
+    layout = plan.layout
+    address_columns = [i for i, r in enumerate(layout.roles) if r in (PHONE, EMAIL)]
+    note_columns = [i for i, r in enumerate(layout.roles) if r == NOTE]
+    date_column = next((i for i, r in enumerate(layout.roles) if r == DATE), None)
+    channel_column = next((i for i, r in enumerate(layout.roles) if r == CHANNEL), None)
+    header = layout.header_row or 0
     try:
         for number, cells in plan.records:
-            if _is_blank(cells):
+            if number <= header or _is_blank(cells):
+                if with_ignored:
+                    why = BLANK if _is_blank(cells) else (HEADER if number == header else TITLE)
+                    yield ImportRow(number, "", None, None, None, None, ignored=why)
                 continue
-            note = None
-            if plan.note is not None:
-                note = _cell(cells, plan.note).strip(_STRIP) or None
-            filled = [c for c in plan.columns if _cell(cells, c).strip(_STRIP)]
+            notes = [_cell(cells, i).strip(_STRIP) for i in note_columns]
+            note = "; ".join(n for n in notes if n) or None
+            when = _cell(cells, date_column).strip(_STRIP) if date_column is not None else ""
+            channel = None
+            problem_all = None
+            if channel_column is not None:
+                said = _cell(cells, channel_column).strip(_STRIP)
+                if said:
+                    channel = row_channel(said)
+                    if channel is None:
+                        problem_all = f'Unknown opt-out type "{said[:40]}"'
+            if note and "\ufffd" in note:
+                problem_all = _UNREADABLE
+            filled = [c for c in address_columns if _cell(cells, c).strip(_STRIP)]
             if not filled:
-                yield ImportRow(number, "", None, None, "Empty", note)
+                raw = " ".join(c.strip(_STRIP) for c in cells if c.strip(_STRIP))[:200]
+                why = "Empty" if not with_ignored else "No phone number or email in this row"
+                yield ImportRow(number, raw, None, None, problem_all or why, note, channel, when)
                 continue
             for column in filled:
                 raw = cells[column]
                 kind, address, problem = _normalize(raw, region)
+                if problem_all and problem is None:
+                    kind, address, problem = None, None, problem_all
                 if address is not None:
                     if address in seen:
                         problem = f"Duplicate of row {seen[address]}"
                     else:
                         seen[address] = number
-                yield ImportRow(number, raw, kind, address, problem, note)
+                yield ImportRow(number, raw, kind, address, problem, note, channel, when or None)
     finally:
         close()
+
+
+BLANK, HEADER, TITLE = "Blank row", "Header row", "Title row above the headers"

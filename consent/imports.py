@@ -10,6 +10,8 @@ with their reasons). Each event's evidence names the file, the row and the batch
 
 from __future__ import annotations
 
+import hashlib
+import io
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from functools import cache
@@ -17,11 +19,19 @@ from typing import BinaryIO
 
 import sqlalchemy as sa
 
-from consent import ledger
+from consent import jobs, ledger
 from consent.database import begin_write, org_is
 from consent.extensions import db
-from consent.import_reader import ImportFileError, ImportRow, read_rows
-from consent.models import Channel, ConsentState, ImportBatch, Organization, Source, Status
+from consent.import_reader import ImportFileError, ImportRow, Layout, _records, read_rows
+from consent.models import (
+    Channel,
+    ConsentState,
+    ImportBatch,
+    ImportMapping,
+    Organization,
+    Source,
+    Status,
+)
 from consent.words import CHANNEL_WORDS
 
 __all__ = [
@@ -46,24 +56,39 @@ PREVIEW_GOOD_ROWS = (
 IMPORTED = "imported"
 ALREADY = "already"
 REJECTED = "rejected"
-WORDS = {IMPORTED: "Imported", ALREADY: "Already opted out", REJECTED: "Rejected"}
-PREVIEW_WORDS = {IMPORTED: "Will be imported", ALREADY: "Already opted out", REJECTED: "Rejected"}
+IGNORED = "ignored"
+WORDS = {
+    IMPORTED: "Imported",
+    ALREADY: "Already opted out",
+    REJECTED: "Rejected",
+    IGNORED: "Ignored",
+}
+PREVIEW_WORDS = {
+    IMPORTED: "Will be imported",
+    ALREADY: "Already opted out",
+    REJECTED: "Rejected",
+    IGNORED: "Ignored",
+}
+JOB_KIND = "optout_import"
+_RANK = {IMPORTED: 0, ALREADY: 1, REJECTED: 2, IGNORED: 3}
 
 
 @cache
 def channels_for(kind: str, choice: str) -> tuple[Channel, ...]:
     """The channels a row of this kind ("phone" or "email") is opted out of for the chosen channels."""
-    if choice not in CHANNEL_CHOICES:
+    if choice not in CHANNEL_CHOICES + ("both",):
         raise ValueError(f"unknown channel choice {choice!r}")
     if kind == "email":
         return (Channel.EMAIL,) if choice in ("email", "all") else ()
-    if choice == "all":
+    if choice in ("all", "both"):
         return (Channel.TEXT, Channel.VOICE)
     return (Channel(choice),) if choice in ("text", "voice") else ()
 
 
 def _mismatch(kind: str, choice: str) -> str:
     if kind == "email":
+        if choice == "both":
+            return "An email address cannot be opted out of texts and calls"
         return f"An email address cannot be opted out of {_choice_words(choice)}"
     return "A phone number cannot be opted out of email"
 
@@ -103,56 +128,105 @@ class RowResult:
 
 @dataclass
 class ImportReport:
-    """Counts of a preview or an import, and the rows worth showing (bounded)."""
+    """Counts of a preview or an import, and the rows worth showing (bounded).
+
+    The counts are of the file's rows: each row is imported (any of its addresses was),
+    already opted out, rejected (with the reason of each address), or ignored (blank, a title
+    or the header), so the four always add up to `total`, the file's rows."""
 
     filename: str
     choice: str
     imported: int = 0
     already: int = 0
     rejected: int = 0
+    ignored: int = 0
     rows: list[RowResult] = field(default_factory=list)
     shown_good: int = 0
     kept_rejected: int = 0
     batch_id: int | None = None
     stopped: str | None = None  # the file's error when it broke part-way through
+    last_row: int = 0  # the last row of the file counted (committed, for an import)
 
     @property
     def total(self) -> int:
-        return self.imported + self.already + self.rejected
+        return self.imported + self.already + self.rejected + self.ignored
 
-    def count(self, result: RowResult, keep_good: int = 0) -> None:
-        if result.outcome == IMPORTED:
-            self.imported += 1
-        elif result.outcome == ALREADY:
-            self.already += 1
-        else:
-            self.rejected += 1
+    def count_row(self, outcome: str) -> None:
+        setattr(self, outcome, getattr(self, outcome) + 1)
+
+    def keep(self, result: RowResult, keep_good: int = 0) -> None:
         if result.outcome == REJECTED:
             if self.kept_rejected < REPORT_ROWS:
                 self.kept_rejected += 1
                 self.rows.append(result)
-        elif self.shown_good < keep_good:
+        elif result.outcome != IGNORED and self.shown_good < keep_good:
             self.shown_good += 1
             self.rows.append(result)
 
+    def count(self, result: RowResult, keep_good: int = 0) -> None:
+        """Count one address's result as its own row (kept for callers of one cell a row)."""
+        self.count_row(result.outcome)
+        self.keep(result, keep_good)
+
     def as_dict(self) -> dict:
         return {
+            "filename": self.filename,
+            "choice": self.choice,
             "imported": self.imported,
             "already": self.already,
             "rejected": self.rejected,
+            "ignored": self.ignored,
+            "total": self.total,
+            "last_row": self.last_row,
+            "batch_id": self.batch_id,
             "stopped": self.stopped,
             "rejected_rows": [r.as_dict() for r in self.rows if r.outcome == REJECTED],
+            "good_rows": [r.as_dict() for r in self.rows if r.outcome != REJECTED],
             "rejected_rows_kept": REPORT_ROWS,
         }
 
+    @classmethod
+    def from_dict(cls, data: dict) -> ImportReport:
+        report = cls(data.get("filename", ""), data.get("choice", "all"))
+        for name in (IMPORTED, ALREADY, REJECTED, IGNORED):
+            setattr(report, name, int(data.get(name) or 0))
+        report.last_row = int(data.get("last_row") or 0)
+        report.batch_id = data.get("batch_id")
+        for kept in (data.get("rejected_rows") or []) + (data.get("good_rows") or []):
+            result = RowResult(
+                kept["row"], kept.get("raw", ""), kept.get("address"), kept["outcome"],
+                kept.get("reason"),
+            )  # fmt: skip
+            report.rows.append(result)
+            if result.outcome == REJECTED:
+                report.kept_rejected += 1
+            else:
+                report.shown_good += 1
+        return report
+
+    def add(self, results: list[RowResult], keep_good: int = 0) -> None:
+        """Count a chunk's results, one outcome per row of the file (results of one row are
+        next to each other)."""
+        by_row: dict[int, str] = {}
+        for result in results:
+            by_row[result.row_number] = min(
+                by_row.get(result.row_number, IGNORED), result.outcome, key=_RANK.__getitem__
+            )
+            self.keep(result, keep_good)
+        for outcome in by_row.values():
+            self.count_row(outcome)
+        if by_row:
+            self.last_row = max(self.last_row, max(by_row))
+
 
 def _chunks(rows: Iterable[ImportRow], size: int) -> Iterator[list[ImportRow]]:
+    """Chunks of about `size` rows, never splitting the addresses of one row of the file."""
     chunk: list[ImportRow] = []
     for row in rows:
-        chunk.append(row)
-        if len(chunk) >= size:
+        if len(chunk) >= size and row.row_number != chunk[-1].row_number:
             yield chunk
             chunk = []
+        chunk.append(row)
     if chunk:
         yield chunk
 
@@ -173,13 +247,34 @@ def _opted_out(org_id: int, channel: Channel, addresses: list[str]) -> set[str]:
 
 
 def _wanted(row: ImportRow, choice: str) -> tuple[tuple[Channel, ...], str | None]:
-    """The channels for a row, or the reason it is rejected."""
+    """The channels for a row (its own channel column first, else the chosen channels), or the
+    reason it is rejected."""
+    if row.ignored:
+        return (), None
     if row.problem:
         return (), row.problem
+    choice = row.channel or choice
     channels = channels_for(row.kind or "", choice)
     if not channels:
         return (), _mismatch(row.kind or "", choice)
     return channels, None
+
+
+def _read(stream, filename, org, region, max_bytes, layout):
+    layout = layout or {}
+    return read_rows(
+        stream,
+        filename,
+        region=region or org.default_region,
+        roles=layout.get("roles"),
+        header_row=layout.get("header_row"),
+        with_ignored=True,
+        **_limit(max_bytes),
+    )
+
+
+def _result(row: ImportRow, outcome: str, reason: str | None = None) -> RowResult:
+    return RowResult(row.row_number, row.raw, row.address, outcome, reason or row.ignored)
 
 
 def preview_file(
@@ -190,14 +285,16 @@ def preview_file(
     *,
     region: str | None = None,
     max_bytes: int | None = None,
+    layout: dict | None = None,
     on_row: Callable[[RowResult], None] | None = None,
 ) -> ImportReport:
     """What an import of this file would do, row by row, without writing anything.
 
+    `layout` ({"header_row", "roles"}) is a mapping of the columns chosen by staff.
     Raises ImportFileError for a file that cannot be read (its message is for staff).
     """
     report = ImportReport(filename=filename, choice=choice)
-    rows = read_rows(stream, filename, region=region or org.default_region, **_limit(max_bytes))
+    rows = _read(stream, filename, org, region, max_bytes, layout)
     for chunk in _chunks(rows, CHUNK):
         wanted = [_wanted(row, choice) for row in chunk]
         done: dict[Channel, set[str]] = {}
@@ -206,16 +303,20 @@ def preview_file(
                 r.address for r, (chs, _) in zip(chunk, wanted, strict=True) if channel in chs
             ]
             done[channel] = _opted_out(org.id, channel, addresses)
+        results = []
         for row, (channels, reason) in zip(chunk, wanted, strict=True):
-            if reason:
-                result = RowResult(row.row_number, row.raw, row.address, REJECTED, reason)
+            if row.ignored:
+                result = _result(row, IGNORED)
+            elif reason:
+                result = _result(row, REJECTED, reason)
             elif all(row.address in done[ch] for ch in channels):
-                result = RowResult(row.row_number, row.raw, row.address, ALREADY)
+                result = _result(row, ALREADY)
             else:
-                result = RowResult(row.row_number, row.raw, row.address, IMPORTED)
-            report.count(result, keep_good=PREVIEW_GOOD_ROWS)
+                result = _result(row, IMPORTED)
+            results.append(result)
             if on_row:
                 on_row(result)
+        report.add(results, keep_good=PREVIEW_GOOD_ROWS)
     return report
 
 
@@ -231,39 +332,54 @@ def import_file(
     region: str | None = None,
     max_bytes: int | None = None,
     chunk_size: int = CHUNK,
+    layout: dict | None = None,
     on_row: Callable[[RowResult], None] | None = None,
+    report: ImportReport | None = None,
+    on_chunk: Callable[[ImportReport], None] | None = None,
 ) -> ImportReport:
     """Opt out every good row of the file on the chosen channels, committing per chunk.
 
     Records an ImportBatch (counts and the bounded report) and returns the report. A file that
     cannot be read at all raises ImportFileError before anything is written; one that breaks
     part-way keeps the chunks already imported and says where it stopped (`report.stopped`).
+
+    To resume (a job whose worker died), pass the `report` as of its last committed chunk: the
+    rows up to `report.last_row` are skipped, the rest imported into the same batch. With
+    `on_chunk`, it is called after each chunk's writes and commits them (with the job's
+    progress); otherwise each chunk is committed here.
     """
     if choice not in CHANNEL_CHOICES:
         raise ValueError(f"unknown channel choice {choice!r}")
-    rows = read_rows(stream, filename, region=region or org.default_region, **_limit(max_bytes))
-    batch = ImportBatch(
-        organization_id=org.id,
-        filename=filename[:300],
-        channels=choice,
-        created_by_user_id=actor.user_id,
-    )
-    # SQLite: each write unit takes the write lock before it writes (see begin_write); a read
-    # transaction that starts writing after another writer committed fails as "locked".
-    begin_write()
-    db.session.add(batch)
-    db.session.commit()
-    report = ImportReport(filename=filename, choice=choice, batch_id=batch.id)
+    rows = _read(stream, filename, org, region, max_bytes, layout)
+    if report is None or report.batch_id is None:
+        batch = ImportBatch(
+            organization_id=org.id,
+            filename=filename[:300],
+            channels=choice,
+            created_by_user_id=actor.user_id,
+        )
+        # SQLite: each write unit takes the write lock before it writes (see begin_write); a
+        # read transaction that starts writing after another writer committed fails as "locked".
+        begin_write()
+        db.session.add(batch)
+        db.session.commit()
+        report = ImportReport(filename=filename, choice=choice, batch_id=batch.id)
+    start = report.last_row
     note = (note or "").strip() or None
     try:
-        for chunk in _chunks(rows, chunk_size):
-            for result in _import_chunk(
-                org, chunk, choice, batch.id, filename, actor, note, origin
-            ):
-                report.count(result)
-                if on_row:
+        for chunk in _chunks((r for r in rows if r.row_number > start), chunk_size):
+            begin_write()
+            results = _import_chunk(
+                org, chunk, choice, report.batch_id, filename, actor, note, origin
+            )
+            report.add(results)
+            if on_row:
+                for result in results:
                     on_row(result)
-            db.session.commit()
+            if on_chunk:
+                on_chunk(report)
+            else:
+                db.session.commit()
     except (ImportFileError, ImportRefused) as exc:
         db.session.rollback()
         report.stopped = str(exc)
@@ -285,12 +401,15 @@ def _import_chunk(org, chunk, choice, batch_id, filename, actor, note, origin) -
     for row in chunk:
         channels, reason = _wanted(row, choice)
         wanted.append((channels, reason))
-        if reason:
+        if reason or row.ignored:
             continue
         row_note = "; ".join(part for part in (note, row.note) if part) or None
-        bulk = ledger.BulkRow(
-            row.address, {"file": filename, "row": row.row_number, "batch": batch_id}, row_note
-        )
+        evidence = {"file": filename, "row": row.row_number, "batch": batch_id}
+        if row.channel:
+            evidence["type"] = row.channel
+        if row.date:
+            evidence["date"] = row.date[:40]
+        bulk = ledger.BulkRow(row.address, evidence, row_note)
         for channel in channels:
             per_channel[channel].append(bulk)
     outcomes: dict[Channel, ledger.BulkOutcome] = {}
@@ -303,10 +422,148 @@ def _import_chunk(org, chunk, choice, batch_id, filename, actor, note, origin) -
                 raise ImportRefused(outcomes[channel].reason)
     results = []
     for row, (channels, reason) in zip(chunk, wanted, strict=True):
+        if row.ignored:
+            results.append(_result(row, IGNORED))
+            continue
         if reason:
-            results.append(RowResult(row.row_number, row.raw, row.address, REJECTED, reason))
+            results.append(_result(row, REJECTED, reason))
             continue
         done = [outcomes[channel].get(row.address) for channel in channels]
         outcome = IMPORTED if "imported" in done else ALREADY
-        results.append(RowResult(row.row_number, row.raw, row.address, outcome))
+        results.append(_result(row, outcome))
     return results
+
+
+# --- remembered column mappings ------------------------------------------------------------
+
+
+def _digest(key: str) -> str:
+    return hashlib.sha256(key.encode()).hexdigest()
+
+
+def saved_roles(org: Organization, layout: Layout) -> list[str] | None:
+    """The column roles staff chose for the last file with these same headers, if any."""
+    found = db.session.scalars(
+        sa.select(ImportMapping).where(
+            ImportMapping.organization_id == org.id,
+            ImportMapping.headers_digest == _digest(layout.key),
+        )
+    ).first()
+    return list(found.roles) if found else None
+
+
+def remember_roles(org: Organization, layout: Layout, roles: list[str]) -> None:
+    """Keep the mapping for the next file with the same headers (the caller commits)."""
+    digest = _digest(layout.key)
+    found = db.session.scalars(
+        sa.select(ImportMapping).where(
+            ImportMapping.organization_id == org.id, ImportMapping.headers_digest == digest
+        )
+    ).first()
+    if found is None:
+        found = ImportMapping(organization_id=org.id, headers_digest=digest)
+        db.session.add(found)
+    found.headers = list(layout.headers)
+    found.roles = list(roles)
+
+
+# --- as a background job -------------------------------------------------------------------
+
+
+def count_rows(content: bytes, filename: str) -> int:
+    """The file's rows (for a job's progress bar), read without normalizing anything."""
+    records, close = _records(io.BytesIO(content), filename, len(content) + 1)
+    try:
+        last = 0
+        for number, _cells in records:
+            last = number
+        return last
+    finally:
+        close()
+
+
+def enqueue(
+    org: Organization,
+    content: bytes,
+    filename: str,
+    choice: str,
+    *,
+    dry_run: bool,
+    layout: dict | None = None,
+    note: str | None = None,
+    user=None,
+    origin: ledger.Origin | None = None,
+    file_id: int | None = None,
+):
+    """Queue a preview (dry run) or an import of this file as a job (the caller commits)."""
+    from consent.models import JobFile
+
+    stored = db.session.get(JobFile, file_id) if file_id else None
+    if stored is None:
+        stored = jobs.store_file(org.id, filename, content)
+        total = count_rows(content, filename)
+    else:
+        total = count_rows(stored.content, filename)
+    origin = origin or ledger.Origin()
+    return jobs.enqueue(
+        JOB_KIND,
+        org.id,
+        params={
+            "dry_run": dry_run,
+            "filename": filename,
+            "choice": choice,
+            "layout": layout or {},
+            "note": note or "",
+            "ip": origin.ip,
+            "user_agent": (origin.user_agent or "")[:500],
+        },
+        created_by_user_id=user.id if user else None,
+        file=stored,
+        total=total,
+    )
+
+
+@jobs.register(JOB_KIND)
+def _run_job(job_run: jobs.JobRun) -> dict:
+    from flask import current_app
+
+    from consent.models import User
+
+    job = job_run.job
+    params = job_run.params
+    org = db.session.get(Organization, job.organization_id)
+    user = db.session.get(User, job.created_by_user_id) if job.created_by_user_id else None
+    actor = ledger.Actor.for_user(user) if user else ledger.Actor.system("opt-out import")
+    origin = ledger.Origin(ip=params.get("ip"), user_agent=params.get("user_agent"))
+    filename = params.get("filename") or "import"
+    choice = params.get("choice") or "all"
+    layout = params.get("layout") or None
+    content = job_run.file_bytes()
+    total = job.total or None
+    try:
+        if params.get("dry_run"):
+            report = preview_file(
+                org, io.BytesIO(content), filename, choice, layout=layout,
+                max_bytes=len(content) + 1,
+            )  # fmt: skip
+            return report.as_dict() | {"dry_run": True}
+        saved = job_run.saved_result
+        report = ImportReport.from_dict(saved) if saved.get("batch_id") else None
+        report = import_file(
+            org,
+            io.BytesIO(content),
+            filename,
+            choice,
+            actor=actor,
+            note=params.get("note"),
+            origin=origin,
+            layout=layout,
+            max_bytes=len(content) + 1,
+            chunk_size=current_app.config.get("IMPORT_CHUNK", CHUNK),
+            report=report,
+            on_chunk=lambda r: job_run.progress(r.last_row, total=total, result=r.as_dict()),
+        )
+    except ImportFileError as exc:
+        raise jobs.JobError(str(exc)) from None
+    job_run.progress(report.total, total=report.total, result=report.as_dict())
+    return report.as_dict()

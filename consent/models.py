@@ -763,6 +763,23 @@ def _refuse_bulk_event_changes(state):
         raise ImmutableEventError("consent events are never updated or deleted")
 
 
+class ImportMapping(db.Model):
+    """How staff mapped the columns of an opt-out file, kept for the next file with the same
+    headers (keyed by the digest of the normalized header tuple)."""
+
+    __tablename__ = "import_mappings"
+    __table_args__ = (
+        sa.UniqueConstraint("organization_id", "headers_digest", name="uq_import_mappings_key"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    organization_id: Mapped[int] = mapped_column(sa.ForeignKey("organizations.id"), index=True)
+    headers_digest: Mapped[str] = mapped_column(sa.String(64))
+    headers: Mapped[list] = mapped_column(sa.JSON, default=list)
+    roles: Mapped[list] = mapped_column(sa.JSON, default=list)
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
+
+
 class JobFile(db.Model):
     """A file a background job reads (an upload), kept in the database so any worker on any
     machine can read it."""

@@ -1,0 +1,101 @@
+"""Exports too big for a web request, written by a background job (consent.jobs).
+
+An export over EXPORT_JOB_ROWS rows is queued instead of streamed: the worker writes the file
+(CSV from a server-side cursor, `yield_per`; XLSX through openpyxl's write-only workbook, so
+memory stays flat whatever the rows; bench/export_memory.py measures it), keeps it in
+`job_files`, and the job's page offers the download. Exports are registered by name with the
+function that yields their rows (header first) from JSON-able params.
+"""
+
+from __future__ import annotations
+
+import tempfile
+from collections.abc import Callable, Iterable, Iterator
+
+from consent import jobs
+from consent.export import XLSX_TYPE, csv_chunks, write_xlsx
+from consent.extensions import db
+from consent.models import Job, Organization
+
+JOB_KIND = "export"
+EXPORT_JOB_ROWS = 5_000  # more rows than this: a job, not the request
+PROGRESS_EVERY = 5_000
+EXPORTS: dict[str, tuple[Callable[[Organization, dict], Iterable[list]], str]] = {}
+
+
+def register_export(name: str, title: str):
+    """Register the rows of an export: fn(org, params) -> rows (header first)."""
+
+    def decorator(fn):
+        EXPORTS[name] = (fn, title)
+        return fn
+
+    return decorator
+
+
+@register_export("opted-out-numbers", "Opted-out numbers")
+def _people(org: Organization, params: dict) -> Iterable[list]:
+    from consent import optout_list
+
+    return optout_list.people_rows(org, site_id=params.get("site_id"))
+
+
+def enqueue(org: Organization, name: str, fmt: str, filename: str, *, params=None, user=None):
+    """Queue an export (the caller commits)."""
+    if name not in EXPORTS or fmt not in ("csv", "xlsx"):
+        raise ValueError(f"unknown export {name!r} or format {fmt!r}")
+    return jobs.enqueue(
+        JOB_KIND,
+        org.id,
+        params={"export": name, "format": fmt, "filename": filename, **(params or {})},
+        created_by_user_id=user.id if user else None,
+    )
+
+
+def _counted(rows: Iterable[list], seen: list[int]) -> Iterator[list]:
+    for row in rows:
+        seen[0] += 1
+        yield row
+
+
+def write(rows: Iterable[list], fmt: str, target, title: str) -> None:
+    """Write the rows as CSV or XLSX into a binary file, streaming."""
+    if fmt == "xlsx":
+        write_xlsx(rows, target, title)
+        return
+    for chunk in csv_chunks(rows):
+        target.write(chunk.encode("utf-8"))
+
+
+@jobs.register(JOB_KIND)
+def _run_job(job_run: jobs.JobRun) -> dict:
+    params = job_run.params
+    org = db.session.get(Organization, job_run.job.organization_id)
+    fn, title = EXPORTS[params["export"]]
+    fmt = params["format"]
+    seen = [0]
+    with tempfile.TemporaryFile() as target:
+        # The rows come from one server-side cursor: no commit until it is read to its end.
+        write(_counted(fn(org, params), seen), fmt, target, title)
+        db.session.rollback()
+        size = target.tell()
+        target.seek(0)
+        content = target.read()
+    name = f"{params['filename']}.{fmt}"
+    stored = jobs.store_file(org.id, name, content)
+    rows = max(seen[0] - 1, 0)  # less the header
+    result = {"file_id": stored.id, "filename": name, "rows": rows, "size": size, "format": fmt}
+    job_run.progress(rows, total=rows, result=result)
+    return result
+
+
+def mimetype(fmt: str) -> str:
+    return XLSX_TYPE if fmt == "xlsx" else "text/csv; charset=utf-8"
+
+
+def job_of(org_id: int, job_id: int, user_id: int) -> Job | None:
+    """The export job, when it is this organization's and this user's."""
+    job = db.session.get(Job, job_id)
+    if job is None or job.kind != JOB_KIND or job.organization_id != org_id:
+        return None
+    return job if job.created_by_user_id == user_id else None

@@ -1,0 +1,361 @@
+"""Opt-out files as districts really send them (tests/fixtures/imports/): a title row above
+capital headers, Spanish headers, a per-row opt-out type, a cp1252 file with a UTF-8 BOM, and a
+file whose columns the preview asks staff to map. Every report's counts add up to the file's
+rows; a worker SIGKILLed mid-import is resumed with nothing lost or doubled."""
+
+from __future__ import annotations
+
+import csv
+import io
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import sqlalchemy as sa
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from consent import imports, jobs, ledger
+from consent.extensions import db
+from consent.import_reader import ImportFileError
+from consent.import_reader import inspect as inspect_file
+from consent.models import (
+    ConsentEvent,
+    ConsentState,
+    ImportBatch,
+    ImportMapping,
+    Job,
+    Organization,
+    Source,
+    Status,
+)
+from tests import factories
+from tests.conftest import csrf_token
+
+ROOT = Path(__file__).resolve().parent.parent
+FIXTURES = Path(__file__).resolve().parent / "fixtures" / "imports"
+IMPORT = "/admin/optouts/import/"
+
+
+def fixture(name: str) -> bytes:
+    return (FIXTURES / name).read_bytes()
+
+
+def counts(report) -> tuple[int, int, int, int, int]:
+    return report.imported, report.already, report.rejected, report.ignored, report.total
+
+
+def statuses() -> dict[tuple[str, str], Status]:
+    db.session.expire_all()
+    return {
+        (s.channel.value, s.address): s.status for s in db.session.scalars(sa.select(ConsentState))
+    }
+
+
+def run_file(org, name: str, choice: str = "all", layout=None):
+    report = imports.import_file(
+        org,
+        io.BytesIO(fixture(name)),
+        name,
+        choice,
+        actor=ledger.Actor.system("test"),
+        layout=layout,
+    )
+    db.session.commit()
+    return report
+
+
+def test_title_row_capital_headers_and_a_per_row_type(org):
+    """The title row and the blank row above the headers are ignored (not data); emails in
+    their own column are imported; each row's OPT OUT TYPE decides its channels, so "All"
+    does not opt a voice-only number out of texts; the Excel float is a phone number."""
+    preview = imports.preview_file(org, io.BytesIO(fixture("title_row.xlsx")), "t.xlsx", "all")
+    assert counts(preview) == (4, 0, 1, 3, 8)
+    report = run_file(org, "title_row.xlsx")
+    assert counts(report) == (4, 0, 1, 3, 8)
+    assert statuses() == {
+        ("voice", "+12025550101"): Status.OPTED_OUT,
+        ("email", "ana.rivera@example.org"): Status.OPTED_OUT,
+        ("text", "+12025550103"): Status.OPTED_OUT,
+        ("text", "+12025550104"): Status.OPTED_OUT,
+        ("voice", "+12025550104"): Status.OPTED_OUT,
+    }
+    rejected = [r for r in report.rows if r.outcome == imports.REJECTED]
+    assert [(r.row_number, r.reason.split(":")[0]) for r in rejected] == [
+        (8, "Invalid phone number")
+    ]
+
+
+def test_channel_option_applies_only_to_rows_without_a_type(org):
+    """--channel text: rows with their own type keep it; the email row (no type) is rejected
+    as not fitting texts."""
+    report = run_file(org, "title_row.xlsx", choice="text")
+    assert counts(report) == (3, 0, 2, 3, 8)
+    assert ("voice", "+12025550101") in statuses()
+    assert ("email", "ana.rivera@example.org") not in statuses()
+
+
+def test_spanish_headers_and_types(org):
+    """Teléfono celular / Correo electrónico / Tipo, any case and accents; Voz, Texto, Ambos,
+    Correo, Todos; an unknown type is rejected with its words."""
+    report = run_file(org, "spanish.xlsx", choice="text")
+    assert counts(report) == (5, 0, 1, 1, 7)
+    got = statuses()
+    assert got == {
+        ("voice", "+12025550111"): Status.OPTED_OUT,
+        ("text", "+12025550112"): Status.OPTED_OUT,
+        ("text", "+12025550113"): Status.OPTED_OUT,
+        ("voice", "+12025550113"): Status.OPTED_OUT,
+        ("email", "jose@example.org"): Status.OPTED_OUT,
+        ("text", "+12025550115"): Status.OPTED_OUT,
+        ("voice", "+12025550115"): Status.OPTED_OUT,
+        ("email", "rosa@example.org"): Status.OPTED_OUT,
+    }
+    assert any("Quizás" in (r.reason or "") for r in report.rows)
+
+
+def test_bom_then_cp1252_keeps_the_accents_and_reports_an_unreadable_byte(org):
+    """A UTF-8 BOM over cp1252 text: the notes keep "Pidió baja"; the row with a byte that
+    cp1252 does not define is rejected with the reason, never stored with a "�"."""
+    report = run_file(org, "bom_cp1252.csv", choice="voice")
+    assert counts(report) == (2, 0, 1, 2, 5)
+    notes = set(db.session.scalars(sa.select(ConsentEvent.note)))
+    assert notes == {"Pidió baja", "Llamó el señor"}
+    assert not any("\ufffd" in (n or "") for n in notes)
+    (bad,) = [r for r in report.rows if r.outcome == imports.REJECTED]
+    assert bad.row_number == 4 and "could not be read" in bad.reason
+
+
+def test_an_unknown_column_is_mapped_by_staff(org):
+    """Headers nobody recognises: the layout lists them as unknown; with staff's mapping the
+    email and note columns are imported too."""
+    from consent.import_reader import inspect
+
+    layout = inspect(io.BytesIO(fixture("unknown_column.csv")), "u.csv")
+    assert layout.header_row == 1 and layout.unknown == [1, 2]
+    assert layout.roles[0] == "phone"
+    report = run_file(
+        org, "unknown_column.csv", layout={"header_row": 1, "roles": ["phone", "email", "note"]}
+    )
+    assert counts(report) == (2, 0, 1, 1, 4)
+    assert ("email", "paul@example.org") in statuses()
+    assert "déménagé" in set(db.session.scalars(sa.select(ConsentEvent.note)))
+
+
+# --- the admin pages: the mapping step, remembered ------------------------------------------
+
+
+@pytest.fixture
+def org_admin(client, auth, staff):
+    auth.login("admin@example.org", factories.PASSWORD)
+    return staff
+
+
+def upload(client, data: bytes, name: str, channel="all"):
+    form = {
+        "file": (io.BytesIO(data), name),
+        "channel": channel,
+        "note": "",
+        "csrf_token": csrf_token(client, IMPORT),
+    }
+    return client.post(IMPORT + "preview", data=form, content_type="multipart/form-data")
+
+
+def hidden(page: str, action: str) -> dict:
+    form = page[page.index(f'action="{action}"') :]
+    return dict(
+        re.findall(r'name="(\w+)" type="hidden" value="([^"]*)"', form[: form.index("</form>")])
+    )
+
+
+def test_the_preview_asks_to_map_unknown_columns_and_remembers(client, org_admin):
+    page = upload(client, fixture("unknown_column.csv"), "u.csv").get_data(as_text=True)
+    assert "What is in each column" in page and "Courriel" in page
+    fields = hidden(page, IMPORT + "map")
+    fields.update({"column-0": "phone", "column-1": "email", "column-2": "note"})
+    preview = client.post(IMPORT + "map", data=fields).get_data(as_text=True)
+    assert "<strong>2</strong> will be opted out" in preview
+    assert "<strong>1</strong> will be rejected" in preview
+    assert "of 4 rows in the file" in preview
+    assert db.session.scalar(sa.select(sa.func.count()).select_from(ImportMapping)) == 1
+    # The next file with the same headers goes straight to the preview, mapped the same way.
+    again = upload(client, fixture("unknown_column.csv"), "u2.csv").get_data(as_text=True)
+    assert "What is in each column" not in again
+    assert "<strong>2</strong> will be opted out" in again
+    run = hidden(again, IMPORT + "run")
+    assert run["roles"] == "phone,email,note"
+    job_page = client.post(IMPORT + "run", data=run)
+    while jobs.run_one():
+        pass
+    report = client.get(job_page.location, follow_redirects=True).get_data(as_text=True)
+    assert "<strong>2</strong> imported" in report and "of 4 rows in the file" in report
+
+
+def test_a_mapping_of_another_organization_is_not_used(client, org_admin):
+    other = factories.make_org(name="Other District", texting_number="+12025550177")
+    layout = inspect_file(io.BytesIO(fixture("unknown_column.csv")), "u.csv")
+    imports.remember_roles(other, layout, ["ignore", "phone", "ignore"])
+    db.session.commit()
+    page = upload(client, fixture("unknown_column.csv"), "u.csv").get_data(as_text=True)
+    assert "What is in each column" in page
+
+
+def test_a_mapping_with_an_unknown_role_is_400(client, org_admin):
+    page = upload(client, fixture("unknown_column.csv"), "u.csv").get_data(as_text=True)
+    fields = hidden(page, IMPORT + "map")
+    fields.update({"column-0": "phone", "column-1": "password"})
+    assert client.post(IMPORT + "map", data=fields).status_code == 400
+
+
+def test_the_import_job_page_of_another_organization_is_404(client, org_admin):
+    other = factories.make_org(name="Other District", texting_number="+12025550177")
+    job = imports.enqueue(other, b"Phone\n2025550199\n", "x.csv", "all", dry_run=False)
+    db.session.commit()
+    assert client.get(f"{IMPORT}jobs/{job.id}").status_code == 404
+
+
+def test_the_job_page_shows_the_progress_bar_while_waiting(client, org_admin):
+    org = org_admin["organization"]
+    job = imports.enqueue(org, b"Phone\n2025550199\n2025550198\n", "x.csv", "all", dry_run=False)
+    db.session.commit()
+    page = client.get(f"{IMPORT}jobs/{job.id}").get_data(as_text=True)
+    assert '<progress id="job-bar" max="3"' in page and 'http-equiv="refresh"' in page
+
+
+# --- every row is counted -------------------------------------------------------------------
+
+cell = st.one_of(
+    st.text(max_size=12),
+    st.from_regex(r"\(?20[2-9]\)? ?[2-9][0-9]{2}-?[0-9]{4}", fullmatch=True),
+    st.sampled_from(["", " ", "Voice", "Texto", "a@example.org", "Phone", "x@"]),
+)
+
+
+@settings(
+    max_examples=60,
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+)
+@given(
+    title=st.booleans(),
+    rows=st.lists(st.lists(cell, min_size=0, max_size=4), max_size=25),
+)
+def test_the_counts_add_up_to_the_rows_of_the_file(org, title, rows):
+    buffer = io.StringIO()
+    writer = csv.writer(buffer)
+    if title:
+        writer.writerow(["Opt Out Report - exported today"])
+    writer.writerow(["Phone", "Email", "Type", "Notes"])
+    writer.writerows(rows)
+    text = buffer.getvalue()
+    records = sum(1 for _ in csv.reader(io.StringIO(text, newline="")))
+    try:
+        report = imports.preview_file(org, io.BytesIO(text.encode()), "h.csv", "all")
+    except ImportFileError:
+        return
+    assert report.total == records
+    assert report.imported + report.already + report.rejected + report.ignored == records
+
+
+# --- a worker killed mid-import --------------------------------------------------------------
+
+
+def start_worker(database_url: str, chunk: int) -> subprocess.Popen:
+    env = {
+        **os.environ,
+        "PYTHONPATH": str(ROOT),
+        "DATABASE_URL": database_url,
+        "SECRET_KEY": "worker-secret",
+        "EMAIL_TRANSPORT": "record",
+        "OUTBOX_DELIVER_AFTER_COMMIT": "0",
+        "JOB_LEASE_SECONDS": "2",
+        "IMPORT_CHUNK": str(chunk),
+    }
+    return subprocess.Popen(
+        [sys.executable, "-m", "flask", "--app", "run", "jobs", "work", "--loop"]
+        + ["--interval", "0.2"],
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+    )
+
+
+def stop(worker: subprocess.Popen) -> str:
+    if worker.poll() is None:
+        worker.send_signal(signal.SIGTERM)
+    try:
+        out, _err = worker.communicate(timeout=30)
+    except subprocess.TimeoutExpired:
+        worker.kill()
+        out, _err = worker.communicate()
+    return (out or b"").decode(errors="replace")
+
+
+def job_now(job_id: int) -> Job:
+    db.session.rollback()
+    db.session.expire_all()
+    return db.session.get(Job, job_id)
+
+
+def test_an_import_worker_killed_mid_way_is_resumed_with_nothing_lost_or_doubled(org, database):
+    rows = 3000
+    lines = ["Opt Out Report", "PHONE NUMBER,OPT OUT TYPE"]
+    lines += [f"202555{n:04d},{'Voice' if n % 2 else 'Text'}" for n in range(rows)]
+    content = ("\r\n".join(lines) + "\r\n").encode()
+    job = imports.enqueue(
+        db.session.get(Organization, org.id), content, "big.csv", "all", dry_run=False
+    )
+    db.session.commit()
+    job_id = job.id
+    assert job.total == rows + 2
+    db.session.close()
+
+    first = start_worker(database, chunk=50)
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:
+        seen = job_now(job_id)
+        if seen.done >= 400 or seen.status in ("done", "failed"):
+            break
+        time.sleep(0.02)
+    first.send_signal(signal.SIGKILL)
+    first.wait(10)
+    killed_at = job_now(job_id)
+    assert killed_at.status == "running", stop(first)
+    assert 0 < killed_at.done < rows
+    committed = killed_at.result["imported"]
+    assert committed == db.session.scalar(
+        sa.select(sa.func.count()).select_from(ConsentEvent)
+    )  # a committed chunk is reported as committed, and only those
+    second = start_worker(database, chunk=50)
+    try:
+        deadline = time.monotonic() + 180
+        while time.monotonic() < deadline and job_now(job_id).status == "running":
+            time.sleep(0.2)
+    finally:
+        output = stop(second)
+    done = job_now(job_id)
+    assert done.status == "done", (done.error, output)
+    assert done.attempts == 2
+    result = done.result
+    assert (result["imported"], result["already"], result["rejected"], result["ignored"]) == (
+        rows,
+        0,
+        0,
+        2,
+    )
+    assert result["total"] == rows + 2
+    events = db.session.scalar(
+        sa.select(sa.func.count())
+        .select_from(ConsentEvent)
+        .where(ConsentEvent.source == Source.IMPORT)
+    )
+    distinct = db.session.scalar(sa.select(sa.func.count(sa.distinct(ConsentEvent.address))))
+    assert events == distinct == rows
+    batches = list(db.session.scalars(sa.select(ImportBatch)))
+    assert len(batches) == 1 and batches[0].imported == rows
