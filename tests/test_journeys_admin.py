@@ -133,8 +133,13 @@ def test_admin_searches_adds_imports_and_opts_back_in(desk, live_server, pages, 
     page.wait_for_load_state()
     assert "Preview of optouts.csv" in page.inner_text("h1")
     admin_look(page, "optouts-import-preview")
-    page.get_by_role("button", name="Import 1 addresses").click()
-    page.wait_for_load_state()
+    page.get_by_role("button", name="Import 1 rows").click()
+    page.wait_for_url("**/import/jobs/*")  # a background job: its progress page first
+    from consent import jobs
+
+    while jobs.run_one():
+        pass
+    page.wait_for_url("**/import/batch/*", timeout=10_000)  # the page refreshes itself
     admin_look(page, "optouts-import-report")
     assert status_of(desk.org, Channel.TEXT, desk.far_number) == Status.OPTED_OUT
 

@@ -16,6 +16,7 @@ from consent.models import (
     Contact,
     ImportBatch,
     Job,
+    JobFile,
     Role,
     Status,
     WebhookEndpoint,
@@ -63,10 +64,26 @@ def argument_values(app, demo) -> dict[str, dict[str, object]]:
     )
     db.session.add(endpoint)
     db.session.commit()
+    stored = JobFile(organization_id=demo.org.id, filename="x.csv", content=b"a\n", size=2)
+    db.session.add(stored)
+    db.session.flush()
+    export_job = Job(
+        kind="export",
+        organization_id=demo.org.id,
+        created_by_user_id=demo.admin.id,
+        status="done",
+        result={"file_id": stored.id, "format": "csv"},
+    )
+    import_job = Job(kind="optout_import", organization_id=demo.org.id, total=0)
+    db.session.add_all([export_job, import_job])
+    db.session.commit()
     csv = {"fmt": "csv"}
     account_token = account_tokens(demo)
     return {
         "roster.job": {"job_id": job.id},
+        "optouts.export_job": {"job_id": export_job.id},
+        "optouts.export_job_download": {"job_id": export_job.id},
+        "optout_import.job": {"job_id": import_job.id},
         "integrations.attempts": {"endpoint_id": endpoint.id},
         **{f"accounts.{purpose}": {"token": t} for purpose, t in account_token.items()},
         "static": {"filename": "css/site.css"},
