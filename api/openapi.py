@@ -16,6 +16,15 @@ def _error_response(description: str) -> dict:
     return {"description": description, "content": {"application/json": {"schema": _ERROR}}}
 
 
+PURPOSE_HELP = (
+    "Optional: the key of one of the organization's message purposes (emergency, attendance, "
+    "general by default). With it the answer is for that purpose (per-purpose choices; an "
+    "emergency purpose may reach an address opted out of the channel, never a carrier-blocked "
+    "or bounced one, and needs no prior text consent). Without it the answer is the "
+    "channel-wide one. An unknown key is a 400."
+)
+
+
 def document() -> dict:
     """The OpenAPI document, as a dict."""
     return {
@@ -76,6 +85,13 @@ def document() -> dict:
                             "description": "A phone number (any common form) or email address.",
                             "schema": {"type": "string"},
                         },
+                        {
+                            "name": "purpose",
+                            "in": "query",
+                            "required": False,
+                            "description": PURPOSE_HELP,
+                            "schema": {"type": "string"},
+                        },
                     ],
                     "responses": {
                         "200": {
@@ -111,6 +127,7 @@ def document() -> dict:
                             "maxItems": MAX_ADDRESSES,
                             "items": {"type": "string"},
                         },
+                        "purpose": {"type": "string", "description": PURPOSE_HELP},
                     },
                 },
                 "ManyResponse": {
