@@ -66,7 +66,10 @@ def _require_key():
 @bp.get("/openapi.json")
 def openapi():
     """The OpenAPI 3.1 document of this API."""
-    return jsonify(document())
+    with reads_without_transaction():
+        org = current_organization()
+        keys = [p.key for p in of(org)] if org is not None else None
+    return jsonify(document(keys))
 
 
 @bp.post("/eligibility")

@@ -25,8 +25,12 @@ PURPOSE_HELP = (
 )
 
 
-def document() -> dict:
-    """The OpenAPI document, as a dict."""
+def document(purpose_keys: list[str] | None = None) -> dict:
+    """The OpenAPI document, as a dict; `purpose_keys`: the organization's purposes (the
+    values `purpose` takes)."""
+    purpose = {"type": "string", "description": PURPOSE_HELP}
+    if purpose_keys:
+        purpose["enum"] = list(purpose_keys)
     return {
         "openapi": "3.1.0",
         "info": {
@@ -90,7 +94,7 @@ def document() -> dict:
                             "in": "query",
                             "required": False,
                             "description": PURPOSE_HELP,
-                            "schema": {"type": "string"},
+                            "schema": purpose,
                         },
                     ],
                     "responses": {
@@ -127,7 +131,7 @@ def document() -> dict:
                             "maxItems": MAX_ADDRESSES,
                             "items": {"type": "string"},
                         },
-                        "purpose": {"type": "string", "description": PURPOSE_HELP},
+                        "purpose": purpose,
                     },
                 },
                 "ManyResponse": {
