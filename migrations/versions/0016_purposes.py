@@ -46,12 +46,20 @@ def upgrade():
         sa.PrimaryKeyConstraint('id'),
         sa.UniqueConstraint('organization_id', 'key'),
     )
-    with op.batch_alter_table('consent_events', schema=None) as batch_op:
-        batch_op.add_column(sa.Column('purpose_id', sa.Integer(), nullable=True))
-        batch_op.create_index(batch_op.f('ix_consent_events_purpose_id'), ['purpose_id'], unique=False)
-        batch_op.create_foreign_key(
-            'fk_consent_events_purpose_id_message_purposes', 'message_purposes', ['purpose_id'], ['id']
+    # Not a batch on SQLite: rebuilding consent_events would drop a table that consent_states
+    # references (foreign keys are on). SQLite adds a nullable REFERENCES column in place.
+    if op.get_bind().dialect.name == 'sqlite':
+        op.execute(
+            'ALTER TABLE consent_events ADD COLUMN purpose_id INTEGER '
+            'REFERENCES message_purposes (id)'
         )
+    else:
+        op.add_column('consent_events', sa.Column('purpose_id', sa.Integer(), nullable=True))
+        op.create_foreign_key(
+            'fk_consent_events_purpose_id_message_purposes',
+            'consent_events', 'message_purposes', ['purpose_id'], ['id'],
+        )
+    op.create_index('ix_consent_events_purpose_id', 'consent_events', ['purpose_id'], unique=False)
     op.create_table(
         'consent_purpose_states',
         sa.Column('id', sa.Integer(), nullable=False),
@@ -117,8 +125,14 @@ def upgrade():
 def downgrade():
     op.drop_index('ix_consent_purpose_states_eligibility', table_name='consent_purpose_states')
     op.drop_table('consent_purpose_states')
-    with op.batch_alter_table('consent_events', schema=None) as batch_op:
-        batch_op.drop_constraint('fk_consent_events_purpose_id_message_purposes', type_='foreignkey')
-        batch_op.drop_index(batch_op.f('ix_consent_events_purpose_id'))
-        batch_op.drop_column('purpose_id')
+    op.drop_index('ix_consent_events_purpose_id', table_name='consent_events')
+    if op.get_bind().dialect.name == 'sqlite':
+        # The unnamed REFERENCES goes with the column (a table rebuild on SQLite).
+        with op.batch_alter_table('consent_events', schema=None) as batch_op:
+            batch_op.drop_column('purpose_id')
+    else:
+        op.drop_constraint(
+            'fk_consent_events_purpose_id_message_purposes', 'consent_events', type_='foreignkey'
+        )
+        op.drop_column('consent_events', 'purpose_id')
     op.drop_table('message_purposes')
