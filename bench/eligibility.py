@@ -112,8 +112,7 @@ def measure(
     base = _latencies(client, ["/bench/bare"] * requests, headers)
     return [
         Figure(
-            f"eligibility POST {count:,} addresses"
-            + (f" (purpose {purpose})" if purpose else ""),
+            f"eligibility POST {count:,} addresses" + (f" (purpose {purpose})" if purpose else ""),
             bulk,
             "s",
             set_time,
