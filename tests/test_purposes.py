@@ -241,3 +241,12 @@ def test_openapi_documents_the_purpose(client):
     one = document["paths"]["/api/v1/eligibility"]["get"]["parameters"]
     assert any(p["name"] == "purpose" for p in one)
     assert "purpose" in document["components"]["schemas"]["ManyRequest"]["properties"]
+
+
+def test_demo_data_has_per_purpose_choices(demo):
+    from consent.models import PurposeState
+
+    states = db.session.query(PurposeState).all()
+    assert states and all(s.status == Status.OPTED_OUT for s in states)
+    events = [e for s in states for e in events_of(s.address) if e.purpose_id == s.purpose_id]
+    assert len(events) == len(states)
