@@ -27,6 +27,8 @@ from consent.addresses import CHANNELS
 from consent.database import read_only, reads_without_transaction
 from consent.eligibility import REASONS, check_one, check_rows
 from consent.extensions import csrf
+from consent.purposes import UnknownPurpose, by_key, of
+from consent.tenant import current_organization
 
 bp = Blueprint("api", __name__, url_prefix="/api/v1")
 csrf.exempt(bp)
@@ -50,7 +52,10 @@ def _require_key():
 @bp.get("/openapi.json")
 def openapi():
     """The OpenAPI 3.1 document of this API."""
-    return jsonify(document())
+    with reads_without_transaction():
+        org = current_organization()
+        keys = [p.key for p in of(org)] if org is not None else None
+    return jsonify(document(keys))
 
 
 @bp.post("/eligibility")
@@ -72,7 +77,10 @@ def eligibility_many():
         org = organization()
         if org is None:
             return error("No organization is set up yet.", 503)
-        rows = check_rows(org, channel, addresses)
+        purpose, problem = _purpose(org, body.get("purpose"))
+        if problem is not None:
+            return problem
+        rows = check_rows(org, channel, addresses, purpose)
     return Response(results_json(rows), mimetype="application/json")
 
 
@@ -90,8 +98,55 @@ def eligibility_one():
         org = organization()
         if org is None:
             return error("No organization is set up yet.", 503)
-        answer = check_one(org, channel, address)
+        purpose, problem = _purpose(org, request.args.get("purpose"))
+        if problem is not None:
+            return problem
+        answer = check_one(org, channel, address, purpose)
     return jsonify(answer.as_dict())
+
+
+def _purpose(org, key):
+    """(purpose, None) for a key of the organization's purposes (None when not given), or
+    (None, a 400 answer naming the field)."""
+    if key is None:
+        return None, None
+    if not isinstance(key, str):
+        return None, error("purpose must be the key of one of the organization's purposes.", 400)
+    try:
+        return by_key(org, key), None
+    except UnknownPurpose:
+        return None, error(
+            "purpose must be the key of one of the organization's purposes "
+            "(GET /api/v1/purposes lists them).",
+            400,
+        )
+
+
+@bp.get("/purposes")
+@require("eligibility:read")
+def purposes_list():
+    """The organization's message purposes: key, names, and the rules of each."""
+    with reads_without_transaction():
+        org = organization()
+        if org is None:
+            return error("No organization is set up yet.", 503)
+        return jsonify(
+            purposes=[
+                {
+                    "key": p.key,
+                    "name_en": p.name_en,
+                    "name_es": p.name_es,
+                    "parents_may_turn_off": {
+                        "text": p.parents_may_turn_off_text,
+                        "voice": p.parents_may_turn_off_voice,
+                        "email": p.parents_may_turn_off_email,
+                    },
+                    "reaches_opted_out": p.reaches_opted_out,
+                    "is_general": p.is_general,
+                }
+                for p in of(org)
+            ]
+        )
 
 
 _ROW = '{"address":%s,"normalized":%s,"allowed":%s,"reason":"%s"}'

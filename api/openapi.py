@@ -23,8 +23,21 @@ def _error_response(description: str) -> dict:
     return {"description": description, "content": {"application/json": {"schema": _ERROR}}}
 
 
-def document() -> dict:
-    """The OpenAPI document, as a dict."""
+PURPOSE_HELP = (
+    "Optional: the key of one of the organization's message purposes (emergency, attendance, "
+    "general by default). With it the answer is for that purpose (per-purpose choices; an "
+    "emergency purpose may reach an address opted out of the channel, never a carrier-blocked "
+    "or bounced one, and needs no prior text consent). Without it the answer is the "
+    "channel-wide one. An unknown key is a 400."
+)
+
+
+def document(purpose_keys: list[str] | None = None) -> dict:
+    """The OpenAPI document, as a dict; `purpose_keys`: the organization's purposes (the
+    values `purpose` takes)."""
+    purpose = {"type": "string", "description": PURPOSE_HELP}
+    if purpose_keys:
+        purpose["enum"] = list(purpose_keys)
     return {
         "openapi": "3.1.0",
         "info": {
@@ -87,6 +100,13 @@ def document() -> dict:
                             "description": "A phone number (any common form) or email address.",
                             "schema": {"type": "string"},
                         },
+                        {
+                            "name": "purpose",
+                            "in": "query",
+                            "required": False,
+                            "description": PURPOSE_HELP,
+                            "schema": purpose,
+                        },
                     ],
                     "responses": {
                         "200": {
@@ -125,6 +145,7 @@ def document() -> dict:
                             "maxItems": MAX_ADDRESSES,
                             "items": {"type": "string"},
                         },
+                        "purpose": purpose,
                     },
                 },
                 "ManyResponse": {

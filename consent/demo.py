@@ -7,7 +7,7 @@ import random
 
 import sqlalchemy as sa
 
-from consent import ledger
+from consent import ledger, purposes
 from consent.addresses import AddressError, normalize_phone
 from consent.extensions import db
 from consent.ledger import Actor, Origin
@@ -22,6 +22,7 @@ from consent.models import (
     Role,
     Site,
     Source,
+    Status,
     Student,
     User,
     utcnow,
@@ -205,6 +206,8 @@ def _many_families(rng, org, sites, admin, disclosure, count) -> None:
 
     quiet = dict(confirm=False, notify_org=False)
     origin = Origin("127.0.0.1", "demo")
+    general = purposes.general(org)
+    texting = 0  # every fifth family texting turns General texts off (per-purpose choice)
     for family in families:
         for contact in family.contacts:
             cell = contact.primary_phone.number
@@ -221,6 +224,19 @@ def _many_families(rng, org, sites, admin, disclosure, count) -> None:
                     origin=origin,
                     **quiet,
                 )
+                texting += 1
+                if general is not None and texting % 5 == 0:
+                    ledger.change_purpose(
+                        org,
+                        Channel.TEXT,
+                        cell,
+                        general,
+                        Status.OPTED_OUT,
+                        source=Source.PORTAL,
+                        actor=Actor.recipient(contact.name),
+                        evidence=evidence,
+                        origin=origin,
+                    )
             elif roll < 0.65:
                 ledger.record_staff_entry(org, cell, actor=staff_actor, evidence=evidence)
             elif roll < 0.70:

@@ -18,7 +18,7 @@ from consent.database import org_is, pg_array
 from consent.e164 import SHAPE as E164_SHAPE
 from consent.e164 import verdict
 from consent.extensions import db
-from consent.models import Channel, ConsentState, Organization, Status
+from consent.models import Channel, ConsentState, MessagePurpose, Organization, PurposeState, Status
 
 CHUNK = 10_000  # SQLite: fewer, larger IN (json_each) lists cost less per address
 PG_CHUNK = 100_000  # PostgreSQL: the most one request may ask (api.openapi.MAX_ADDRESSES)
@@ -54,21 +54,62 @@ def decide(org: Organization, channel: str, status: str | None) -> str:
     return "ok"
 
 
-def check_one(org: Organization, channel: str, address: str) -> Eligibility:
+def decide_for(
+    org: Organization,
+    purpose: MessagePurpose,
+    channel: str,
+    status: str | None,
+    blocked: bool,
+    chosen: str | None,
+) -> str:
+    """The reason for one purpose: `status` the channel-wide state (None: none), `blocked` its
+    carrier block, `chosen` the per-purpose choice (None: none). A carrier block or a bounce
+    always blocks; a channel opt-out blocks unless the purpose reaches opted-out addresses
+    (emergency); a per-purpose opt-out blocks that purpose; an unknown text needs consent
+    unless the purpose is an emergency one (FCC 16-88)."""
+    if status == Status.BOUNCED:
+        return "bounced"
+    if status == Status.OPTED_OUT and (blocked or not purpose.reaches_opted_out):
+        return "opted_out"
+    if chosen == Status.OPTED_OUT and purpose.may_turn_off(channel):
+        return "opted_out"
+    if status == Status.OPTED_OUT or purpose.reaches_opted_out:
+        return "ok"
+    if status == Status.OPTED_IN or chosen == Status.OPTED_IN:
+        return "ok"
+    if channel == Channel.TEXT and org.text_requires_consent:
+        return "no_consent"
+    return "ok"
+
+
+def check_one(
+    org: Organization, channel: str, address: str, purpose: MessagePurpose | None = None
+) -> Eligibility:
     """Eligibility of one address as given (normalized here)."""
-    return check_many(org, channel, [address])[0]
+    return check_many(org, channel, [address], purpose)[0]
 
 
-def check_many(org: Organization, channel: str, addresses: Sequence[str]) -> list[Eligibility]:
+def check_many(
+    org: Organization,
+    channel: str,
+    addresses: Sequence[str],
+    purpose: MessagePurpose | None = None,
+) -> list[Eligibility]:
     """Eligibility of each address, in the order given."""
-    return [Eligibility(*row) for row in check_rows(org, channel, addresses)]
+    return [Eligibility(*row) for row in check_rows(org, channel, addresses, purpose)]
 
 
 def check_rows(
-    org: Organization, channel: str, addresses: Sequence[str]
+    org: Organization,
+    channel: str,
+    addresses: Sequence[str],
+    purpose: MessagePurpose | None = None,
 ) -> list[tuple[str, str | None, bool, str]]:
     """Like check_many, as (address, normalized, allowed, reason) tuples: the bulk API's path
-    (no object per address)."""
+    (no object per address). Without a purpose: the channel-wide answer (as before purposes
+    existed); with one, consent.eligibility.decide_for."""
+    if purpose is not None:
+        return _check_rows_for(org, Channel(channel), addresses, purpose)
     channel = Channel(channel)
     region = org.default_region or "US"
     normalized, unchecked = _normalize_all(channel, addresses, region)
@@ -140,7 +181,9 @@ def _check_e164(channel, normalized, unchecked, statuses, region) -> list[str]:
     return list(again)
 
 
-def statuses_of(org_id: int, channel: str, addresses: Sequence[str]) -> dict[str, str]:
+def statuses_of(
+    org_id: int, channel: str, addresses: Sequence[str], purpose_id: int | None = None
+) -> dict[str, str]:
     """{address: status} for the addresses that have a state, one query per chunk.
 
     Each chunk travels as one parameter (a PostgreSQL array, a JSON list on SQLite), so a
@@ -148,12 +191,14 @@ def statuses_of(org_id: int, channel: str, addresses: Sequence[str]) -> dict[str
     list (up to PG_CHUNK, sorted) as `unnest(array)`: the planner probes the covering index for a few
     addresses and merges for many, a third of the CPU of 1,000-address `= ANY` chunks at
     100,000 addresses. SQLite probes the covering index per address, CHUNK at a time, in
-    address order (the IN list is sorted).
+    address order (the IN list is sorted). With `purpose_id`: the choices for that purpose
+    (consent_purpose_states, through its own covering index), in the same way.
     """
     found: dict[str, str] = {}
     if not addresses:
         return found
-    table = ConsentState.__table__
+    table = (ConsentState if purpose_id is None else PurposeState).__table__
+    extra = () if purpose_id is None else (table.c.purpose_id == purpose_id,)
     # One string back per chunk, "address status address status …" (normalized addresses
     # hold no space): no row object, no enum conversion per address.
     pair = table.c.address + " " + sa.type_coerce(table.c.status, sa.String)
@@ -172,6 +217,7 @@ def statuses_of(org_id: int, channel: str, addresses: Sequence[str]) -> dict[str
                     org_is(table.c.organization_id, org_id),
                     table.c.channel == Channel(channel).value,
                     table.c.address == wanted.c.address,
+                    *extra,
                 ),
             )
         )
@@ -181,6 +227,7 @@ def statuses_of(org_id: int, channel: str, addresses: Sequence[str]) -> dict[str
             table.c.organization_id == org_id,
             table.c.channel == Channel(channel).value,
             table.c.address.in_(sa.select(values.c.value)),
+            *extra,
         )
     size = PG_CHUNK if postgres else CHUNK
     for start in range(0, len(addresses), size):
@@ -197,4 +244,50 @@ def statuses_of(org_id: int, channel: str, addresses: Sequence[str]) -> dict[str
         if packed:
             words = packed.split(" ")
             found.update(zip(words[::2], words[1::2], strict=True))
+    return found
+
+
+def _check_rows_for(org, channel, addresses, purpose):
+    """check_rows for one purpose: the channel-wide statuses (the same covering index), the
+    carrier blocks among the opted-out ones, and the purpose's choices (its own index)."""
+    region = org.default_region or "US"
+    normalized, unchecked = _normalize_all(channel, addresses, region)
+    statuses = statuses_of(org.id, channel, list(dict.fromkeys(a for a in normalized if a)))
+    again = _check_e164(channel, normalized, unchecked, statuses, region)
+    if again:
+        statuses.update(statuses_of(org.id, channel, again))
+    wanted = list(dict.fromkeys(a for a in normalized if a))
+    chosen = statuses_of(org.id, channel, wanted, purpose_id=purpose.id)
+    blocked: set[str] = set()
+    if purpose.reaches_opted_out:
+        blocked = blocked_of(org.id, channel, [a for a, s in statuses.items() if s == "opted_out"])
+    results = []
+    append = results.append
+    for raw, norm in zip(addresses, normalized, strict=True):
+        if norm is None:
+            append((str(raw), None, False, "invalid"))
+            continue
+        reason = decide_for(
+            org, purpose, channel, statuses.get(norm), norm in blocked, chosen.get(norm)
+        )
+        append((raw, norm, reason == "ok", reason))
+    return results
+
+
+def blocked_of(org_id: int, channel: str, addresses: Sequence[str]) -> set[str]:
+    """The addresses among these (opted out) whose state carries a carrier block."""
+    found: set[str] = set()
+    table = ConsentState.__table__
+    for start in range(0, len(addresses), CHUNK):
+        chunk = list(addresses[start : start + CHUNK])
+        found.update(
+            db.session.scalars(
+                sa.select(table.c.address).where(
+                    org_is(table.c.organization_id, org_id),
+                    table.c.channel == Channel(channel).value,
+                    table.c.address.in_(chunk),
+                    table.c.carrier_block.is_(True),
+                )
+            )
+        )
     return found

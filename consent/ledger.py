@@ -27,7 +27,9 @@ from consent.models import (
     ConsentEvent,
     ConsentState,
     ImportBatch,
+    MessagePurpose,
     Organization,
+    PurposeState,
     Source,
     Status,
     User,
@@ -884,3 +886,146 @@ def record_staff_entries(
             )
             result[row.address] = outcome.code
     return result
+
+
+# --- purposes -------------------------------------------------------------------------------
+
+PURPOSE_SOURCES = frozenset({Source.ENROLLMENT, Source.PORTAL, Source.ADMIN, Source.EMAIL_LINK})
+PARENT_SOURCES = frozenset({Source.ENROLLMENT, Source.PORTAL, Source.EMAIL_LINK})
+
+
+def current_purpose(org_id: int, channel: str, address: str, purpose_id: int):
+    """The per-purpose choice of one address, or None (the channel-wide state decides)."""
+    return db.session.scalars(
+        sa.select(PurposeState).where(
+            org_is(PurposeState.organization_id, org_id),
+            PurposeState.channel == channel,
+            PurposeState.address == address,
+            PurposeState.purpose_id == purpose_id,
+        )
+    ).one_or_none()
+
+
+def check_purpose(org: Organization, purpose: MessagePurpose, channel, to_status, source):
+    """The rule for a per-purpose choice; an Outcome when refused, else None. The rules of a
+    channel-wide change apply (an admin records an opt-out when allowed, never an opt-in),
+    and a purpose that parents may not turn off on the channel is not turned off by them."""
+    if purpose.organization_id != org.id:
+        return _refused("bad_purpose", "This purpose belongs to another organization.")
+    if source not in PURPOSE_SOURCES:
+        return _refused("bad_source", f"A purpose choice cannot come from {source.value}.")
+    if to_status == Status.OPTED_OUT:
+        if not purpose.may_turn_off(channel):
+            return _refused("always_sent", "Parents may not turn off these messages.")
+        if source == Source.ADMIN and not org.admin_may_record_opt_out:
+            return _refused(
+                "admin_opt_out_off",
+                "This organization does not let admins record opt-outs on someone's behalf.",
+            )
+        return None
+    if to_status == Status.OPTED_IN:
+        if source == Source.ADMIN:
+            return _refused(
+                "admin_cannot_opt_in", "An admin cannot opt someone in to these messages."
+            )
+        return None
+    return _refused("bad_target", "A purpose choice is opted in or opted out.")
+
+
+def change_purpose(
+    org: Organization,
+    channel: str,
+    address: str,
+    purpose: MessagePurpose,
+    to_status: Status,
+    *,
+    source: Source,
+    actor: Actor,
+    evidence: dict | None = None,
+    note: str | None = None,
+    origin: Origin | None = None,
+) -> Outcome:
+    """Choose one purpose on one channel for one (normalized) address: an event that names the
+    purpose and the fold of it into that purpose's state. The channel-wide state is not moved:
+    a purpose "yes" never lifts a channel "no" (consent.eligibility reads both)."""
+    channel = Channel(channel)
+    to_status = Status(to_status)
+    source = Source(source)
+    refusal = check_purpose(org, purpose, channel, to_status, source)
+    if refusal is not None:
+        return refusal
+    begin_write()
+    stmt = (
+        sa.select(PurposeState)
+        .where(
+            org_is(PurposeState.organization_id, org.id),
+            PurposeState.channel == channel,
+            PurposeState.address == address,
+            PurposeState.purpose_id == purpose.id,
+        )
+        .execution_options(populate_existing=True)
+    )
+    if not is_sqlite():
+        stmt = stmt.with_for_update()
+    state = db.session.scalars(stmt).one_or_none()
+    from_status = state.status if state else None
+    if from_status == to_status:
+        return Outcome(ok=True, changed=False, code="unchanged")
+    now = utcnow()
+    label = actor.label[:200] or actor.key
+    if state is None:
+        state = PurposeState(
+            organization_id=org.id,
+            purpose_id=purpose.id,
+            channel=channel,
+            address=address,
+            status=to_status,
+            source=source,
+            changed_at=now,
+            changed_by=label,
+            version=0,
+        )
+        try:
+            with db.session.begin_nested():
+                db.session.add(state)
+        except IntegrityError:  # another transaction chose first: start over under its lock
+            return change_purpose(
+                org,
+                channel,
+                address,
+                purpose,
+                to_status,
+                source=source,
+                actor=actor,
+                evidence=evidence,
+                note=note,
+                origin=origin,
+            )
+    version = (state.version or 0) + 1
+    values = _event_values(
+        org.id,
+        channel,
+        address,
+        kind="change",
+        from_status=from_status,
+        to_status=to_status,
+        carrier_block=False,
+        source=source,
+        actor=actor,
+        origin=origin or Origin(),
+        occurred_at=now,
+        note=note,
+        evidence={"purpose": purpose.key, **(evidence or {})},
+        version=version,
+    )
+    event = ConsentEvent(**values, purpose_id=purpose.id)
+    db.session.add(event)
+    db.session.flush()
+    state.status = to_status
+    state.source = source
+    state.changed_at = now
+    state.changed_by = label
+    state.version = version
+    state.last_event_id = event.id
+    db.session.flush()
+    return Outcome(ok=True, changed=True, code="changed", event=event)

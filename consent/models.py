@@ -386,6 +386,71 @@ class AddressVerification(db.Model):
     used_at: Mapped[datetime | None] = mapped_column()
 
 
+class MessagePurpose(db.Model):
+    """What a message is about (Emergency, Attendance, General …): parents choose per purpose
+    and channel (docs/purposes.md). `parents_may_turn_off_<channel>` False: always sent
+    ("Always sent" on the portal); `reaches_opted_out`: may reach an address opted out of the
+    channel, never one with a carrier block or a bounce."""
+
+    __tablename__ = "message_purposes"
+    __table_args__ = (sa.UniqueConstraint("organization_id", "key"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    organization_id: Mapped[int] = mapped_column(sa.ForeignKey("organizations.id"))
+    key: Mapped[str] = mapped_column(sa.String(40))
+    name_en: Mapped[str] = mapped_column(sa.String(100))
+    name_es: Mapped[str] = mapped_column(sa.String(100), default="", server_default="")
+    position: Mapped[int] = mapped_column(default=0, server_default="0")
+    parents_may_turn_off_text: Mapped[bool] = mapped_column(default=True, server_default=sa.true())
+    parents_may_turn_off_voice: Mapped[bool] = mapped_column(default=True, server_default=sa.true())
+    parents_may_turn_off_email: Mapped[bool] = mapped_column(default=True, server_default=sa.true())
+    reaches_opted_out: Mapped[bool] = mapped_column(default=False, server_default=sa.false())
+    is_general: Mapped[bool] = mapped_column(default=False, server_default=sa.false())
+
+    def may_turn_off(self, channel: str) -> bool:
+        return bool(getattr(self, f"parents_may_turn_off_{Channel(channel).value}"))
+
+    def name(self, locale: str | None = None) -> str:
+        return self.name_es if (locale or "").startswith("es") and self.name_es else self.name_en
+
+    def __repr__(self) -> str:
+        return f"<MessagePurpose {self.key}>"
+
+
+class PurposeState(db.Model):
+    """The choice of one (organization, channel, address) for one purpose: the fold of the
+    events that name that purpose. The channel-wide state stays ConsentState (events with no
+    purpose); every purpose reads it first. Written only by consent.ledger."""
+
+    __tablename__ = "consent_purpose_states"
+    __table_args__ = (
+        sa.UniqueConstraint("organization_id", "channel", "address", "purpose_id"),
+        # Eligibility for one purpose reads (address -> status) from the index alone.
+        sa.Index(
+            "ix_consent_purpose_states_eligibility",
+            "organization_id",
+            "purpose_id",
+            "channel",
+            "address",
+            "status",
+        ),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    organization_id: Mapped[int] = mapped_column(sa.ForeignKey("organizations.id"))
+    purpose_id: Mapped[int] = mapped_column(sa.ForeignKey("message_purposes.id"))
+    channel: Mapped[Channel] = mapped_column(_enum(Channel, "channel"))
+    address: Mapped[str] = mapped_column(sa.String(320))
+    status: Mapped[Status] = mapped_column(_enum(Status, "consent_status"))
+    source: Mapped[Source] = mapped_column(_enum(Source, "consent_source"))
+    changed_at: Mapped[datetime] = mapped_column(default=utcnow)
+    changed_by: Mapped[str] = mapped_column(sa.String(200))
+    version: Mapped[int] = mapped_column(default=0)
+    last_event_id: Mapped[int | None] = mapped_column(sa.ForeignKey("consent_events.id"))
+
+    purpose: Mapped[MessagePurpose] = relationship()
+
+
 class ConsentState(db.Model):
     """The current consent of one (organization, channel, address): the fold of its events.
 
@@ -476,6 +541,8 @@ class ConsentEvent(db.Model):
     # so the change feed never reads past one still in flight (consent/feed.py). SQLite has
     # one writer at a time, so event ids commit in order and this stays NULL.
     txid: Mapped[int | None] = mapped_column(TxId(), server_default=sa.FetchedValue())
+    # The purpose the change is about; None: the whole channel (every purpose reads it).
+    purpose_id: Mapped[int | None] = mapped_column(sa.ForeignKey("message_purposes.id"), index=True)
 
     actor_user: Mapped[User | None] = relationship()
 
@@ -832,3 +899,36 @@ sa.event.listen(
         "ALTER TABLE consent_events ALTER COLUMN txid SET DEFAULT pg_current_xact_id()"
     ).execute_if(dialect="postgresql"),
 )
+
+
+# Every new organization starts with these purposes (docs/purposes.md); its team edits them.
+DEFAULT_PURPOSES = (
+    # key, English, Spanish, may turn off (text, voice, email), reaches opted-out, general
+    ("emergency", "Emergency", "Emergencias", (True, False, False), True, False),
+    ("attendance", "Attendance", "Asistencia", (True, True, True), False, False),
+    ("general", "General", "General", (True, True, True), False, True),
+)
+
+
+def default_purpose_rows(org_id: int) -> list[dict]:
+    return [
+        {
+            "organization_id": org_id,
+            "key": key,
+            "name_en": en,
+            "name_es": es,
+            "position": position,
+            "parents_may_turn_off_text": off[0],
+            "parents_may_turn_off_voice": off[1],
+            "parents_may_turn_off_email": off[2],
+            "reaches_opted_out": reaches,
+            "is_general": general,
+        }
+        for position, (key, en, es, off, reaches, general) in enumerate(DEFAULT_PURPOSES)
+    ]
+
+
+@sa.event.listens_for(Organization, "after_insert")
+def _default_purposes(mapper, connection, org) -> None:
+    """A new organization gets the default purposes in the same transaction."""
+    connection.execute(MessagePurpose.__table__.insert(), default_purpose_rows(org.id))

@@ -1,0 +1,81 @@
+"""An organization's message purposes and the per-purpose choices of its addresses.
+
+Reading only: every choice is changed by consent.ledger.change_purpose. The rules in words:
+docs/purposes.md.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+import sqlalchemy as sa
+
+from consent.database import org_is
+from consent.extensions import db
+from consent.models import Channel, MessagePurpose, Organization, PurposeState, Status
+
+
+class UnknownPurpose(LookupError):
+    """No purpose of this organization has that key."""
+
+
+def of(org: Organization | int) -> list[MessagePurpose]:
+    """The organization's purposes, in their order."""
+    org_id = org if isinstance(org, int) else org.id
+    return list(
+        db.session.scalars(
+            sa.select(MessagePurpose)
+            .where(org_is(MessagePurpose.organization_id, org_id))
+            .order_by(MessagePurpose.position, MessagePurpose.id)
+        )
+    )
+
+
+def by_key(org: Organization | int, key: str) -> MessagePurpose:
+    """The purpose with this key; UnknownPurpose when the organization has none."""
+    org_id = org if isinstance(org, int) else org.id
+    found = db.session.scalars(
+        sa.select(MessagePurpose).where(
+            org_is(MessagePurpose.organization_id, org_id), MessagePurpose.key == key
+        )
+    ).one_or_none()
+    if found is None:
+        raise UnknownPurpose(key)
+    return found
+
+
+def by_id(org: Organization | int, purpose_id: int) -> MessagePurpose | None:
+    org_id = org if isinstance(org, int) else org.id
+    purpose = db.session.get(MessagePurpose, purpose_id)
+    return purpose if purpose is not None and purpose.organization_id == org_id else None
+
+
+def general(org: Organization | int) -> MessagePurpose | None:
+    """The organization's general purpose (what a message about nothing in particular is)."""
+    for purpose in of(org):
+        if purpose.is_general:
+            return purpose
+    return None
+
+
+def choices(
+    org: Organization | int, cells: Iterable[tuple[str, str]]
+) -> dict[tuple[str, str, int], Status]:
+    """{(channel, address, purpose_id): status} of the per-purpose choices on record for
+    these (channel, address) cells."""
+    org_id = org if isinstance(org, int) else org.id
+    cells = list(dict.fromkeys((Channel(c).value, a) for c, a in cells))
+    if not cells:
+        return {}
+    addresses = sorted({a for _, a in cells})
+    rows = db.session.execute(
+        sa.select(
+            PurposeState.channel, PurposeState.address, PurposeState.purpose_id, PurposeState.status
+        ).where(org_is(PurposeState.organization_id, org_id), PurposeState.address.in_(addresses))
+    )
+    wanted = set(cells)
+    return {
+        (Channel(ch).value, addr, pid): Status(st)
+        for ch, addr, pid, st in rows
+        if (Channel(ch).value, addr) in wanted
+    }
