@@ -247,6 +247,30 @@ def _integration_paths() -> dict:
                 },
             }
         },
+        "/api/v1/purposes": {
+            "get": {
+                "operationId": "listPurposes",
+                "summary": "The organization's message purposes and their rules",
+                "description": "Needs eligibility:read. Each key can be given as `purpose`.",
+                "responses": {
+                    "200": {
+                        "description": "The purposes, in the organization's order.",
+                        "content": {
+                            "application/json": {
+                                "schema": {
+                                    "type": "object",
+                                    "required": ["purposes"],
+                                    "properties": {
+                                        "purposes": {"type": "array", "items": {"type": "object"}}
+                                    },
+                                }
+                            }
+                        },
+                    },
+                    **_errors("eligibility:read", body=False),
+                },
+            }
+        },
         "/api/v1/events": {
             "get": {
                 "operationId": "changeFeed",
