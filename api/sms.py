@@ -20,10 +20,14 @@ csrf.exempt(bp)
 
 
 @bp.before_request
-def _check_signature():
-    """Refuse (403) a webhook call whose Twilio signature is missing or wrong."""
+def check_signature():
+    """403 for a webhook call whose Twilio signature is missing or wrong, and in production
+    for every call when no TWILIO_AUTH_TOKEN is set (unsigned calls are never trusted there)."""
     token = current_app.config.get("TWILIO_AUTH_TOKEN")
     if not token:
+        if current_app.config.get("PRODUCTION"):
+            current_app.logger.error("webhook refused: TWILIO_AUTH_TOKEN is not set")
+            abort(403)
         return None
     signature = request.headers.get("X-Twilio-Signature", "")
     if not signature or not RequestValidator(token).validate(signed_url(), request.form, signature):

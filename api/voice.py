@@ -8,13 +8,12 @@ accepting unsigned ones; in development, without a token, they are accepted.
 
 from __future__ import annotations
 
-from flask import Blueprint, Response, abort, current_app, request
+from flask import Blueprint, Response, request
 from flask_babel import force_locale
 from flask_babel import gettext as _
-from twilio.request_validator import RequestValidator
 from twilio.twiml.voice_response import VoiceResponse
 
-from api.sms import signed_url
+from api.sms import check_signature
 from consent import ledger, sms
 from consent.addresses import AddressError, format_phone, normalize_phone
 from consent.extensions import csrf, db
@@ -32,20 +31,7 @@ MENU_CHANNELS = {"1": (Channel.VOICE,), "2": (Channel.TEXT,), "3": (Channel.VOIC
 SPANISH_KEY = "9"
 
 
-@bp.before_request
-def _check_signature():
-    """403 for a call whose Twilio signature is missing or wrong, and in production for every
-    call when no TWILIO_AUTH_TOKEN is set."""
-    token = current_app.config.get("TWILIO_AUTH_TOKEN")
-    if not token:
-        if current_app.config.get("PRODUCTION"):
-            current_app.logger.error("voice webhook refused: TWILIO_AUTH_TOKEN is not set")
-            abort(403)
-        return None
-    signature = request.headers.get("X-Twilio-Signature", "")
-    if not signature or not RequestValidator(token).validate(signed_url(), request.form, signature):
-        abort(403)
-    return None
+bp.before_request(check_signature)  # the same check as /sms/*
 
 
 def twiml(answer: VoiceResponse) -> Response:

@@ -492,3 +492,25 @@ def test_any_body_and_sender_get_200_or_403_never_500(app, client, body, sender,
     assert response.status_code == (200 if sign else 403)
     if sign:
         assert ElementTree.fromstring(response.get_data(as_text=True)).tag == "Response"
+
+
+def test_in_production_without_a_token_the_sms_webhooks_are_refused(app, client):
+    """No TWILIO_AUTH_TOKEN in production: unsigned texts and callbacks are never trusted."""
+    app.config["PRODUCTION"] = True
+    try:
+        inbound = client.post(
+            "/sms/inbound",
+            data={
+                "From": "+12025550123",
+                "To": "+12025550100",
+                "Body": "STOP",
+                "MessageSid": "SMp",
+            },
+        )
+        status = client.post(
+            "/sms/status",
+            data={"MessageSid": "SMx", "MessageStatus": "failed", "ErrorCode": "21610"},
+        )
+    finally:
+        app.config["PRODUCTION"] = False
+    assert inbound.status_code == 403 and status.status_code == 403
