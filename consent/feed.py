@@ -37,12 +37,12 @@ _COLUMNS = (
 _PG_PAGE = sa.text(
     f"SELECT {_COLUMNS}, txid FROM consent_events "  # noqa: S608 - constant columns
     "WHERE organization_id = :org AND (txid, id) > (CAST(:txid AS xid8), :id) "
-    "AND txid < pg_snapshot_xmin(pg_current_snapshot()) AND kind = 'change' "
+    "AND txid < pg_snapshot_xmin(pg_current_snapshot()) AND kind IN ('change', 'revert') "
     "ORDER BY txid, id LIMIT :limit"
 ).columns(occurred_at=sa.DateTime, carrier_block=sa.Boolean)
 _SQLITE_PAGE = sa.text(
     f"SELECT {_COLUMNS}, 0 AS txid FROM consent_events "  # noqa: S608 - constant columns
-    "WHERE organization_id = :org AND id > :id AND kind = 'change' ORDER BY id LIMIT :limit"
+    "WHERE organization_id = :org AND id > :id AND kind IN ('change', 'revert') ORDER BY id LIMIT :limit"
 ).columns(occurred_at=sa.DateTime, carrier_block=sa.Boolean)
 
 

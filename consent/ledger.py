@@ -400,6 +400,7 @@ def revert(
     for name, value in moved.items():
         setattr(state, name, value)
     db.session.flush()
+    webhooks.queue_for_event(org.id, reverted)  # other systems hear of the undo like any change
     return Outcome(ok=True, changed=True, code="reverted", state=state, event=reverted)
 
 

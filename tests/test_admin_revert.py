@@ -209,3 +209,30 @@ def test_undo_needs_a_note(client, world):
     response = _undo(client, event_id, note="")
     assert response.status_code == 200
     assert state_of(world.org, Channel.TEXT, number).status == Status.OPTED_OUT
+
+
+def test_an_undo_reaches_the_change_feed_and_the_webhooks(world):
+    """Other systems hear of an undo as of any change: it is in the feed after the opt-out,
+    and a subscribed endpoint gets a delivery queued for it."""
+    from consent import feed, webhooks
+    from consent.models import WebhookDelivery
+
+    webhooks.create_endpoint(world.org, "https://hooks.example.org/consent", ["consent.opted_in"])
+    db.session.commit()
+    number = _cell(world)
+    event_id = _admin_opt_out(world, number)
+    outcome = ledger.revert(
+        world.org, event_id, actor=Actor.for_user(world.users["org"]), note="wrong family"
+    )
+    db.session.commit()
+    assert outcome.ok
+    from tests.test_feed import settled
+
+    def mine():
+        events, _next = feed.page(world.org.id, feed.Cursor(), 100)
+        return [e["to"] for e in events if e["address"] == number]
+
+    # the feed waits for transactions still open on the server (another test worker's too)
+    assert settled(mine, lambda found: len(found) >= 3)[-2:] == ["opted_out", "opted_in"]
+    queued = db.session.scalars(sa.select(WebhookDelivery.event_id)).all()
+    assert outcome.event.id in queued
