@@ -376,8 +376,10 @@ def revert(
     ).first()
     source = previous.source if previous is not None else Source.ADMIN
     version = (state.version or 0) + 1
-    reverted = ConsentEvent(
-        **_event_values(
+    reverted = _append_and_move(
+        org,
+        state,
+        _event_values(
             org.id,
             event.channel,
             event.address,
@@ -392,15 +394,9 @@ def revert(
             note=note,
             evidence={**(evidence or {}), "reverts": event.id},
             version=version,
-        )
+        ),
+        _state_values(to_status, False, source, actor, now, note, version, None),
     )
-    db.session.add(reverted)
-    db.session.flush()
-    moved = _state_values(to_status, False, source, actor, now, note, version, reverted.id)
-    for name, value in moved.items():
-        setattr(state, name, value)
-    db.session.flush()
-    webhooks.queue_for_event(org.id, reverted)  # other systems hear of the undo like any change
     return Outcome(ok=True, changed=True, code="reverted", state=state, event=reverted)
 
 
@@ -519,8 +515,10 @@ def change(
             )
     origin = origin or Origin()
     version = (state.version or 0) + 1
-    event = ConsentEvent(
-        **_event_values(
+    event = _append_and_move(
+        org,
+        state,
+        _event_values(
             org.id,
             channel,
             address,
@@ -535,20 +533,29 @@ def change(
             note=note,
             evidence=evidence or {},
             version=version,
-        )
+        ),
+        _state_values(to_status, new_block, source, actor, now, note, version, None),
     )
-    db.session.add(event)
-    db.session.flush()
-    moved = _state_values(to_status, new_block, source, actor, now, note, version, event.id)
-    for name, value in moved.items():
-        setattr(state, name, value)
-    db.session.flush()
-    webhooks.queue_for_event(org.id, event)
     outcome = Outcome(ok=True, changed=True, code="changed", state=state, event=event)
     outcome.messages = notifications.after_change(
         org, state, event, confirm=confirm, notify_org=notify_org
     )
     return outcome
+
+
+def _append_and_move(
+    org: Organization, state: ConsentState, event_values: dict, moved: dict
+) -> ConsentEvent:
+    """Append the event, move the state to it and queue its webhooks: how a change and an
+    undo are both written."""
+    event = ConsentEvent(**event_values)
+    db.session.add(event)
+    db.session.flush()
+    for name, value in (moved | {"last_event_id": event.id}).items():
+        setattr(state, name, value)
+    db.session.flush()
+    webhooks.queue_for_event(org.id, event)
+    return event
 
 
 def _insert_state(org, channel, address, status, source, actor, now, note):
