@@ -326,27 +326,9 @@ def set_choice(
     if opts_in_directly(user, address):
         if channel == Channel.TEXT:
             evidence["disclosure"] = text_disclosure(org)
-        state = ledger.current(org, channel, address)
-        if state is not None and state.status == Status.OPTED_OUT and not state.carrier_block:
-            # An opt-out is lifted only by the address itself: it gets its own confirmation.
-            outcome = ledger.request_opt_back_in(
-                org,
-                channel,
-                address,
-                actor=actor,
-                source=Source.PORTAL,
-                attested=False,
-                origin=origin,
-                evidence=evidence,
-                send_to=send_to,
-                language=language,
-            )
-            if not outcome.ok:
-                return Result(False, _blocked_or(org, outcome), outcome)
-            if outcome.code == "already_opted_in":  # it confirmed meanwhile (read unlocked)
-                return Result(True, _on_words(channel, shown), outcome)
-            return Result(True, _sent_words(outcome), outcome)
-        outcome = ledger.opt_in(
+        # Read and decided under the address's lock: an opt-out is lifted only by the address
+        # itself (it gets its own confirmation); anything else is opted in.
+        outcome = ledger.opt_in_or_confirm(
             org,
             channel,
             address,
@@ -354,9 +336,13 @@ def set_choice(
             actor=actor,
             origin=origin,
             evidence=evidence,
+            language=language,
+            send_to=send_to,
         )
         if not outcome.ok:
             return Result(False, _blocked_or(org, outcome), outcome)
+        if outcome.code == "confirmation_sent":
+            return Result(True, _sent_words(outcome), outcome)
         return Result(True, _on_words(channel, shown), outcome)
     if channel == Channel.VOICE and send_to is None:
         return Result(

@@ -756,6 +756,7 @@ def opt_in_or_confirm(
     evidence: dict | None = None,
     origin: Origin | None = None,
     language: str = "en",
+    send_to: str | None = None,
 ) -> Outcome:
     """A "Yes" from someone the address has not proven to be its owner (a form, a parent).
 
@@ -778,6 +779,7 @@ def opt_in_or_confirm(
             evidence=evidence,
             origin=origin,
             language=language,
+            send_to=send_to,
         )
     return opt_in(
         org, channel, address, source=source, actor=actor, evidence=evidence, origin=origin
