@@ -74,56 +74,62 @@ def record_optouts(
     return results
 
 
+def _email_address(address: str) -> str | None:
+    """The reported address normalized, or None when it is not an email address."""
+    try:
+        return normalize(Channel.EMAIL, address)
+    except AddressError:
+        return None
+
+
+def _provider(evidence: dict) -> str:
+    return evidence.get("provider", "mail provider")
+
+
 def email_bounced(org: Organization, address: str, evidence: dict) -> str:
     """A hard bounce a mail provider reported: the address is marked bounced."""
-    try:
-        address = normalize(Channel.EMAIL, address)
-    except AddressError:
+    address = _email_address(address)
+    if address is None:
         return "invalid"
     outcome = ledger.mark_bounced(
         org,
         Channel.EMAIL,
         address,
         evidence=evidence,
-        actor=Actor.system(f"{evidence.get('provider', 'mail provider')} bounce notification"),
+        actor=Actor.system(f"{_provider(evidence)} bounce notification"),
     )
     return "bounced" if outcome.changed else outcome.code
 
 
-def email_complaint(org: Organization, address: str, evidence: dict) -> str:
-    """A spam complaint a mail provider reported: the address is opted out (source complaint)."""
-    try:
-        address = normalize(Channel.EMAIL, address)
-    except AddressError:
+def _email_opt_out(
+    org: Organization, address: str, evidence: dict, source: Source, what: str
+) -> str:
+    """An opt-out the mail provider reported (complaint or its own unsubscribe link). No
+    confirmation is sent: the person told their provider already, and for a complaint not even
+    this one more mail is welcome."""
+    address = _email_address(address)
+    if address is None:
         return "invalid"
     outcome = ledger.opt_out(
         org,
         Channel.EMAIL,
         address,
-        source=Source.COMPLAINT,
-        actor=Actor.system(f"{evidence.get('provider', 'mail provider')} complaint notification"),
-        evidence=evidence,
-        confirm=False,  # they told their mail provider it is spam: no more mail, not even this
-    )
-    return "opted_out" if outcome.changed else "already"
-
-
-def email_unsubscribed(org: Organization, address: str, evidence: dict) -> str:
-    """An unsubscribe the mail provider's own link recorded: opted out (source api)."""
-    try:
-        address = normalize(Channel.EMAIL, address)
-    except AddressError:
-        return "invalid"
-    outcome = ledger.opt_out(
-        org,
-        Channel.EMAIL,
-        address,
-        source=Source.API,
-        actor=Actor.system(f"{evidence.get('provider', 'mail provider')} unsubscribe"),
+        source=source,
+        actor=Actor.system(f"{_provider(evidence)} {what}"),
         evidence=evidence,
         confirm=False,
     )
     return "opted_out" if outcome.changed else "already"
+
+
+def email_complaint(org: Organization, address: str, evidence: dict) -> str:
+    """A spam complaint a mail provider reported: the address is opted out (source complaint)."""
+    return _email_opt_out(org, address, evidence, Source.COMPLAINT, "complaint notification")
+
+
+def email_unsubscribed(org: Organization, address: str, evidence: dict) -> str:
+    """An unsubscribe the mail provider's own link recorded: opted out (source api)."""
+    return _email_opt_out(org, address, evidence, Source.API, "unsubscribe")
 
 
 __all__ = ["Report", "record_optouts", "email_bounced", "email_complaint", "Status"]
