@@ -73,6 +73,7 @@ def cell_for(
     state: ConsentState | None,
     chosen: Status | None,
     locale: str | None = None,
+    for_staff: bool = False,
 ) -> PurposeCell:
     """The cell of one purpose, channel and address: its status decided as eligibility does."""
     channel = Channel(channel)
@@ -83,7 +84,11 @@ def cell_for(
     chosen_off = chosen == Status.OPTED_OUT and may_turn_off
     if reason == "ok" and status == Status.OPTED_OUT:
         key = "reaches"
-        words = _("%(purpose)s still reaches you", purpose=purpose.name(locale))
+        name = purpose.name(locale)
+        if for_staff:
+            words = _("%(purpose)s still reaches this address", purpose=name)
+        else:
+            words = _("%(purpose)s still reaches you", purpose=name)
     elif reason == "ok":
         key, words = ("sent", _("Sent")) if may_turn_off else ("always", _("Always sent"))
     elif chosen_off and reason == "opted_out" and status != Status.OPTED_OUT:
@@ -100,6 +105,7 @@ def table_for(
     locale: str | None = None,
     org_purposes: list[MessagePurpose] | None = None,
     chosen: dict | None = None,
+    for_staff: bool = False,
 ) -> dict[tuple[str, str], dict[int, PurposeCell]]:
     """{(channel, address): {purpose_id: cell}} for these (channel, address) cells; `states`
     is {(channel, address): ConsentState} as the pages read it. Two queries at most."""
@@ -111,7 +117,14 @@ def table_for(
         state = states.get((channel, address))
         table[(channel.value, address)] = {
             p.id: cell_for(
-                org, p, channel, address, state, chosen.get((channel.value, address, p.id)), locale
+                org,
+                p,
+                channel,
+                address,
+                state,
+                chosen.get((channel.value, address, p.id)),
+                locale,
+                for_staff,
             )
             for p in org_purposes
         }
