@@ -17,7 +17,7 @@ from flask_babel import gettext as _
 from consent import eligibility, ledger, purposes
 from consent.ledger import Actor, Origin, Outcome
 from consent.models import Channel, ConsentState, MessagePurpose, Organization, Source, Status
-from consent.words import channel_name, channel_words, shown_address
+from consent.words import channel_words, shown_address
 
 PORTAL_CHANNELS = (Channel.TEXT, Channel.VOICE, Channel.EMAIL)
 
@@ -176,11 +176,20 @@ def change_words(
 
 def still_off_words(channel: str) -> str:
     """After a purpose is turned on for an address whose whole channel is off."""
-    return _(
-        "%(channel)s stay off for this address until the channel itself is turned on: "
-        "a choice for one kind of message never turns them back on.",
-        channel=channel_name(channel),
-    )
+    return {
+        Channel.TEXT: _(
+            "Texts stay off for this address: turning on one kind of message never turns "
+            "texts back on."
+        ),
+        Channel.VOICE: _(
+            "Calls stay off for this address: turning on one kind of message never turns "
+            "calls back on."
+        ),
+        Channel.EMAIL: _(
+            "Email stays off for this address: turning on one kind of message never turns "
+            "email back on."
+        ),
+    }[Channel(channel)]
 
 
 def change(
