@@ -74,12 +74,7 @@ def _person_page(person, template: str, **context):
             )
         except choices.NotFound:
             abort(404)
-        if result.ok:
-            db.session.commit()
-            flash(result.message, "success")
-        else:
-            db.session.rollback()
-            flash(result.message, "error")
+        _keep_or_undo(result)
         return redirect(request.path)
     return render_template(
         template,
@@ -162,13 +157,18 @@ def set_purpose(person_kind: str, person_id: int):
         )
     except choices.NotFound:
         abort(404)
+    _keep_or_undo(result)
+    return redirect(person_url(person) + "#purposes-" + form.target.data)
+
+
+def _keep_or_undo(result: choices.Result) -> None:
+    """Commit a change that was made, roll back one refused; say which on the next page."""
     if result.ok:
         db.session.commit()
         flash(result.message, "success")
     else:
         db.session.rollback()
         flash(result.message, "error")
-    return redirect(person_url(person) + "#purposes-" + form.target.data)
 
 
 # --- editing the record: phones, emails, language ---------------------------------------------
