@@ -41,7 +41,10 @@ def field_name(purpose_id: int, name: str) -> str:
 
 
 def _name(value: object, field: str, required: bool) -> str:
-    text = " ".join(str(value or "").split())
+    """A name as typed, spaces folded and control characters (a NUL, which PostgreSQL refuses)
+    dropped."""
+    text = "".join(c for c in str(value or "") if c.isprintable() or c.isspace())
+    text = " ".join(text.split())
     if required and not text:
         raise PurposeError(field, _("Give the name in English."))
     if len(text) > NAME_MAX:

@@ -7,6 +7,8 @@ from __future__ import annotations
 import html
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from consent import ledger, purposes
 from consent.extensions import db
@@ -183,3 +185,38 @@ def test_signed_out_goes_to_sign_in(client, world):
     response = client.get(URL)
     assert response.status_code in (302, 401, 403, 404)
     assert purposes.of(world.org)[0].name_en == "Emergency"
+
+
+@settings(max_examples=40, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(name=st.text(max_size=150), position=st.text(max_size=6), key=st.text(max_size=45))
+def test_any_text_is_saved_cleanly_or_refused_with_words(world, name, position, key):
+    """Whatever is typed: saved (folded, at most 100 characters, no control character) or
+    refused with a PurposeError, never an error from the database."""
+    from consent.purpose_settings import PurposeError, add, save_all
+
+    org = world.org
+    data = current_form(org)
+    first = purposes.of(org)[0]
+    data[field_name(first.id, "name_en")] = name
+    data[field_name(first.id, "name_es")] = name
+    data[field_name(first.id, "position")] = position
+    try:
+        save_all(org, data, data["general"], None)
+        db.session.commit()
+    except PurposeError:
+        db.session.rollback()
+    db.session.expire_all()
+    saved = purposes.of(org)
+    for p in saved:
+        assert p.name_en and len(p.name_en) <= 100 and p.name_en.isprintable()
+        assert 0 <= p.position <= 999
+    try:
+        added = add(org, key, name, name, None)
+        db.session.commit()
+    except PurposeError:
+        db.session.rollback()
+    else:
+        assert added.key == key.strip().lower() and added.name_en.isprintable()
+        db.session.delete(added)
+        db.session.commit()
+    assert [p.is_general for p in purposes.of(org)].count(True) == 1
