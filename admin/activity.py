@@ -34,10 +34,13 @@ EXPORT_COLUMNS = [
     ("ip", "IP"),
     ("note", "Note"),
     ("evidence", "Evidence"),
+    ("purpose", "Purpose"),  # last: columns before it keep their places
 ]
 
 
 def _cell(event: ConsentEvent, name: str) -> object:
+    if name == "purpose":  # its key; empty for a change of the whole channel
+        return event.purpose.key if event.purpose is not None else ""
     value = getattr(event, name)
     if name == "occurred_at":
         return export.when(value)

@@ -6,11 +6,12 @@ from __future__ import annotations
 
 from flask import abort, flash, redirect, request, url_for
 from flask_admin import expose
+from flask_babel import get_locale
 from flask_babel import gettext as _
 from flask_babel import lazy_gettext as _l
 from flask_login import current_user
 from wtforms import BooleanField, HiddenField, TextAreaField
-from wtforms.validators import AnyOf, DataRequired, Length, Optional
+from wtforms.validators import AnyOf, DataRequired, Length, Optional, Regexp
 
 from admin import record_forms as forms_module
 from admin.base import (
@@ -22,7 +23,16 @@ from admin.base import (
     may_clear_bounce,
 )
 from admin.record_forms import RemoveForm
-from consent import activity_words, ledger, notifications, people, records, words
+from consent import (
+    activity_words,
+    ledger,
+    notifications,
+    people,
+    purpose_choices,
+    purposes,
+    records,
+    words,
+)
 from consent.addresses import format_phone
 from consent.extensions import db
 from consent.models import Channel, Role, Source
@@ -40,6 +50,15 @@ class ConsentActionForm(AdminPageForm):
     action = HiddenField(validators=[AnyOf(ACTIONS)])
     note = TextAreaField(_l("Note"), validators=[Optional(), Length(max=1000)])
     attested = BooleanField(_l("This person asked me to opt them back in"))
+
+
+class PurposeOptOutForm(AdminPageForm):
+    """A purpose opt-out of one address on one channel, recorded by staff (never an opt-in)."""
+
+    address = HiddenField(validators=[DataRequired()])
+    channel = HiddenField(validators=[AnyOf([c.value for c in Channel])])
+    purpose = HiddenField(validators=[DataRequired(), Regexp(r"^[0-9]{1,9}$")])
+    note = TextAreaField(_l("Note"), validators=[Optional(), Length(max=1000)])
 
 
 def may_change(user) -> bool:
@@ -99,11 +118,14 @@ class PeopleView(SecureView):
         if failed is not None:
             forms[failed[0]] = failed[1]
         events = people.events_of(org.id, person)
+        rows = address_rows(person, book)
+        org_purposes = purposes.of(org)
+        cells = [(s.channel, r.address) for r in rows for s in r.statuses]
         page = self.render(
             self.details_template,
             person=person,
             kind=self.kind,
-            rows=address_rows(person, book),
+            rows=rows,
             events=events,
             pending=pending_confirmations(
                 org.id, book.states, [r.address for r in address_rows(person, book)]
@@ -122,8 +144,56 @@ class PeopleView(SecureView):
             failed=failed[0] if failed else None,
             phone_ids={p.number: p.id for p in person.phones},
             email_ids={e.address: e.id for e in person.emails},
+            org_purposes=org_purposes,
+            purpose_table=purpose_choices.table_for(
+                org, cells, book.states, _locale(), org_purposes, for_staff=True
+            ),
+            purpose_locale=_locale(),
         )
         return page, status
+
+    @expose("/<int:record_id>/purpose", methods=("POST",))
+    def purpose(self, record_id: int):
+        """Record that the person asked to stop one kind of message on one channel (a purpose
+        opt-out through the ledger, source admin); only when the organization lets admins
+        record opt-outs, and never an opt-in."""
+        if not may_change(current_user):
+            abort(403)
+        org = current_organization()
+        person = self._record(record_id)
+        form = PurposeOptOutForm()
+        if not form.validate():
+            flash(_("That change could not be made: the form was incomplete."), "error")
+            return redirect(url_for(".details", record_id=record_id))
+        address, channel = form.address.data, Channel(form.channel.data)
+        kind = people.addresses_of(person).get(address)
+        if kind is None or (kind == "email") != (channel == Channel.EMAIL):
+            abort(404)
+        phone_kind = next((p.kind.value for p in person.phones if p.number == address), None)
+        if channel == Channel.TEXT and phone_kind in LANDLINE_KINDS:
+            abort(404)  # texts are not offered to a landline
+        purpose = purposes.by_id(org, int(form.purpose.data))
+        if purpose is None:
+            abort(404)
+        done = purpose_choices.change(
+            org,
+            channel,
+            address,
+            purpose,
+            False,
+            source=Source.ADMIN,
+            actor=admin_actor(),
+            origin=admin_origin(),
+            note=(form.note.data or "").strip() or None,
+            locale=_locale(),
+        )
+        if done.ok:
+            db.session.commit()
+            flash(done.message, "success" if done.outcome and done.outcome.changed else "info")
+        else:
+            db.session.rollback()
+            flash(done.message, "error")
+        return redirect(url_for(".details", record_id=record_id) + "#purposes")
 
     # --- editing the record: phones and emails (consent only through the ledger) -----------
 
@@ -357,6 +427,10 @@ class PeopleView(SecureView):
 
 
 LANDLINE_KINDS = ("home", "work")
+
+
+def _locale() -> str:
+    return str(get_locale() or "en")
 
 
 def confirmation_words(outcome, sent_to: str) -> str:

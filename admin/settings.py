@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from urllib.parse import urlsplit
 
-from flask import flash, redirect, request, url_for
+from flask import abort, flash, redirect, request, url_for
 from flask_admin import expose
 from flask_babel import gettext as _
 from flask_babel import lazy_gettext as _l
@@ -14,7 +14,7 @@ from wtforms import BooleanField, SelectField, StringField
 from wtforms.validators import DataRequired, Length, Optional, ValidationError
 
 from admin.base import ORG, AdminPageForm, SecureView
-from consent import settings, words
+from consent import purpose_settings, purposes, settings, words
 from consent.addresses import AddressError, format_phone, normalize_email, normalize_phone
 from consent.extensions import db
 from consent.models import Organization
@@ -161,6 +161,96 @@ class SettingsView(SecureView):
             text_fields=settings.TEXT_FIELDS,
             rule_fields=settings.RULE_FIELDS,
         )
+
+    # --- the message purposes (docs/purposes.md) ---------------------------------------------
+
+    @expose("/purposes", methods=("GET", "POST"))
+    def purposes_view(self):
+        """Every purpose of the organization in one form: names, order, who may turn it off
+        per channel, whether it reaches opted-out addresses, and the one general purpose."""
+        org = current_organization()
+        form = AdminPageForm()
+        errors: dict[str, str] = {}
+        entered = None
+        if request.method == "POST":
+            if not form.validate_on_submit():
+                abort(400)
+            try:
+                changes = purpose_settings.save_all(
+                    org, request.form.to_dict(), request.form.get("general"), current_user
+                )
+            except purpose_settings.PurposeError as error:
+                db.session.rollback()
+                errors[error.field] = error.message
+                entered = request.form
+                flash(_("Nothing was saved: see the form below."), "error")
+            else:
+                db.session.commit()
+                if changes:
+                    flash(_("Kinds of messages saved."), "success")
+                else:
+                    flash(_("Nothing changed."), "info")
+                return redirect(url_for(".purposes_view"))
+        return self._purposes_page(form, errors, entered, 422 if errors else 200)
+
+    @expose("/purposes/new", methods=("POST",))
+    def purposes_add(self):
+        """Add a purpose (its key is what the API names and never changes)."""
+        org = current_organization()
+        form = AdminPageForm()
+        if not form.validate_on_submit():
+            abort(400)
+        try:
+            added = purpose_settings.add(
+                org,
+                request.form.get("key", ""),
+                request.form.get("name_en", ""),
+                request.form.get("name_es", ""),
+                current_user,
+            )
+        except purpose_settings.PurposeError as error:
+            db.session.rollback()
+            flash(_("Nothing was added: see the form below."), "error")
+            return self._purposes_page(
+                form, {"new-" + error.field: error.message}, None, 422, new=request.form
+            )
+        db.session.commit()
+        flash(_("Added %(name)s.", name=added.name_en), "success")
+        return redirect(url_for(".purposes_view"))
+
+    @expose("/purposes/<int:purpose_id>/delete", methods=("POST",))
+    def purposes_delete(self, purpose_id: int):
+        """Delete a purpose nobody has a choice for; one with choices on record stays."""
+        org = current_organization()
+        if not AdminPageForm().validate_on_submit():
+            abort(400)
+        purpose = purposes.by_id(org, purpose_id)
+        if purpose is None:
+            abort(404)
+        name = purpose.name_en
+        try:
+            purpose_settings.delete(org, purpose, current_user)
+        except purpose_settings.PurposeError as error:
+            db.session.rollback()
+            flash(error.message, "error")
+        else:
+            db.session.commit()
+            flash(_("Deleted %(name)s.", name=name), "success")
+        return redirect(url_for(".purposes_view"))
+
+    def _purposes_page(self, form, errors, entered, status, new=None):
+        org = current_organization()
+        page = self.render(
+            "admin/settings_purposes.html",
+            form=form,
+            org_purposes=purposes.of(org),
+            errors=errors,
+            entered=entered,
+            new=new or {},
+            field_name=purpose_settings.field_name,
+            channels=[(c.value, words.channel_name(c)) for c in purpose_settings.channels()],
+        )
+        return page, status
 
 
 def register(admin) -> None:

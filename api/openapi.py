@@ -418,6 +418,11 @@ def _integration_schemas() -> dict:
                 "source": {"type": "string"},
                 "carrier_block": {"type": "boolean"},
                 "version": {"type": "integer"},
+                "purpose": {
+                    "type": ["string", "null"],
+                    "description": "The message purpose the change is about (its key); null "
+                    "for a change of the whole channel, which every purpose reads.",
+                },
             },
         },
         "FeedPage": {

@@ -4,6 +4,7 @@ opt-outs-nov.xlsx, row 12"). Built once here; the admin's pages use it."""
 
 from __future__ import annotations
 
+from flask_babel import get_locale
 from flask_babel import gettext as _
 from flask_babel import lazy_gettext as _l
 
@@ -40,8 +41,15 @@ def state_words(status) -> str:
 
 
 def change_words(event: ConsentEvent) -> str:
-    """The change of one event in words: "Texts: allowed → stopped by a STOP/START reply"."""
+    """The change of one event in words: "Texts: allowed → stopped by a STOP/START reply";
+    a choice for one message purpose names it: "Texts (General messages): …"."""
     channel = channel_name(event.channel)
+    if event.purpose_id is not None and event.purpose is not None:
+        channel = _(
+            "%(channel)s (%(purpose)s messages)",
+            channel=channel,
+            purpose=event.purpose.name(str(get_locale() or "en")),
+        )
     if event.kind == "request":
         return _(
             "%(channel)s: confirmation link sent (stays %(status)s until the person confirms)",

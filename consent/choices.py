@@ -11,9 +11,10 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 import sqlalchemy as sa
+from flask_babel import get_locale
 from flask_babel import gettext as _
 
-from consent import ledger, notifications, verification
+from consent import ledger, notifications, purpose_choices, purposes, verification
 from consent.addresses import format_phone
 from consent.extensions import db
 from consent.ledger import Actor, Origin, Outcome
@@ -32,7 +33,13 @@ from consent.models import (
     User,
 )
 from consent.status import pending_confirmations
-from consent.words import carrier_block_words, org_words, shown_address, status_label
+from consent.words import (
+    carrier_block_words,
+    channel_name,
+    org_words,
+    shown_address,
+    status_label,
+)
 
 
 def text_disclosure(org: Organization) -> str:
@@ -121,6 +128,13 @@ class AddressRow:
     shared_with: list[str] = field(default_factory=list)
     record_id: int = 0  # the Phone's or EmailAddress's id (edit, remove, confirm)
     verified: bool = True  # proven its owner's; until then its toggles cannot change consent
+    # The message purposes of this address (rows), its channels as columns.
+    purposes: list[purpose_choices.PurposeRow] = field(default_factory=list)
+    channels: list[Channel] = field(default_factory=list)
+
+    @property
+    def channel_names(self) -> list[str]:
+        return [str(channel_name(c)) for c in self.channels]
 
 
 def family_of(user: User) -> Family | None:
@@ -154,9 +168,7 @@ def rows_for(org: Organization, person: Contact | Student) -> list[AddressRow]:
         _add_owner(owners, item.address, item.owner)
     rows = []
     for phone in phones:
-        channels = (
-            [Channel.TEXT, Channel.VOICE] if phone.kind == PhoneKind.CELL else [Channel.VOICE]
-        )
+        channels = phone_channels(phone)
         rows.append(
             AddressRow(
                 target=f"phone-{phone.id}",
@@ -169,6 +181,7 @@ def rows_for(org: Organization, person: Contact | Student) -> list[AddressRow]:
                 shared_with=[p.name for p in owners.get(phone.number, []) if p is not person],
                 record_id=phone.id,
                 verified=verification.is_verified(phone),
+                channels=channels,
             )
         )
     for email in emails:
@@ -188,9 +201,30 @@ def rows_for(org: Organization, person: Contact | Student) -> list[AddressRow]:
                 shared_with=[p.name for p in owners.get(email.address, []) if p is not person],
                 record_id=email.id,
                 verified=verification.is_verified(email),
+                channels=[Channel.EMAIL],
             )
         )
+    _add_purposes(org, rows, states, [p.number for p in phones], [e.address for e in emails])
     return rows
+
+
+def phone_channels(phone: Phone) -> list[Channel]:
+    return [Channel.TEXT, Channel.VOICE] if phone.kind == PhoneKind.CELL else [Channel.VOICE]
+
+
+def _add_purposes(org, rows: list[AddressRow], states, numbers, emails) -> None:
+    """Each row's purposes table (two queries for the whole page: the purposes, the choices)."""
+    if not rows:
+        return
+    locale = str(get_locale() or "en")
+    addresses = [*numbers, *emails]
+    cells = [(c, a) for row, a in zip(rows, addresses, strict=True) for c in row.channels]
+    org_purposes = purposes.of(org)
+    table = purpose_choices.table_for(org, cells, states, locale, org_purposes)
+    for row, address in zip(rows, addresses, strict=True):
+        row.purposes = purpose_choices.rows_for_address(
+            org, row.channels, address, table, org_purposes, locale
+        )
 
 
 def _toggle(org, channel, state, waiting_since=None) -> Toggle:
@@ -418,3 +452,39 @@ def _on_words(channel, shown) -> str:
         Channel.VOICE: _("Calls to %(address)s are allowed.", address=shown),
         Channel.EMAIL: _("Email to %(address)s is allowed.", address=shown),
     }[channel]
+
+
+def set_purpose(
+    org: Organization,
+    user: User,
+    person: Contact | Student,
+    target: str,
+    channel: str,
+    purpose_id: int,
+    allow: bool,
+    origin: Origin,
+) -> Result:
+    """Turn one message purpose on or off for one channel of one of the person's addresses,
+    through the ledger (consent.purpose_choices.change). It never moves the channel-wide
+    choice: turning a purpose on where the channel is off leaves the channel off."""
+    channel = Channel(channel)
+    address = resolve(person, target, channel)
+    purpose = purposes.by_id(org, purpose_id)
+    if purpose is None:
+        raise NotFound(str(purpose_id))
+    not_proven = verification.unverified_reason(person, target)
+    if not_proven:
+        return Result(False, not_proven)
+    done = purpose_choices.change(
+        org,
+        channel,
+        address,
+        purpose,
+        allow,
+        source=Source.PORTAL,
+        actor=Actor.for_user(user),
+        origin=origin,
+        evidence={"page": "account", "person": person.name, "control": purpose.name_en},
+        locale=str(get_locale() or "en"),
+    )
+    return Result(done.ok, done.message, done.outcome)

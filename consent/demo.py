@@ -110,7 +110,23 @@ def load_demo(seed: int = 7, families: int = FAMILY_COUNT) -> bool:
             origin=Origin("127.0.0.1", "demo"),
             **quiet,
         )
-    del luis
+    # The tour's per-purpose choices: Ana turned General email off and Attendance calls to
+    # Luis's cell off in the portal (docs/purposes.md); Emergency still reaches both.
+    for channel, address, key, who in (
+        (Channel.EMAIL, "parent@example.org", "general", ana),
+        (Channel.VOICE, "+12025550124", "attendance", luis),
+    ):
+        ledger.change_purpose(
+            org,
+            channel,
+            address,
+            purposes.by_key(org, key),
+            Status.OPTED_OUT,
+            source=Source.PORTAL,
+            actor=Actor.for_user(parent),
+            evidence={"demo": True, "page": "account", "person": who.name},
+            origin=Origin("127.0.0.1", "demo"),
+        )
 
     _many_families(rng, org, sites, admin, disclosure, families)
     db.session.commit()

@@ -63,12 +63,15 @@ def decide_for(
     chosen: str | None,
 ) -> str:
     """The reason for one purpose: `status` the channel-wide state (None: none), `blocked` its
-    carrier block, `chosen` the per-purpose choice (None: none). A carrier block or a bounce
-    always blocks; a channel opt-out blocks unless the purpose reaches opted-out addresses
-    (emergency); a per-purpose opt-out blocks that purpose; an unknown text needs consent
-    unless the purpose is an emergency one (FCC 16-88)."""
+    carrier block, `chosen` the per-purpose choice (None: none). A carrier block of texts or a
+    bounce always blocks; a channel opt-out blocks unless the purpose reaches opted-out
+    addresses (emergency); a per-purpose opt-out blocks that purpose; an unknown text needs
+    consent unless the purpose is an emergency one (FCC 16-88). A STOP that also stopped calls
+    (the stop_blocks_voice rule, or revoke-all) marks calls with the block so that START lifts
+    it, but no carrier blocks a call: an emergency call still reaches."""
     if status == Status.BOUNCED:
         return "bounced"
+    blocked = blocked and channel == Channel.TEXT
     if status == Status.OPTED_OUT and (blocked or not purpose.reaches_opted_out):
         return "opted_out"
     if chosen == Status.OPTED_OUT and purpose.may_turn_off(channel):
@@ -259,7 +262,7 @@ def _check_rows_for(org, channel, addresses, purpose):
     wanted = list(dict.fromkeys(a for a in normalized if a))
     chosen = statuses_of(org.id, channel, wanted, purpose_id=purpose.id)
     blocked: set[str] = set()
-    if purpose.reaches_opted_out:
+    if purpose.reaches_opted_out and channel == Channel.TEXT:  # only texts are carrier-blocked
         blocked = blocked_of(org.id, channel, [a for a, s in statuses.items() if s == "opted_out"])
     results = []
     append = results.append

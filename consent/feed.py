@@ -31,18 +31,21 @@ DEFAULT_LIMIT = 1_000
 _CURSOR = re.compile(r"^(\d{1,20})-(\d{1,19})$")
 
 _COLUMNS = (
-    "id, occurred_at, channel, address, from_status, to_status, source, carrier_block, "
-    "state_version"
+    "e.id, e.occurred_at, e.channel, e.address, e.from_status, e.to_status, e.source, "
+    "e.carrier_block, e.state_version, p.key AS purpose"
 )
+# The purpose's key (NULL: the change is channel-wide, every purpose reads it).
+_FROM = "consent_events e LEFT JOIN message_purposes p ON p.id = e.purpose_id"
 _PG_PAGE = sa.text(
-    f"SELECT {_COLUMNS}, txid FROM consent_events "  # noqa: S608 - constant columns
-    "WHERE organization_id = :org AND (txid, id) > (CAST(:txid AS xid8), :id) "
-    "AND txid < pg_snapshot_xmin(pg_current_snapshot()) AND kind IN ('change', 'revert') "
-    "ORDER BY txid, id LIMIT :limit"
+    f"SELECT {_COLUMNS}, e.txid FROM {_FROM} "  # noqa: S608 - constant columns
+    "WHERE e.organization_id = :org AND (e.txid, e.id) > (CAST(:txid AS xid8), :id) "
+    "AND e.txid < pg_snapshot_xmin(pg_current_snapshot()) AND e.kind IN ('change', 'revert') "
+    "ORDER BY e.txid, e.id LIMIT :limit"
 ).columns(occurred_at=sa.DateTime, carrier_block=sa.Boolean)
 _SQLITE_PAGE = sa.text(
-    f"SELECT {_COLUMNS}, 0 AS txid FROM consent_events "  # noqa: S608 - constant columns
-    "WHERE organization_id = :org AND id > :id AND kind IN ('change', 'revert') ORDER BY id LIMIT :limit"
+    f"SELECT {_COLUMNS}, 0 AS txid FROM {_FROM} "  # noqa: S608 - constant columns
+    "WHERE e.organization_id = :org AND e.id > :id AND e.kind IN ('change', 'revert') "
+    "ORDER BY e.id LIMIT :limit"
 ).columns(occurred_at=sa.DateTime, carrier_block=sa.Boolean)
 
 
@@ -87,6 +90,7 @@ def event_dict(row) -> dict:
         "source": str(row.source),
         "carrier_block": bool(row.carrier_block),
         "version": row.state_version,
+        "purpose": row.purpose,
     }
 
 

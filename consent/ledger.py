@@ -900,8 +900,12 @@ def record_staff_entries(
 
 # --- purposes -------------------------------------------------------------------------------
 
-PURPOSE_SOURCES = frozenset({Source.ENROLLMENT, Source.PORTAL, Source.ADMIN, Source.EMAIL_LINK})
+PURPOSE_SOURCES = frozenset(
+    {Source.ENROLLMENT, Source.PORTAL, Source.ADMIN, Source.EMAIL_LINK, Source.SMS_REPLY}
+)
 PARENT_SOURCES = frozenset({Source.ENROLLMENT, Source.PORTAL, Source.EMAIL_LINK})
+# A text in words ("stop sending the lunch menu") turns a purpose off, never on.
+OPT_OUT_ONLY_SOURCES = frozenset({Source.SMS_REPLY})
 
 
 def current_purpose(org_id: int, channel: str, address: str, purpose_id: int):
@@ -922,7 +926,9 @@ def check_purpose(org: Organization, purpose: MessagePurpose, channel, to_status
     and a purpose that parents may not turn off on the channel is not turned off by them."""
     if purpose.organization_id != org.id:
         return _refused("bad_purpose", "This purpose belongs to another organization.")
-    if source not in PURPOSE_SOURCES:
+    if source not in PURPOSE_SOURCES or (
+        source in OPT_OUT_ONLY_SOURCES and to_status != Status.OPTED_OUT
+    ):
         return _refused("bad_source", f"A purpose choice cannot come from {source.value}.")
     if to_status == Status.OPTED_OUT:
         if not purpose.may_turn_off(channel):

@@ -545,6 +545,7 @@ class ConsentEvent(db.Model):
     purpose_id: Mapped[int | None] = mapped_column(sa.ForeignKey("message_purposes.id"), index=True)
 
     actor_user: Mapped[User | None] = relationship()
+    purpose: Mapped[MessagePurpose | None] = relationship()
 
 
 class OutboxMessage(db.Model):

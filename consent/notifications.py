@@ -23,6 +23,7 @@ from consent.models import (
     Organization,
     Phone,
     PhoneKind,
+    PurposeState,
     Source,
     Status,
     Student,
@@ -130,6 +131,19 @@ def preferences_digest(org_id: int, email: str) -> str:
             ).all()
         )
     text = ";".join(f"{number}:{versions[number]}" for number in numbers)
+    # The email's own purpose choices too (the page offers them): nothing when it has none,
+    # so links made before purposes keep their digest.
+    chosen = db.session.execute(
+        sa.select(PurposeState.purpose_id, PurposeState.version)
+        .where(
+            PurposeState.organization_id == org_id,
+            PurposeState.channel == Channel.EMAIL,
+            PurposeState.address == email,
+        )
+        .order_by(PurposeState.purpose_id)
+    ).all()
+    if chosen:
+        text += "|" + ";".join(f"{pid}:{version}" for pid, version in chosen)
     return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 

@@ -13,7 +13,7 @@ from datetime import datetime, time
 import sqlalchemy as sa
 from flask_babel import gettext as _
 
-from consent import ledger, notifications, tokens
+from consent import ledger, notifications, purpose_choices, purposes, tokens
 from consent.addresses import format_phone
 from consent.extensions import db
 from consent.ledger import Actor, Origin, Outcome
@@ -281,6 +281,52 @@ def set_text_preference(link: Link, *, wants_texts: bool, origin: Origin) -> Pre
             words=words,
         )
     return result
+
+
+# --- preferences: the kinds of messages this email address gets -----------------------------
+
+
+def email_purposes(link: Link, locale: str | None = None) -> list[purpose_choices.PurposeRow]:
+    """The purposes table of the link's email address (its one column: email)."""
+    if link.channel != Channel.EMAIL:
+        return []
+    org_purposes = purposes.of(link.org)
+    cells = [(Channel.EMAIL, link.address)]
+    table = purpose_choices.table_for(link.org, cells, {cells[0]: link.state}, locale, org_purposes)
+    return purpose_choices.rows_for_address(
+        link.org, [Channel.EMAIL], link.address, table, org_purposes, locale
+    )
+
+
+class UnknownPurposeChoice(LookupError):
+    """Not a purpose of the link's organization, or not one this page offers."""
+
+
+def set_email_purpose(
+    link: Link, purpose_id: int, *, on: bool, origin: Origin, locale: str | None = None
+) -> purpose_choices.PurposeResult:
+    """Turn one purpose of the link's email address on or off (a choice the link covers, so a
+    change spends it). Only the address itself: the link proves the mailbox."""
+    purpose = purposes.by_id(link.org, purpose_id)
+    if purpose is None or link.channel != Channel.EMAIL:
+        raise UnknownPurposeChoice(purpose_id)
+    return purpose_choices.change(
+        link.org,
+        Channel.EMAIL,
+        link.address,
+        purpose,
+        on,
+        source=Source.EMAIL_LINK,
+        actor=_recipient(link),
+        origin=origin,
+        evidence={
+            "token_id": link.claim.token_id,
+            "email": link.address,
+            "link": "preferences",
+            "control": purpose.name_en,
+        },
+        locale=locale,
+    )
 
 
 # --- the public opt-back-in page ------------------------------------------------------------

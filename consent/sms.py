@@ -18,7 +18,7 @@ from flask import render_template
 from flask_babel import force_locale
 from sqlalchemy.exc import IntegrityError
 
-from consent import keywords, ledger, outbox
+from consent import keywords, ledger, outbox, purposes
 from consent.addresses import AddressError, format_phone, normalize_phone
 from consent.extensions import db
 from consent.i18n import LANGUAGES
@@ -233,13 +233,18 @@ def _stop(org, number, reading, evidence, actor, origin, language) -> str:
     if reading.reassigned:
         evidence["reassigned"] = True
         channels.add(Channel.TEXT)
+    general = purposes.general(org) if reading.scope == "some" else None
+    if general is not None and not org.revoke_all and not reading.reassigned:
+        # "stop sending the lunch menu": the General purpose only (never the channel).
+        return _stop_general(org, number, general, channels, evidence, actor, origin, language)
     if reading.scope == "some":
-        # purposes: this asks to stop the General purpose only; until purposes exist it opts
-        # the channel out as before, and the request is kept for the purposes change.
-        evidence["scope"] = "general"
+        # With revoke-all a revocation of one kind stops every non-emergency message.
+        evidence["scope"] = "all" if org.revoke_all else "general"
     revoke_all = org.revoke_all and bool(channels & {Channel.TEXT, Channel.VOICE})
     if revoke_all:
-        channels |= {Channel.TEXT, Channel.VOICE}  # purposes: non-emergency purposes only
+        # Channel-wide opt-outs of texts and calls: every purpose that does not reach opted-out
+        # addresses stops; an emergency one still reaches (consent.eligibility.decide_for).
+        channels |= {Channel.TEXT, Channel.VOICE}
         evidence["revoke_all"] = True
     if Channel.TEXT in channels:
         ledger.opt_out(
@@ -264,8 +269,8 @@ def _stop(org, number, reading, evidence, actor, origin, language) -> str:
             )  # fmt: skip
     if reading.reassigned:
         return reply(org, "reply_wrong_number", language)
-    if reading.scope == "some":
-        return reply(org, "reply_stop_some", language)
+    if reading.scope == "some" and not revoke_all:
+        return reply(org, "reply_stop_some", language, purpose=None)
     calls = blocks_voice or Channel.VOICE in channels
     if Channel.TEXT in channels and Channel.EMAIL not in channels:
         return reply(org, "reply_stop", language, voice=calls)
@@ -278,6 +283,18 @@ def _stop(org, number, reading, evidence, actor, origin, language) -> str:
         emails=", ".join(emails or ()),
         asked_email=emails is not None,
     )
+
+
+def _stop_general(org, number, general, channels, evidence, actor, origin, language) -> str:
+    """Turn the General purpose off for the number on the channels the message names (texts
+    when it names none): a text in words, so an opt-out only (consent.ledger.check_purpose)."""
+    evidence["scope"] = "general"
+    for channel in sorted(channels & {Channel.TEXT, Channel.VOICE}) or [Channel.TEXT]:
+        ledger.change_purpose(
+            org, channel, number, general, Status.OPTED_OUT, source=Source.SMS_REPLY,
+            actor=actor, evidence=evidence, origin=origin,
+        )  # fmt: skip
+    return reply(org, "reply_stop_some", language, purpose=general.name(language))
 
 
 def _emails_of_owners(org, number) -> list[str]:

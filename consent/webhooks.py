@@ -38,6 +38,7 @@ from consent.models import (
     WEBHOOK_EVENT_TYPES,
     ConsentEvent,
     ConsentState,
+    MessagePurpose,
     Organization,
     Status,
     WebhookAttempt,
@@ -308,9 +309,11 @@ def _claim(limit: int) -> list[_Job]:
             ConsentEvent.source,
             ConsentEvent.carrier_block,
             ConsentEvent.state_version,
+            MessagePurpose.key.label("purpose"),
         )
         .join(WebhookEndpoint, WebhookEndpoint.id == WebhookDelivery.endpoint_id)
         .join(ConsentEvent, ConsentEvent.id == WebhookDelivery.event_id)
+        .outerjoin(MessagePurpose, MessagePurpose.id == ConsentEvent.purpose_id)
         .where(WebhookDelivery.id.in_(ids))
         .order_by(WebhookDelivery.id)
     ).all()
@@ -328,6 +331,7 @@ def _claim(limit: int) -> list[_Job]:
                 source=row.source,
                 carrier_block=row.carrier_block,
                 state_version=row.state_version,
+                purpose=row.purpose,
             )
         )
         jobs.append(

@@ -33,6 +33,7 @@ from portal.account_forms import (
     EmailForm,
     LanguageForm,
     PhoneForm,
+    PurposeToggleForm,
     ToggleForm,
 )
 
@@ -73,12 +74,7 @@ def _person_page(person, template: str, **context):
             )
         except choices.NotFound:
             abort(404)
-        if result.ok:
-            db.session.commit()
-            flash(result.message, "success")
-        else:
-            db.session.rollback()
-            flash(result.message, "error")
+        _keep_or_undo(result)
         return redirect(request.path)
     return render_template(
         template,
@@ -137,6 +133,42 @@ def student(student_id: int):
     if person is None:
         abort(404)
     return _person_page(person, "portal/account_person.html", kind=_("Student"), is_student=True)
+
+
+@bp.post("/<person_kind>/<int:person_id>/purposes")
+@parent_only
+def set_purpose(person_kind: str, person_id: int):
+    """One cell of a purposes table: turn a message purpose on or off for one channel of one
+    of the family's addresses (the channel-wide choice stays as it is)."""
+    person = _person_or_404(person_kind, person_id)
+    form = PurposeToggleForm()
+    if not form.validate_on_submit():
+        abort(400)
+    try:
+        result = choices.set_purpose(
+            current_organization(),
+            current_user,
+            person,
+            form.target.data,
+            form.channel.data,
+            int(form.purpose.data),
+            form.allow.data == "on",
+            request_origin(),
+        )
+    except choices.NotFound:
+        abort(404)
+    _keep_or_undo(result)
+    return redirect(person_url(person) + "#purposes-" + form.target.data)
+
+
+def _keep_or_undo(result: choices.Result) -> None:
+    """Commit a change that was made, roll back one refused; say which on the next page."""
+    if result.ok:
+        db.session.commit()
+        flash(result.message, "success")
+    else:
+        db.session.rollback()
+        flash(result.message, "error")
 
 
 # --- editing the record: phones, emails, language ---------------------------------------------

@@ -4,12 +4,21 @@
 from flask_babel import lazy_gettext as _l
 from flask_wtf import FlaskForm
 from wtforms import EmailField, HiddenField, SelectChoice, SelectField, StringField, TelField
-from wtforms.validators import AnyOf, DataRequired, Length
+from wtforms.validators import AnyOf, DataRequired, Length, Regexp
 
 
 class ToggleForm(FlaskForm):
     target = HiddenField(validators=[DataRequired(), Length(max=40)])
     channel = HiddenField(validators=[AnyOf(["text", "voice", "email"])])
+    allow = HiddenField(validators=[AnyOf(["on", "off"])])
+
+
+class PurposeToggleForm(FlaskForm):
+    """One message purpose on one channel of one address (the purposes table)."""
+
+    target = HiddenField(validators=[DataRequired(), Length(max=40)])
+    channel = HiddenField(validators=[AnyOf(["text", "voice", "email"])])
+    purpose = HiddenField(validators=[DataRequired(), Regexp(r"^[0-9]{1,9}$")])
     allow = HiddenField(validators=[AnyOf(["on", "off"])])
 
 

@@ -13,7 +13,7 @@ from consent.extensions import csrf, db, limiter
 from consent.tenant import current_organization
 from consent.tokens import TokenError
 from consent.web import request_origin
-from portal.links_forms import ButtonForm, OptBackInForm, PreferencesForm
+from portal.links_forms import ButtonForm, OptBackInForm, PreferencesForm, PurposeChoiceForm
 
 bp = Blueprint("links", __name__)
 
@@ -144,6 +144,8 @@ def preferences(token: str):
             link=link,
             numbers=numbers,
             form=None if result.changed else form,
+            purpose_form=not result.changed,
+            purpose_rows=signed_links.email_purposes(link, str(get_locale() or "en")),
         )
     status = 400 if form.errors else 200
     page = render_template(
@@ -151,9 +153,51 @@ def preferences(token: str):
         link=link,
         numbers=numbers,
         form=form,
+        purpose_form=True,
+        purpose_rows=signed_links.email_purposes(link, str(get_locale() or "en")),
         disclosure=choices.text_disclosure(link.org),
     )
     return page, status
+
+
+@bp.post("/preferences/<token>/purposes")
+@limiter.limit(LINK_LIMIT)
+def preferences_purpose(token: str):
+    """Turn one kind of message on or off for the link's email address; a change spends the
+    link (it covers the address's choices), so the page comes back without its buttons."""
+    try:
+        link = signed_links.open_link("preferences", token)
+    except TokenError as error:
+        return _bad_link(error, "preferences")
+    form = PurposeChoiceForm()
+    if not form.validate_on_submit():
+        abort(400)
+    locale = str(get_locale() or "en")
+    try:
+        result = signed_links.set_email_purpose(
+            link,
+            int(form.purpose.data),
+            on=form.allow.data == "on",
+            origin=request_origin(),
+            locale=locale,
+        )
+    except signed_links.UnknownPurposeChoice:
+        abort(404)
+    if result.ok:
+        db.session.commit()
+    else:
+        db.session.rollback()
+    flash(result.message, "success" if result.ok else "error")
+    spent = bool(result.outcome and result.outcome.changed)
+    return render_template(
+        "portal/links/preferences.html",
+        link=link,
+        numbers=signed_links.cell_numbers(link),
+        form=None if spent else PreferencesForm(),
+        purpose_form=not spent,
+        purpose_rows=signed_links.email_purposes(link, locale),
+        disclosure=choices.text_disclosure(link.org),
+    )
 
 
 @bp.route("/unsubscribe/<token>", methods=["GET", "POST"])

@@ -2,8 +2,15 @@
 
 from flask_babel import lazy_gettext as _l
 from flask_wtf import FlaskForm
-from wtforms import RadioField, SelectChoice, StringField, SubmitField
-from wtforms.validators import DataRequired, InputRequired, Length, ValidationError
+from wtforms import HiddenField, RadioField, SelectChoice, StringField, SubmitField
+from wtforms.validators import (
+    AnyOf,
+    DataRequired,
+    InputRequired,
+    Length,
+    Regexp,
+    ValidationError,
+)
 
 from consent.addresses import AddressError, is_email_like, normalize
 
@@ -65,3 +72,10 @@ class PreferencesForm(FlaskForm):
 
     yes = SubmitField(_l("Yes, send me text messages"))
     no = SubmitField(_l("No, do not send me text messages"))
+
+
+class PurposeChoiceForm(FlaskForm):
+    """One kind of message on or off for the link's email address."""
+
+    purpose = HiddenField(validators=[DataRequired(), Regexp(r"^[0-9]{1,9}$")])
+    allow = HiddenField(validators=[AnyOf(["on", "off"])])

@@ -101,14 +101,15 @@ _OVERFLOW_JS = """() => {
 _axe = None
 
 
-def axe_violations(page) -> list[str]:
-    """axe-core's serious and critical violations on the page, one line each."""
+def axe_violations(page, context: str | None = None) -> list[str]:
+    """axe-core's serious and critical violations on the page (or in the part of it that the
+    CSS selector `context` names), one line each."""
     global _axe
     if _axe is None:
         from axe_playwright_python.sync_playwright import Axe
 
         _axe = Axe()
-    results = _axe.run(page)
+    results = _axe.run(page, context) if context else _axe.run(page)
     return [
         f"{v['id']} ({v['impact']}): {v['help']} at "
         + ", ".join(" ".join(node["target"]) for node in v["nodes"][:5])

@@ -55,6 +55,7 @@ def test_changes_come_oldest_first_with_their_fields(org, client):
         "source": "sms_keyword",
         "carrier_block": True,
         "version": 1,
+        "purpose": None,
     }
     assert first["at"].endswith("Z")
     assert second["to"] == "opted_in" and second["channel"] == "email"

@@ -725,3 +725,80 @@ class SmtpServer:
 
     def __exit__(self, *exc):
         self.controller.stop()
+
+
+# --- preferences: the kinds of email ---------------------------------------------------------
+
+
+def purpose_post(client, url, purpose, allow):
+    return client.post(
+        url + "/purposes",
+        data={"csrf_token": csrf_token(client, url), "purpose": str(purpose.id), "allow": allow},
+    )
+
+
+def test_preferences_offers_the_kinds_of_email_and_a_change_spends_the_link(client, family):
+    from consent import purposes
+
+    general = purposes.general(family.org)
+    url = link_for("preferences", family.org, "email", family.email)
+    page = body(client.get(url))
+    assert "Kinds of email" in page and "Always sent" in page
+    assert 'aria-label="Turn off: General, Email"' in page
+    assert 'aria-label="Turn off: Emergency, Email"' not in page  # always sent
+    response = purpose_post(client, url, general, "off")
+    assert response.status_code == 200
+    page = body(response)
+    assert "General email to" in page and "this link is used up" in page
+    assert "/purposes" not in page.split('id="purposes"', 1)[1]  # no more buttons
+    event = events_of(family.email, fresh=True)[-1]
+    assert (event.purpose_id, event.source, event.to_status) == (
+        general.id,
+        Source.EMAIL_LINK,
+        Status.OPTED_OUT,
+    )
+    assert event.evidence["link"] == "preferences" and event.evidence["token_id"]
+    assert not check_one(family.org, "email", family.email, general).allowed
+    assert state_of(family.org, "email", family.email) is None  # the channel untouched
+    # Spent: replaying it (on again, or the texts answer) changes nothing.
+    assert purpose_post(client, url, general, "on").status_code == 410
+    assert client.get(url).status_code == 410
+    assert not check_one(family.org, "email", family.email, general).allowed
+    # A fresh link turns it back on.
+    fresh = link_for("preferences", family.org, "email", family.email)
+    assert 'aria-label="Turn on: General, Email"' in body(client.get(fresh))
+    purpose_post(client, fresh, general, "on")
+    assert check_one(family.org, "email", family.email, general).allowed
+
+
+def test_preferences_refuses_an_always_sent_or_another_organizations_purpose(client, family):
+    from consent import purposes
+
+    url = link_for("preferences", family.org, "email", family.email)
+    emergency = purposes.by_key(family.org, "emergency")
+    response = purpose_post(client, url, emergency, "off")
+    assert "Parents may not turn off these messages." in body(response)
+    other = factories.make_org(name="Elsewhere", texting_number="+12025550199")
+    db.session.commit()
+    response = purpose_post(client, url, purposes.general(other), "off")
+    assert response.status_code == 404
+    assert events_of(family.email, fresh=True) == []
+    # A bad token, and a form without its CSRF token, change nothing.
+    assert purpose_post(
+        client, spoil(url, 40), purposes.general(family.org), "off"
+    ).status_code in (400, 404, 410)
+    response = client.post(url + "/purposes", data={"purpose": str(emergency.id), "allow": "off"})
+    assert response.status_code == 400
+    assert events_of(family.email, fresh=True) == []
+
+
+def test_a_purpose_choice_of_the_email_spends_an_earlier_preferences_link(client, family):
+    from consent import purposes
+
+    url = link_for("preferences", family.org, "email", family.email)
+    ledger.change_purpose(
+        family.org, "email", family.email, purposes.general(family.org), Status.OPTED_OUT,
+        source=Source.PORTAL, actor=Actor.recipient(),
+    )  # fmt: skip
+    db.session.commit()
+    assert client.get(url).status_code == 410

@@ -154,6 +154,8 @@ def test_always_sent_purposes_cannot_be_turned_off(org, source, channel):
         (Source.ADMIN, Status.OPTED_IN, "admin_cannot_opt_in"),
         (Source.IMPORT, Status.OPTED_OUT, "bad_source"),
         (Source.SMS_KEYWORD, Status.OPTED_IN, "bad_source"),
+        (Source.SMS_KEYWORD, Status.OPTED_OUT, "bad_source"),
+        (Source.SMS_REPLY, Status.OPTED_IN, "bad_source"),
         (Source.PORTAL, Status.BOUNCED, "bad_target"),
     ],
 )
@@ -162,6 +164,31 @@ def test_purpose_choice_source_rules(org, source, to_status, code):
     outcome = ledger.change_purpose(org, "text", PHONES["in"], attendance, to_status,
                                     source=source, actor=Actor.recipient())  # fmt: skip
     assert outcome.refused and outcome.code == code
+
+
+def test_a_text_reply_turns_a_purpose_off_never_on(org):
+    general = purposes.general(org)
+    outcome = ledger.change_purpose(org, "text", PHONES["in"], general, Status.OPTED_OUT,
+                                    source=Source.SMS_REPLY, actor=Actor.recipient())  # fmt: skip
+    assert outcome.changed
+    assert eligibility.check_one(org, "text", PHONES["in"], general).reason == "opted_out"
+    emergency = purposes.by_key(org, "emergency")
+    outcome = ledger.change_purpose(org, "voice", PHONES["in"], emergency, Status.OPTED_OUT,
+                                    source=Source.SMS_REPLY, actor=Actor.recipient())  # fmt: skip
+    assert outcome.code == "always_sent"
+
+
+def test_a_stop_that_blocks_calls_leaves_emergency_calls_reaching(org):
+    """The carrier block of a STOP that also blocked calls (stop_blocks_voice) is ours, not a
+    carrier's: an emergency call reaches; an emergency text to a STOPped number does not."""
+    number = "+12025550149"
+    for channel in (Channel.TEXT, Channel.VOICE):
+        ledger.opt_out(org, channel, number, source=Source.SMS_KEYWORD, actor=Actor.recipient(),
+                       carrier_block=True)  # fmt: skip
+    emergency = purposes.by_key(org, "emergency")
+    assert eligibility.check_one(org, "voice", number, emergency).reason == "ok"
+    assert eligibility.check_one(org, "text", number, emergency).reason == "opted_out"
+    assert eligibility.check_one(org, "voice", number, purposes.general(org)).reason == "opted_out"
 
 
 def test_admin_records_a_purpose_opt_out_only_when_the_rule_allows(org):
@@ -241,6 +268,19 @@ def test_openapi_documents_the_purpose(client):
     one = document["paths"]["/api/v1/eligibility"]["get"]["parameters"]
     assert any(p["name"] == "purpose" for p in one)
     assert "purpose" in document["components"]["schemas"]["ManyRequest"]["properties"]
+
+
+def test_the_tour_shows_the_demo_parents_purpose_choices(demo):
+    from consent.models import Organization
+
+    org = db.session.query(Organization).first()
+    general = purposes.general(org)
+    emergency = purposes.by_key(org, "emergency")
+    mail = "parent@example.org"
+    assert eligibility.check_one(org, "email", mail, general).reason == "opted_out"
+    assert eligibility.check_one(org, "email", mail, emergency).allowed
+    attendance = purposes.by_key(org, "attendance")
+    assert not eligibility.check_one(org, "voice", "+12025550124", attendance).allowed
 
 
 def test_demo_data_has_per_purpose_choices(demo):

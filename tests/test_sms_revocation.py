@@ -9,7 +9,7 @@ from datetime import timedelta
 import pytest
 import sqlalchemy as sa
 
-from consent import ledger, notifications, outbox
+from consent import eligibility, ledger, notifications, outbox, purposes
 from consent.extensions import db
 from consent.ledger import Actor
 from consent.models import (
@@ -105,15 +105,46 @@ def test_typos_and_plain_words_opt_out_without_a_block(org, client, body):
 # --- some messages ----------------------------------------------------------------------------
 
 
-def test_request_about_some_messages_says_so_and_records_the_scope(org, client):
-    """ "stop sending the lunch menu": the reply says the general messages stopped and how to
-    stop everything; the event keeps the request's scope (purposes connect it later)."""
+def test_request_about_some_messages_turns_general_off_and_says_so(org, client):
+    """ "stop sending the lunch menu": the General purpose of texts is turned off (a purpose
+    opt-out from a text reply), the channel is not; the reply names it and says how to stop
+    everything."""
+    number = next_number()
+    ledger.opt_in(org, Channel.TEXT, number, source=Source.PORTAL, actor=Actor.recipient())
+    db.session.commit()
+    reply = reply_of(text(client, "stop sending the lunch menu", number))
+    assert "stopped our General messages" in reply and "reply STOP" in reply
+    event = events_of(number)[-1]
+    general = purposes.general(org)
+    assert (event.purpose_id, event.source, event.to_status) == (
+        general.id,
+        Source.SMS_REPLY,
+        Status.OPTED_OUT,
+    )
+    assert event.evidence["scope"] == "general"
+    assert state(number).status == Status.OPTED_IN  # the channel stays as it was
+    assert eligibility.check_one(org, Channel.TEXT, number, general).reason == "opted_out"
+    attendance = purposes.by_key(org, "attendance")
+    assert eligibility.check_one(org, Channel.TEXT, number, attendance).allowed
+    # Spanish: the purpose's Spanish name.
+    reply = reply_of(text(client, "ya no me manden el menú del almuerzo", next_number()))
+    assert "General" in reply
+
+
+def test_with_revoke_all_a_request_about_some_messages_stops_every_non_emergency_one(org, client):
+    org.revoke_all = True
+    db.session.commit()
     number = next_number()
     reply = reply_of(text(client, "stop sending the lunch menu", number))
-    assert "general messages" in reply and "reply STOP" in reply
-    (event,) = events_of(number)
-    assert event.evidence["scope"] == "general"
+    assert "text messages or calls" in reply
     assert state(number).status == Status.OPTED_OUT
+    assert state(number, Channel.VOICE).status == Status.OPTED_OUT
+    emergency = purposes.by_key(org, "emergency")
+    for channel in (Channel.TEXT, Channel.VOICE):
+        assert eligibility.check_one(org, channel, number, emergency).allowed
+        for key in ("attendance", "general"):
+            purpose = purposes.by_key(org, key)
+            assert eligibility.check_one(org, channel, number, purpose).reason == "opted_out"
 
 
 # --- one clarifying question, and its answer -----------------------------------------------------
@@ -219,6 +250,43 @@ def test_revoke_all_makes_a_plain_text_opt_out_stop_calls_too(org, client):
     calls = next_number()
     text(client, "stop calling me", calls)
     assert state(calls).status == Status.OPTED_OUT  # a revocation of calls stops texts too
+
+
+@pytest.mark.parametrize("stop_blocks_voice", [False, True])
+def test_revoke_all_stop_covers_every_non_emergency_purpose_and_emergency_calls_reach(
+    org, client, stop_blocks_voice
+):
+    """A STOP with revoke-all: texts and calls are opted out channel-wide, so Attendance and
+    General stop on both; Emergency texts stop too (the carrier blocks them after a STOP),
+    but an emergency call still reaches, even when STOP also blocks calls (no carrier blocks
+    a call)."""
+    org.revoke_all = True
+    org.stop_blocks_voice = stop_blocks_voice
+    db.session.commit()
+    number = next_number()
+    text(client, "STOP", number)
+    emergency = purposes.by_key(org, "emergency")
+    assert eligibility.check_one(org, Channel.TEXT, number, emergency).reason == "opted_out"
+    assert eligibility.check_one(org, Channel.VOICE, number, emergency).allowed
+    assert eligibility.check_rows(org, Channel.VOICE, [number], emergency)[0][3] == "ok"
+    for key in ("attendance", "general"):
+        purpose = purposes.by_key(org, key)
+        for channel in (Channel.TEXT, Channel.VOICE):
+            assert eligibility.check_one(org, channel, number, purpose).reason == "opted_out"
+    # Without a purpose: the channel-wide answers of before.
+    assert eligibility.check_one(org, Channel.VOICE, number).reason == "opted_out"
+
+
+def test_revoke_all_plain_opt_out_lets_emergency_texts_and_calls_reach(org, client):
+    org.revoke_all = True
+    db.session.commit()
+    number = next_number()
+    text(client, "please stop texting me", number)
+    emergency = purposes.by_key(org, "emergency")
+    general = purposes.general(org)
+    for channel in (Channel.TEXT, Channel.VOICE):
+        assert eligibility.check_one(org, channel, number, emergency).allowed
+        assert not eligibility.check_one(org, channel, number, general).allowed
 
 
 def test_without_revoke_all_a_text_opt_out_leaves_calls(org, client):

@@ -112,6 +112,7 @@ def test_a_change_is_delivered_signed_and_the_receiver_library_verifies_it(org, 
     assert verified["data"] | {"at": None} == {
         "id": event.id, "at": None, "channel": "text", "address": "+12025550111", "from": None,
         "to": "opted_out", "source": "sms_keyword", "carrier_block": True, "version": 1,
+        "purpose": None,
     }  # fmt: skip
     assert headers["webhook-id"] == f"cd_evt_{event.id}"
     with pytest.raises(WebhookVerificationError):  # another secret: not verified

@@ -1,0 +1,112 @@
+"""Message purposes in Chromium at 390 px: the parent's purposes table (no sideways scrolling,
+44 px targets, statuses in words, axe clean), turned off and on with the buttons alone; the
+preferences page's kinds of email; the admin contact page with its kinds-of-messages table
+(axe clean on the whole page) and a purpose opt-out recorded from it; the Settings editor."""
+
+from __future__ import annotations
+
+from types import SimpleNamespace
+
+import pytest
+
+from consent import ledger, notifications, purposes
+from consent.extensions import db
+from consent.ledger import Actor
+from consent.models import Channel, Role, Source
+from tests.factories import PASSWORD, make_user
+from tests.live import axe_violations, look, sign_in_page
+
+pytestmark = pytest.mark.browser
+
+
+@pytest.fixture
+def family(world):
+    """The admin world's Rivera family: Ana signs in; her texts are turned off channel-wide,
+    so the table shows the General row off by channel and Emergency still reaching her."""
+    ana = world.near.contacts[0]
+    ledger.opt_out(
+        world.org, Channel.TEXT, ana.phones[0].number, source=Source.PORTAL,
+        actor=Actor.recipient(), confirm=False, notify_org=False,
+    )  # fmt: skip
+    user = world.users.get("parent") or make_user(
+        world.org, "ana@example.org", Role.PARENT, contact=ana
+    )
+    token = notifications.preferences_token(world.org, ana.emails[0].address)
+    db.session.commit()
+    return SimpleNamespace(
+        ana_id=ana.id,
+        login=user.email,
+        phone_id=ana.phones[0].id,
+        email_id=ana.emails[0].id,
+        email=ana.emails[0].address,
+        token=token,
+        general_id=purposes.general(world.org).id,
+    )
+
+
+def test_parent_purposes_table_at_phone_width(family, live_server, browser_page):
+    page = browser_page
+    sign_in_page(page, live_server, family.login, PASSWORD)
+    page.goto(live_server.url("/account/settings"))
+    table = page.locator(f"#purposes-phone-{family.phone_id}")
+    assert table.is_visible()
+    texts = table.locator("tbody tr").filter(has_text="General").locator("td").first
+    assert texts.locator(".status").inner_text() == "Off: all texts are off"
+    emergency = table.locator("tbody tr").filter(has_text="Emergency").locator("td").first
+    assert emergency.locator(".status").inner_text() == "Emergency still reaches you"
+    look(page, "portal-purposes")
+
+    email_table = page.locator(f"#purposes-email-{family.email_id}")
+    general = email_table.locator("tbody tr").filter(has_text="General")
+    general.get_by_role("button", name="Turn off").click()
+    page.wait_for_load_state()
+    email_table = page.locator(f"#purposes-email-{family.email_id}")
+    general = email_table.locator("tbody tr").filter(has_text="General")
+    assert general.locator(".status").inner_text() == "Off"
+    assert "General email to" in page.inner_text("main")
+    general.get_by_role("button", name="Turn on").click()
+    page.wait_for_load_state()
+    general = page.locator(f"#purposes-email-{family.email_id} tbody tr").filter(has_text="General")
+    assert general.locator(".status").inner_text() == "Sent"
+    assert axe_violations(page) == []
+
+    page.goto(live_server.url("/account/settings?lang=es"))
+    look(page, "portal-purposes-es")
+
+
+def test_preferences_page_kinds_of_email(family, live_server, browser_page):
+    page = browser_page
+    page.goto(live_server.url(f"/preferences/{family.token}"))
+    look(page, "preferences-purposes")
+    row = page.locator("#purposes tbody tr").filter(has_text="General")
+    row.get_by_role("button", name="Turn off").click()
+    page.wait_for_load_state()
+    row = page.locator("#purposes tbody tr").filter(has_text="General")
+    assert row.locator(".status").inner_text() == "Off"
+    assert "this link is used up" in page.inner_text("#purposes")
+    look(page, "preferences-purposes-spent")
+
+
+def test_admin_contact_page_with_purposes(family, live_server, browser_page):
+    page = browser_page
+    sign_in_page(page, live_server, "org@example.org", PASSWORD)
+    page.goto(live_server.url(f"/admin/contacts/{family.ana_id}/"))
+    assert page.locator("#purposes").is_visible()
+    # Axe on the kinds-of-messages section (the admin's layout around it is Flask-Admin's, which
+    # the admin journeys check for overflow and touch targets, not axe).
+    look(page, "admin-contact-purposes", axe=False, portal=False)
+    assert axe_violations(page, "#purposes-section") == []
+    cell = page.locator("table.purposes-admin tbody tr").filter(has_text="Email")
+    cell = cell.locator("td").nth(2)  # General
+    cell.locator("summary").click()
+    cell.get_by_label("Note (why they asked)").fill("asked at the front desk")
+    cell.get_by_role("button", name="Turn off General (opt out)").click()
+    page.wait_for_load_state()
+    assert "General email to" in " ".join(page.locator(".alert").all_inner_texts())
+    row = page.locator("table.purposes-admin tbody tr").filter(has_text="Email")
+    assert row.locator("td").nth(2).locator(".badge").inner_text() == "Off"
+    assert axe_violations(page, "#purposes-section") == []
+
+    page.goto(live_server.url("/admin/settings/purposes"))
+    look(page, "admin-settings-purposes", axe=False, portal=False)
+    assert axe_violations(page, ".purposes-editor") == []
