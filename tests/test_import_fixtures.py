@@ -7,12 +7,7 @@ from __future__ import annotations
 
 import csv
 import io
-import os
 import re
-import signal
-import subprocess
-import sys
-import time
 from pathlib import Path
 
 import pytest
@@ -29,15 +24,14 @@ from consent.models import (
     ConsentState,
     ImportBatch,
     ImportMapping,
-    Job,
     Organization,
     Source,
     Status,
 )
 from tests import factories
 from tests.conftest import csrf_token
+from tests.job_helpers import kill_mid_way, resume
 
-ROOT = Path(__file__).resolve().parent.parent
 FIXTURES = Path(__file__).resolve().parent / "fixtures" / "imports"
 IMPORT = "/admin/optouts/import/"
 
@@ -265,44 +259,6 @@ def test_the_counts_add_up_to_the_rows_of_the_file(org, title, rows):
 # --- a worker killed mid-import --------------------------------------------------------------
 
 
-def start_worker(database_url: str, chunk: int) -> subprocess.Popen:
-    env = {
-        **os.environ,
-        "PYTHONPATH": str(ROOT),
-        "DATABASE_URL": database_url,
-        "SECRET_KEY": "worker-secret",
-        "EMAIL_TRANSPORT": "record",
-        "OUTBOX_DELIVER_AFTER_COMMIT": "0",
-        "JOB_LEASE_SECONDS": "2",
-        "IMPORT_CHUNK": str(chunk),
-    }
-    return subprocess.Popen(
-        [sys.executable, "-m", "flask", "--app", "run", "jobs", "work", "--loop"]
-        + ["--interval", "0.2"],
-        cwd=ROOT,
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-    )
-
-
-def stop(worker: subprocess.Popen) -> str:
-    if worker.poll() is None:
-        worker.send_signal(signal.SIGTERM)
-    try:
-        out, _err = worker.communicate(timeout=30)
-    except subprocess.TimeoutExpired:
-        worker.kill()
-        out, _err = worker.communicate()
-    return (out or b"").decode(errors="replace")
-
-
-def job_now(job_id: int) -> Job:
-    db.session.rollback()
-    db.session.expire_all()
-    return db.session.get(Job, job_id)
-
-
 def test_an_import_worker_killed_mid_way_is_resumed_with_nothing_lost_or_doubled(org, database):
     rows = 3000
     lines = ["Opt Out Report", "PHONE NUMBER,OPT OUT TYPE"]
@@ -316,30 +272,14 @@ def test_an_import_worker_killed_mid_way_is_resumed_with_nothing_lost_or_doubled
     assert job.total == rows + 2
     db.session.close()
 
-    first = start_worker(database, chunk=50)
-    deadline = time.monotonic() + 120
-    while time.monotonic() < deadline:
-        seen = job_now(job_id)
-        if seen.done >= 400 or seen.status in ("done", "failed"):
-            break
-        time.sleep(0.02)
-    first.send_signal(signal.SIGKILL)
-    first.wait(10)
-    killed_at = job_now(job_id)
-    assert killed_at.status == "running", stop(first)
+    killed_at, output = kill_mid_way(database, job_id, after=400, IMPORT_CHUNK=50)
+    assert killed_at.status == "running", output
     assert 0 < killed_at.done < rows
     committed = killed_at.result["imported"]
     assert committed == db.session.scalar(
         sa.select(sa.func.count()).select_from(ConsentEvent)
     )  # a committed chunk is reported as committed, and only those
-    second = start_worker(database, chunk=50)
-    try:
-        deadline = time.monotonic() + 180
-        while time.monotonic() < deadline and job_now(job_id).status == "running":
-            time.sleep(0.2)
-    finally:
-        output = stop(second)
-    done = job_now(job_id)
+    done, output = resume(database, job_id, IMPORT_CHUNK=50)
     assert done.status == "done", (done.error, output)
     assert done.attempts == 2
     result = done.result
