@@ -32,7 +32,13 @@ from consent.models import (
     User,
 )
 from consent.status import pending_confirmations
-from consent.words import carrier_block_words, org_words, shown_address, status_label
+from consent.words import (
+    carrier_block_words,
+    local_time,
+    org_words,
+    shown_address,
+    status_label,
+)
 
 
 def text_disclosure(org: Organization) -> str:
@@ -108,6 +114,7 @@ class Toggle:
     words: str
     blocked: bool
     waiting_since: object = None  # a confirmation asked for after the last change: when
+    waiting_since_shown: object = ""  # that time in the district's zone, UTC on hover
 
 
 @dataclass
@@ -203,6 +210,7 @@ def _toggle(org, channel, state, waiting_since=None) -> Toggle:
         words=words,
         blocked=bool(state and state.carrier_block),
         waiting_since=waiting_since,
+        waiting_since_shown=local_time(waiting_since, org) if waiting_since else "",
     )
 
 
