@@ -42,7 +42,7 @@ QUEUED, RUNNING, DONE, FAILED = "queued", "running", "done", "failed"
 MAX_ATTEMPTS = 5
 KINDS: dict[str, Callable[[JobRun], dict | None]] = {}
 # The modules that register job kinds, imported before a worker looks a kind up.
-KIND_MODULES = ("consent.roster", "consent.imports", "consent.export_jobs")
+KIND_MODULES = ("consent.roster", "consent.imports", "consent.export_jobs", "consent.accounts")
 _stop_requested = False
 
 
