@@ -24,6 +24,7 @@ from consent.models import (
     ConsentState,
     ImportBatch,
     ImportMapping,
+    Job,
     Organization,
     Source,
     Status,
@@ -219,6 +220,88 @@ def test_the_job_page_shows_the_progress_bar_while_waiting(client, org_admin):
     db.session.commit()
     page = client.get(f"{IMPORT}jobs/{job.id}").get_data(as_text=True)
     assert '<progress id="job-bar" max="3"' in page and 'http-equiv="refresh"' in page
+
+
+# --- a big file's preview is a job ------------------------------------------------------------
+
+
+def words_of(response) -> str:
+    return re.sub(r"\s+", " ", response.get_data(as_text=True))
+
+
+BIG = (
+    "Opt Out Report\r\nPHONE NUMBER,OPT OUT TYPE\r\n"
+    + "".join(f"202555{n:04d},{'Voice' if n % 2 else 'Text'}\r\n" for n in range(12))
+    + "not a phone,Text\r\n\r\n"
+).encode()  # 16 rows: title, header, 12 phones, a bad one, a blank one
+
+
+def test_a_big_files_preview_is_a_job_with_progress_then_the_same_preview(client, org_admin, app):
+    app.config["IMPORT_PREVIEW_JOB_ROWS"] = 10
+    response = upload(client, BIG, "big.csv")
+    assert response.status_code == 302 and "/jobs/" in response.location
+    waiting = words_of(client.get(response.location))
+    assert "Preview of big.csv" in waiting and "nothing is changed" in waiting
+    assert "Waiting for a worker to start this job" in waiting
+    assert '<progress id="job-bar" max="16"' in waiting
+    assert jobs.run_one()
+    preview = words_of(client.get(response.location))
+    assert "<strong>12</strong> will be opted out" in preview
+    assert "<strong>0</strong> are already opted out" in preview
+    assert "<strong>1</strong> will be rejected" in preview
+    assert "<strong>3</strong> ignored" in preview
+    assert "of 16 rows in the file" in preview  # 12 + 0 + 1 + 3
+    assert db.session.scalar(sa.select(sa.func.count()).select_from(ConsentEvent)) == 0
+    action = re.search(r'action="([^"]*/import)"', preview).group(1)
+    done = client.post(action, data={"csrf_token": csrf_token(client, IMPORT)})
+    assert done.status_code == 302
+    assert jobs.run_one()
+    report = words_of(client.get(done.location, follow_redirects=True))
+    assert "<strong>12</strong> imported" in report and "of 16 rows in the file" in report
+    assert statuses()[("voice", "+12025550001")] == Status.OPTED_OUT
+    assert ("text", "+12025550001") not in statuses()  # its row said Voice
+
+
+def test_a_big_files_preview_job_keeps_the_column_mapping(client, org_admin, app):
+    app.config["IMPORT_PREVIEW_JOB_ROWS"] = 2
+    page = upload(client, fixture("unknown_column.csv"), "u.csv").get_data(as_text=True)
+    assert "What is in each column" in page
+    fields = hidden(page, IMPORT + "map")
+    fields.update({"column-0": "phone", "column-1": "email", "column-2": "note"})
+    response = client.post(IMPORT + "map", data=fields)
+    assert response.status_code == 302 and "/jobs/" in response.location
+    jobs.run_one()
+    preview = words_of(client.get(response.location))
+    assert "<strong>2</strong> will be opted out" in preview
+    assert "<strong>1</strong> will be rejected" in preview
+    assert "of 4 rows in the file" in preview
+
+
+def test_a_preview_job_is_the_organization_teams_own(client, auth, staff, app):
+    """Another organization's preview: 404, page and import; an import job is not a preview
+    to import again (404); no CSRF token: 400; a site team: 403."""
+    org = staff["organization"]
+    other = factories.make_org(name="Other District", texting_number="+12025550177")
+    ours = imports.enqueue(org, BIG, "big.csv", "all", dry_run=True)
+    theirs = imports.enqueue(other, BIG, "big.csv", "all", dry_run=True)
+    not_preview = imports.enqueue(org, BIG, "big.csv", "all", dry_run=False)
+    db.session.commit()
+    ids = (ours.id, theirs.id, not_preview.id)
+    while jobs.run_one():
+        pass
+    ours_id, theirs_id, not_preview_id = ids
+    auth.login("site@example.org", factories.PASSWORD)
+    assert client.get(f"{IMPORT}jobs/{ours_id}").status_code == 403
+    auth.logout()
+    auth.login("admin@example.org", factories.PASSWORD)
+    token = {"csrf_token": csrf_token(client, IMPORT)}
+    assert client.get(f"{IMPORT}jobs/{theirs_id}").status_code == 404
+    assert client.post(f"{IMPORT}jobs/{theirs_id}/import", data=token).status_code == 404
+    assert client.post(f"{IMPORT}jobs/{not_preview_id}/import", data=token).status_code == 404
+    assert client.post(f"{IMPORT}jobs/{ours_id}/import").status_code == 400
+    before = db.session.scalar(sa.select(sa.func.count()).select_from(Job))
+    assert client.post(f"{IMPORT}jobs/{ours_id}/import", data=token).status_code == 302
+    assert db.session.scalar(sa.select(sa.func.count()).select_from(Job)) == before + 1
 
 
 # --- every row is counted -------------------------------------------------------------------
