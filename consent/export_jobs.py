@@ -40,6 +40,64 @@ def _people(org: Organization, params: dict) -> Iterable[list]:
     return optout_list.people_rows(org, site_id=params.get("site_id"))
 
 
+@register_export("opt-outs", "Opt-outs")
+def _list(org: Organization, params: dict) -> Iterable[list]:
+    """The opt-out list as shown (its search, filters and sort); a site team's file names only
+    its own site's people."""
+    from consent import optout_list
+
+    return optout_list.list_rows(list_statement(org, params), site_id=params.get("site_id"))
+
+
+def list_statement(org: Organization, params: dict):
+    from consent import optout_list
+
+    return optout_list.filtered_statement(
+        org.id,
+        search=params.get("search") or "",
+        filters=params.get("filters") or {},
+        sort=params.get("sort"),
+        desc=bool(params.get("desc")),
+    )
+
+
+@register_export("activity-log", "Activity log")
+def _activity(org: Organization, params: dict) -> Iterable[list]:
+    from consent import activity_log
+
+    return activity_log.rows(activity_statement(org, params))
+
+
+def activity_statement(org: Organization, params: dict):
+    from consent import activity_log
+
+    return activity_log.statement(
+        org.id, params.get("filters") or {}, sort=params.get("sort"), desc=params.get("desc", True)
+    )
+
+
+@register_export("students-parent-phones", "Students")
+def _students(org: Organization, params: dict) -> Iterable[list]:
+    from consent import reports
+
+    return reports.student_report_rows(org.id, params.get("site_id"), params.get("enrollment"))
+
+
+@register_export("parents", "Parents")
+def _parents(org: Organization, params: dict) -> Iterable[list]:
+    from consent import reports
+
+    return reports.parents_report_rows(org.id, reports.PARENT_STATUSES[params["status"]])
+
+
+def more_than(stmt, limit: int) -> bool:
+    """Whether the statement has more than `limit` rows (reads at most limit + 1 of them)."""
+    import sqlalchemy as sa
+
+    capped = stmt.order_by(None).limit(limit + 1).subquery()
+    return db.session.scalar(sa.select(sa.func.count()).select_from(capped)) > limit
+
+
 def enqueue(org: Organization, name: str, fmt: str, filename: str, *, params=None, user=None):
     """Queue an export (the caller commits)."""
     if name not in EXPORTS or fmt not in ("csv", "xlsx"):
