@@ -259,12 +259,11 @@ class OptOutListView(ExportJobs, SecureModelView):
         )
 
     def _apply_search(self, query, count_query, joins, count_joins, search):
-        # A phone typed with spaces, "(202) 555-0123", is one term; words of an email are not.
-        phone_like = not any(ch.isalpha() or ch == "@" for ch in search)
-        for term in [search] if phone_like else search.split():
-            query = query.filter(optout_list.search_condition(term))
+        # The export's search too (optout_list.search_conditions): one rule for both.
+        for condition in optout_list.search_conditions(search):
+            query = query.filter(condition)
             if count_query is not None:
-                count_query = count_query.filter(optout_list.search_condition(term))
+                count_query = count_query.filter(condition)
         return query, count_query, joins, count_joins
 
     def _with_default_status(self, filters):
