@@ -201,15 +201,19 @@ class ImportView(SecureView):
 
     def _preview_job(self, org, path: Path, run: RunForm):
         """Keep the upload with a job that previews it, and show that job's page."""
+        return self._queue(org, path, run, dry_run=True)
+
+    def _queue(self, org, path: Path, form: RunForm, *, dry_run: bool):
+        """Move the upload into a job (a preview, or the import) and show the job's page."""
         try:
             job = imports.enqueue(
                 org,
                 path.read_bytes(),
-                run.filename.data,
-                run.channel.data,
-                dry_run=True,
-                layout=_layout_of(run),
-                note=run.note.data,
+                form.filename.data,
+                form.channel.data,
+                dry_run=dry_run,
+                layout=_layout_of(form),
+                note=form.note.data,
                 user=current_user,
                 origin=admin_origin(),
             )
@@ -270,27 +274,7 @@ class ImportView(SecureView):
         path = _upload_path(form.upload.data)
         if path is None:
             return self._gone()
-        layout = _layout_of(form)
-        org = current_organization()
-        try:
-            job = imports.enqueue(
-                org,
-                path.read_bytes(),
-                form.filename.data,
-                form.channel.data,
-                dry_run=False,
-                layout=layout,
-                note=form.note.data,
-                user=current_user,
-                origin=admin_origin(),
-            )
-        except ImportFileError as exc:
-            flash(str(exc), "error")
-            return redirect(url_for(".index"))
-        finally:
-            path.unlink(missing_ok=True)
-        db.session.commit()
-        return redirect(url_for(".job", job_id=job.id))
+        return self._queue(current_organization(), path, form, dry_run=False)
 
     def _job(self, job_id: int) -> Job:
         org = current_organization()

@@ -1,5 +1,6 @@
 """A `flask jobs work` process of its own, killed with SIGKILL part-way through a job and then
-resumed by a second worker (tests/test_jobs.py, test_import_fixtures.py, test_accounts.py)."""
+resumed by a second worker (tests/test_jobs.py, test_import_fixtures.py, test_accounts.py);
+`stop` ends any worker process (the outbox's too, tests/test_outbox_workers.py)."""
 
 from __future__ import annotations
 
@@ -41,7 +42,7 @@ def start_worker(database_url: str, **settings: object) -> subprocess.Popen:
 
 
 def stop(worker: subprocess.Popen) -> str:
-    """Ask the worker to stop (SIGTERM), wait for it, and return what it printed."""
+    """Ask a worker process to stop (SIGTERM), wait for it, and return what it printed."""
     if worker.poll() is None:
         worker.send_signal(signal.SIGTERM)
     try:
