@@ -215,6 +215,27 @@ class JobRun:
         if _stop_requested:
             raise Stopping()
 
+    def progress_aside(self, done: int, *, total: int | None = None) -> None:
+        """Record progress (and extend the lease) on a connection of its own, leaving the
+        session's transaction alone: for work that reads one long server-side cursor and
+        commits nothing until the end (an export). Raises LostLease and Stopping as
+        progress() does; the work done so far is then simply dropped."""
+        now = utcnow()
+        values = {"done": done, "heartbeat_at": now, "locked_until": now + lease()}
+        if total is not None:
+            values["total"] = total
+        with db.engine.connect().execution_options(consent_write=True) as conn:
+            updated = conn.execute(
+                sa.update(Job)
+                .where(Job.id == self.job.id, Job.worker == self.worker, Job.status == RUNNING)
+                .values(**values)
+            )
+            conn.commit()
+        if updated.rowcount != 1:
+            raise LostLease(f"job {self.job.id} was taken over by another worker")
+        if _stop_requested:
+            raise Stopping()
+
 
 def run_one(worker: str | None = None) -> int | None:
     """Claim one due job and run it to its end (done or failed). Returns its id, or None."""

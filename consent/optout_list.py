@@ -350,14 +350,12 @@ def list_statement(org: Organization, status: Status = Status.OPTED_OUT) -> sa.S
     )
 
 
-def people_rows(org: Organization, site_id: int | None = None) -> Iterator[list[str]]:
-    """Seed 002's export: every contact's and student's number that is opted out (text or
-    voice), with the person's ID, name, the number and its type, header first. With
-    `site_id` (a site team), only that site's people."""
-    yield list(PEOPLE_HEADER)
+def people_statement(org: Organization, site_id: int | None = None) -> sa.Select:
+    """(phone, contact, student, channel, changed_at) for every opted-out text or voice number
+    of a contact or student (of the site, with `site_id`), by phone."""
     family = sa.orm.aliased(Family)
     student_family = sa.orm.aliased(Family)
-    stmt = (
+    return (
         sa.select(Phone, Contact, Student, ConsentState.channel, ConsentState.changed_at)
         .join(
             ConsentState,
@@ -379,8 +377,15 @@ def people_rows(org: Organization, site_id: int | None = None) -> Iterator[list[
             )
         )
         .order_by(Phone.id, ConsentState.channel)
-        .execution_options(yield_per=EXPORT_CHUNK)
     )
+
+
+def people_rows(org: Organization, site_id: int | None = None) -> Iterator[list[str]]:
+    """Seed 002's export: every contact's and student's number that is opted out (text or
+    voice), with the person's ID, name, the number and its type, header first. With
+    `site_id` (a site team), only that site's people."""
+    yield list(PEOPLE_HEADER)
+    stmt = people_statement(org, site_id).execution_options(yield_per=EXPORT_CHUNK)
     current: list | None = None
     for phone, contact, student, channel, changed_at in db.session.execute(stmt):
         if current is not None and current[0] == phone.id:

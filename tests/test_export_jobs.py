@@ -168,6 +168,11 @@ def test_a_site_teams_list_export_job_names_only_its_own_sites_people(client, op
     people = via_job(client, "/admin/optouts/export-people.csv", "csv")
     names = {row[2] for row in people[1:]}
     assert near.name in names and far.name not in names
+    from consent import export_jobs  # the job's total (its progress bar) counts those rows
+
+    site = {"site_id": world.elementary.id}
+    assert export_jobs.COUNTS["opted-out-numbers"](world.org, site) == len(people) - 1
+    assert export_jobs.COUNTS["opted-out-numbers"](world.org, {}) == len(people)  # + far's
 
 
 @pytest.mark.parametrize(
@@ -194,3 +199,31 @@ def test_nobody_else_sees_or_downloads_an_export_job(app, client, opted_out_worl
     assert client.get(queued + "/download").status_code in (403, 404)
     client.post("/logout", data={"csrf_token": csrf_token(client, "/admin/")})
     assert client.get(queued + "/download").status_code in (302, 401, 403, 404)
+
+
+def test_an_export_job_reports_its_progress_while_it_writes(
+    app, client, opted_out_world, monkeypatch
+):
+    """The rows come from one open server-side cursor, so the progress is written aside (on a
+    connection of its own) as the rows are written: done of total, and the lease renewed."""
+    from consent import export_jobs
+    from consent.models import Job
+
+    monkeypatch.setattr(export_jobs, "PROGRESS_EVERY", 2)
+    seen = []
+    original = jobs.JobRun.progress_aside
+
+    def watched(self, done, *, total=None):
+        original(self, done, total=total)
+        with db.engine.connect() as conn:
+            row = conn.execute(
+                sa.select(Job.done, Job.total, Job.locked_until).where(Job.id == self.job.id)
+            ).one()
+        seen.append((row.done, row.total, row.locked_until is not None))
+
+    monkeypatch.setattr(jobs.JobRun, "progress_aside", watched)
+    opted_out_world.login(client, "org")
+    rows = via_job(client, "/admin/activity/download/csv/", "csv")
+    events = len(rows) - 1
+    assert seen and all(total == events and lease for _done, total, lease in seen)
+    assert [done for done, _t, _l in seen] == list(range(2, events, 2))
