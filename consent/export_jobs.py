@@ -2,15 +2,21 @@
 
 An export over EXPORT_JOB_ROWS rows is queued instead of streamed: the worker writes the file
 (CSV from a server-side cursor, `yield_per`; XLSX through openpyxl's write-only workbook, so
-memory stays flat whatever the rows; bench/export_memory.py measures it), keeps it in
-`job_files`, and the job's page offers the download. Exports are registered by name with the
-function that yields their rows (header first) from JSON-able params.
+writing's memory stays flat whatever the rows; bench/export_memory.py measures it), keeps it in
+`job_files` (one blob: the job's peak memory grows with the file's size, about three times it;
+bench/export_jobs_memory.py), and the job's page offers the download. Exports are registered by name with the
+function that yields their rows (header first) from JSON-able params, and the one that counts
+them (the progress bar's total): the opted-out numbers, the opt-out list as filtered, the
+reports and the activity log. The progress is written aside while the cursor is open
+(JobRun.progress_aside), which also keeps the job's lease.
 """
 
 from __future__ import annotations
 
 import tempfile
 from collections.abc import Callable, Iterable, Iterator
+
+import sqlalchemy as sa
 
 from consent import jobs
 from consent.export import XLSX_TYPE, csv_chunks, write_xlsx
@@ -41,14 +47,10 @@ def register_export(
 
 def rows_of(stmt) -> int:
     """How many rows a statement has."""
-    import sqlalchemy as sa
-
     return db.session.scalar(sa.select(sa.func.count()).select_from(stmt.order_by(None).subquery()))
 
 
 def _count_people(org: Organization, params: dict) -> int:
-    import sqlalchemy as sa
-
     from consent import optout_list
 
     phones = optout_list.people_statement(org, params.get("site_id")).order_by(None).subquery()
@@ -130,8 +132,6 @@ def _parents(org: Organization, params: dict) -> Iterable[list]:
 
 def more_than(stmt, limit: int) -> bool:
     """Whether the statement has more than `limit` rows (reads at most limit + 1 of them)."""
-    import sqlalchemy as sa
-
     capped = stmt.order_by(None).limit(limit + 1).subquery()
     return db.session.scalar(sa.select(sa.func.count()).select_from(capped)) > limit
 

@@ -1,5 +1,5 @@
-"""Background jobs: long work (a roster import, and later big opt-out imports and exports) done
-by a worker process, with progress, never inside a web request.
+"""Background jobs: long work (roster and opt-out previews and imports, big exports,
+invitations to everyone) done by a worker process, with progress, never inside a web request.
 
 A job is a row (consent.models.Job) and, when it reads an upload, a JobFile holding the bytes,
 so any worker on any machine can run it. Kinds are registered by name (`@register("kind")`);
