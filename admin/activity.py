@@ -13,53 +13,19 @@ from flask_babel import lazy_gettext as _l
 from markupsafe import Markup
 
 from admin.base import ORG
+from admin.exports import ExportJobs, job_rows_limit
 from admin.readonly import ReadOnlyModelView
-from consent import activity_words, export, ledger, words
-from consent.addresses import AddressError, normalize_any
+from consent import activity_log, activity_words, export_jobs, ledger, words
 from consent.extensions import db
 from consent.models import Channel, ConsentEvent, Source, Status
 from consent.tenant import current_organization
-
-EXPORT_COLUMNS = [
-    ("id", "Event"),
-    ("occurred_at", "When (UTC)"),
-    ("channel", "Channel"),
-    ("address", "Address"),
-    ("kind", "Kind"),
-    ("from_status", "From"),
-    ("to_status", "To"),
-    ("carrier_block", "Carrier block"),
-    ("source", "Source"),
-    ("actor_label", "By"),
-    ("ip", "IP"),
-    ("note", "Note"),
-    ("evidence", "Evidence"),
-    ("purpose", "Purpose"),  # last: columns before it keep their places
-]
-
-
-def _cell(event: ConsentEvent, name: str) -> object:
-    if name == "purpose":  # its key; empty for a change of the whole channel
-        return event.purpose.key if event.purpose is not None else ""
-    value = getattr(event, name)
-    if name == "occurred_at":
-        return export.when(value)
-    if name == "carrier_block":
-        return "Yes" if value else "No"
-    if hasattr(value, "value"):
-        return value.value
-    return value
 
 
 class AddressFilter(FilterEqual):
     """An address as staff type it: a phone any way (to E.164) or an email (any case)."""
 
     def apply(self, query, value, alias=None):
-        try:
-            _kind, address = normalize_any(value)
-        except AddressError:
-            address = value.strip().lower()
-        return query.filter(self.get_column(alias) == address)
+        return query.filter(self.get_column(alias) == activity_log.address_of(value))
 
 
 class DayFilter(BaseSQLAFilter):
@@ -70,10 +36,10 @@ class DayFilter(BaseSQLAFilter):
         self.after = after
 
     def validate(self, value):
-        return _day(value) is not None or not value.strip()
+        return activity_log.day(value) is not None or not value.strip()
 
     def clean(self, value):
-        return _day(value)
+        return activity_log.day(value)
 
     def apply(self, query, value, alias=None):
         column = self.get_column(alias)
@@ -83,13 +49,6 @@ class DayFilter(BaseSQLAFilter):
 
     def operation(self):
         return "on or after" if self.after else "on or before"
-
-
-def _day(value: str) -> datetime | None:
-    try:
-        return datetime.strptime(value.strip(), "%Y-%m-%d")
-    except ValueError:
-        return None
 
 
 def _when(value: datetime) -> Markup:
@@ -130,7 +89,7 @@ def _status_words(view, context, model, name):
     return value.value if value is not None else "—"
 
 
-class ActivityView(ReadOnlyModelView):
+class ActivityView(ExportJobs, ReadOnlyModelView):
     """Every consent event of the organization, newest first (no COUNT on each page)."""
 
     roles = ORG
@@ -216,7 +175,7 @@ class ActivityView(ReadOnlyModelView):
 
     def filter_keys(self) -> dict[str, str]:
         """{"address", "channel", "source", "by", "from", "to", "kind"}: URL names of the filters."""
-        names = ("address", "channel", "source", "by", "from", "to", "kind")
+        names = activity_log.FILTERS
         return {
             name: self.get_filter_arg(index, flt)
             for name, (index, flt) in zip(names, enumerate(self._filters), strict=True)
@@ -233,11 +192,25 @@ class ActivityView(ReadOnlyModelView):
 
     @expose("/download/<fmt>/")
     def download(self, fmt: str):
-        """The log under the current filters, as CSV or XLSX."""
+        """The log under the current filters, as CSV or XLSX; a background job when it has
+        more than EXPORT_JOB_ROWS events."""
         if fmt not in ("csv", "xlsx"):
             abort(404)
-        rows = self.export_rows(EXPORT_COLUMNS, _cell)
-        return export.response(rows, fmt, "activity-log", "Activity log")
+        org = current_organization()
+        params = self._export_params()
+        stmt = export_jobs.activity_statement(org, params)
+        big = export_jobs.more_than(stmt, job_rows_limit())
+        return self.export("activity-log", fmt, "activity-log", params, big=big)
+
+    def _export_params(self) -> dict:
+        """The log's filters and sort as the export job's params (plain values)."""
+        view_args = self._get_list_extra_args()
+        names = dict(enumerate(activity_log.FILTERS))
+        filters = {names[index]: value for index, _name, value in view_args.filters or []}
+        sort = self._get_column_by_idx(view_args.sort)
+        if sort is None:
+            return {"filters": filters, "sort": None, "desc": True}
+        return {"filters": filters, "sort": sort[0], "desc": bool(view_args.sort_desc)}
 
 
 def register(admin) -> None:

@@ -164,6 +164,8 @@ class ImportView(SecureView):
         if path is None:
             return self._gone()
         org = current_organization()
+        if self._in_background(path, run.filename.data):
+            return self._preview_job(org, path, run)
         try:
             with path.open("rb") as stream:
                 report = imports.preview_file(
@@ -184,6 +186,44 @@ class ImportView(SecureView):
             run=run,
             preview_words=imports.PREVIEW_WORDS,
         )
+
+    @staticmethod
+    def _in_background(path: Path, filename: str) -> bool:
+        """A big file's preview is a job (over PREVIEW_INLINE_BYTES, or over
+        IMPORT_PREVIEW_JOB_ROWS rows); a small one is shown at once."""
+        limit = current_app.config.get("IMPORT_PREVIEW_JOB_ROWS", imports.PREVIEW_JOB_ROWS)
+        if path.stat().st_size > imports.PREVIEW_INLINE_BYTES:
+            return True
+        try:
+            return imports.preview_in_background(path.read_bytes(), filename, limit)
+        except ImportFileError:
+            return False  # the preview in the request says what is wrong with it
+
+    def _preview_job(self, org, path: Path, run: RunForm):
+        """Keep the upload with a job that previews it, and show that job's page."""
+        return self._queue(org, path, run, dry_run=True)
+
+    def _queue(self, org, path: Path, form: RunForm, *, dry_run: bool):
+        """Move the upload into a job (a preview, or the import) and show the job's page."""
+        try:
+            job = imports.enqueue(
+                org,
+                path.read_bytes(),
+                form.filename.data,
+                form.channel.data,
+                dry_run=dry_run,
+                layout=_layout_of(form),
+                note=form.note.data,
+                user=current_user,
+                origin=admin_origin(),
+            )
+        except ImportFileError as exc:
+            flash(str(exc), "error")
+            return redirect(url_for(".index"))
+        finally:
+            path.unlink(missing_ok=True)
+        db.session.commit()
+        return redirect(url_for(".job", job_id=job.id))
 
     def _gone(self):
         flash(
@@ -234,31 +274,9 @@ class ImportView(SecureView):
         path = _upload_path(form.upload.data)
         if path is None:
             return self._gone()
-        layout = _layout_of(form)
-        org = current_organization()
-        try:
-            job = imports.enqueue(
-                org,
-                path.read_bytes(),
-                form.filename.data,
-                form.channel.data,
-                dry_run=False,
-                layout=layout,
-                note=form.note.data,
-                user=current_user,
-                origin=admin_origin(),
-            )
-        except ImportFileError as exc:
-            flash(str(exc), "error")
-            return redirect(url_for(".index"))
-        finally:
-            path.unlink(missing_ok=True)
-        db.session.commit()
-        return redirect(url_for(".job", job_id=job.id))
+        return self._queue(current_organization(), path, form, dry_run=False)
 
-    @expose("/jobs/<int:job_id>")
-    def job(self, job_id: int):
-        """An import's progress (a background job); its report when done."""
+    def _job(self, job_id: int) -> Job:
         org = current_organization()
         job = db.session.scalars(
             sa.select(Job).where(
@@ -267,18 +285,62 @@ class ImportView(SecureView):
         ).first()
         if job is None:
             abort(404)
+        return job
+
+    @expose("/jobs/<int:job_id>")
+    def job(self, job_id: int):
+        """A preview's or an import's progress (a background job); when done, the preview
+        with its Import button, or the import's report."""
+        job = self._job(job_id)
         result = job.result or {}
+        dry_run = bool((job.params or {}).get("dry_run"))
         batch_id = result.get("batch_id")
-        if job.status == jobs.DONE and batch_id:
+        if job.status == jobs.DONE and batch_id and not dry_run:
             return redirect(url_for(".batch", batch_id=batch_id))
+        if job.status == jobs.DONE and dry_run:
+            report = imports.ImportReport.from_dict(result)
+            report.rows.sort(key=lambda r: r.row_number)
+            return self.render(
+                "admin/imports/preview.html",
+                report=report,
+                run=None,
+                preview_job=job,
+                form=AdminPageForm(),
+                preview_words=imports.PREVIEW_WORDS,
+            )
         return self.render(
             "admin/imports/job.html",
             job=job,
             progress=jobs.progress_of(job),
             report=result,
+            dry_run=dry_run,
             filename=(job.params or {}).get("filename", ""),
             running=job.status in (jobs.QUEUED, jobs.RUNNING),
         )
+
+    @expose("/jobs/<int:job_id>/import", methods=("POST",))
+    def import_previewed(self, job_id: int):
+        """Import the file a finished preview job showed (the same stored file), as a job."""
+        preview = self._job(job_id)
+        if not AdminPageForm().validate_on_submit():
+            abort(400)
+        params = preview.params or {}
+        if not params.get("dry_run") or preview.status != jobs.DONE or preview.file_id is None:
+            abort(404)
+        job = imports.enqueue(
+            current_organization(),
+            b"",
+            params.get("filename") or "import",
+            params.get("choice") or "all",
+            dry_run=False,
+            layout=params.get("layout") or None,
+            note=params.get("note"),
+            user=current_user,
+            origin=admin_origin(),
+            file_id=preview.file_id,
+        )
+        db.session.commit()
+        return redirect(url_for(".job", job_id=job.id))
 
     @expose("/batch/<int:batch_id>")
     def batch(self, batch_id: int):

@@ -1,9 +1,11 @@
 """Invitations to the parent portal: staff send a contact on the roster a link to claim an
 account, from the contact's page, or to everyone not signed up yet (organization team).
-Each invitation is an outbox email (consent/accounts.py), at most one a day per contact."""
+Each invitation is an outbox email (consent/accounts.py), at most one a day per contact.
+Inviting everyone is a background job (consent.jobs): its page shows the progress."""
 
 from __future__ import annotations
 
+import sqlalchemy as sa
 from flask import abort, flash, redirect, url_for
 from flask_admin import expose
 from flask_babel import gettext as _
@@ -11,8 +13,9 @@ from flask_babel import lazy_gettext as _l
 from flask_login import current_user
 
 from admin.base import ORG, ORG_AND_SITE, AdminPageForm, SecureView, has_role, require_role
-from consent import accounts, people
+from consent import accounts, jobs, people
 from consent.extensions import db
+from consent.models import Job
 from consent.tenant import current_organization
 
 
@@ -39,17 +42,45 @@ class InvitationsView(SecureView):
 
     @expose("/send", methods=("POST",))
     def send_all(self):
-        """An invitation to every contact with an email and no account."""
+        """Queue an invitation to every contact with an email and no account (a job); while
+        one is queued or running, its page instead of a second one."""
         if not AdminPageForm().validate_on_submit():
             flash(_("The form expired. Please try again."), "error")
             return redirect(url_for(".index"))
-        result = accounts.invite_everyone(current_organization(), by=current_user)
+        org = current_organization()
+        job = self._running(org) or accounts.enqueue_invitations(org, by=current_user)
         db.session.commit()
-        flash(
-            _("Invitations sent: %(n)d.", n=result.sent),
-            "success" if result.sent else "info",
+        return redirect(url_for(".job", job_id=job.id))
+
+    @expose("/jobs/<int:job_id>")
+    def job(self, job_id: int):
+        """The invitations' progress, then how many were sent."""
+        org = current_organization()
+        job = db.session.scalars(
+            sa.select(Job).where(
+                Job.id == job_id, Job.organization_id == org.id, Job.kind == accounts.INVITE_JOB
+            )
+        ).first()
+        if job is None:
+            abort(404)
+        return self.render(
+            "admin/invitations_job.html",
+            job=job,
+            progress=jobs.progress_of(job),
+            result=job.result or {},
+            running=job.status in (jobs.QUEUED, jobs.RUNNING),
         )
-        return redirect(url_for(".index"))
+
+    def _running(self, org) -> Job | None:
+        return db.session.scalars(
+            sa.select(Job)
+            .where(
+                Job.organization_id == org.id,
+                Job.kind == accounts.INVITE_JOB,
+                Job.status.in_([jobs.QUEUED, jobs.RUNNING]),
+            )
+            .order_by(Job.id.desc())
+        ).first()
 
     @expose("/contact/<int:contact_id>", methods=("POST",))
     def invite_contact(self, contact_id: int):

@@ -13,11 +13,10 @@ their digits, emails alphabetically), which the list index serves.
 
 from __future__ import annotations
 
-import io
 from datetime import datetime, timedelta
 
 import sqlalchemy as sa
-from flask import abort, current_app, flash, g, redirect, request, send_file, url_for
+from flask import abort, flash, g, redirect, request, url_for
 from flask_admin import expose
 from flask_admin.actions import action
 from flask_admin.contrib.sqla import filters as sqla_filters
@@ -40,7 +39,8 @@ from admin.base import (
     require_role,
     site_scope,
 )
-from consent import export, export_jobs, jobs, ledger, notifications, optout_list, words
+from admin.exports import ExportJobs, job_rows_limit
+from consent import export, export_jobs, ledger, notifications, optout_list, words
 from consent.addresses import AddressError, format_phone, normalize_email
 from consent.extensions import db
 from consent.models import (
@@ -48,7 +48,6 @@ from consent.models import (
     ConsentEvent,
     ConsentState,
     ImportBatch,
-    JobFile,
     Role,
     Source,
     Status,
@@ -195,7 +194,7 @@ def _owner_cell(view, context, model, name):
     return owners.get((optout_list.kind_of(model.channel), model.address), "")
 
 
-class OptOutListView(SecureModelView):
+class OptOutListView(ExportJobs, SecureModelView):
     """Every opted-out address of the organization, per channel, with its source and note."""
 
     roles = ORG_AND_SITE
@@ -260,12 +259,11 @@ class OptOutListView(SecureModelView):
         )
 
     def _apply_search(self, query, count_query, joins, count_joins, search):
-        # A phone typed with spaces, "(202) 555-0123", is one term; words of an email are not.
-        phone_like = not any(ch.isalpha() or ch == "@" for ch in search)
-        for term in [search] if phone_like else search.split():
-            query = query.filter(optout_list.search_condition(term))
+        # The export's search too (optout_list.search_conditions): one rule for both.
+        for condition in optout_list.search_conditions(search):
+            query = query.filter(condition)
             if count_query is not None:
-                count_query = count_query.filter(optout_list.search_condition(term))
+                count_query = count_query.filter(condition)
         return query, count_query, joins, count_joins
 
     def _with_default_status(self, filters):
@@ -648,11 +646,29 @@ class OptOutListView(SecureModelView):
 
     @expose("/export.<fmt>")
     def export_view(self, fmt: str):
-        """The list as shown (search and filters applied), as CSV (streamed) or XLSX."""
+        """The list as shown (search, filters and sort applied), as CSV (streamed) or XLSX; a
+        background job when it has more than EXPORT_JOB_ROWS rows."""
         if fmt not in export.FORMATS:
             abort(404)
-        rows = optout_list.list_rows(self.filtered_query().statement, site_id=site_scope())
-        return export.response(rows, fmt, export.dated("opt-outs"), "Opt-outs")
+        org = current_organization()
+        params = self._export_params()
+        big = export_jobs.more_than(export_jobs.list_statement(org, params), job_rows_limit())
+        return self.export("opt-outs", fmt, export.dated("opt-outs"), params, big=big)
+
+    def _export_params(self) -> dict:
+        """The list's search, filters and sort as the export job's params (plain values)."""
+        view_args = self._get_list_extra_args()
+        sort = self._get_column_by_idx(view_args.sort)
+        filters = {}
+        for index, _name, value in view_args.filters or []:
+            filters[optout_list.LIST_FILTERS[index]] = value
+        return {
+            "search": view_args.search or "",
+            "filters": filters,
+            "sort": sort[0] if sort else None,
+            "desc": bool(view_args.sort_desc),
+            "site_id": site_scope(),
+        }
 
     @expose("/export-people.<fmt>")
     def export_people_view(self, fmt: str):
@@ -660,62 +676,15 @@ class OptOutListView(SecureModelView):
         if fmt not in export.FORMATS:
             abort(404)
         org = current_organization()
-        limit = current_app.config.get("EXPORT_JOB_ROWS", export_jobs.EXPORT_JOB_ROWS)
-        opted_out = db.session.scalar(
-            sa.select(sa.func.count())
-            .select_from(ConsentState)
-            .where(
-                ConsentState.organization_id == org.id,
-                ConsentState.status == Status.OPTED_OUT,
-                ConsentState.channel.in_([Channel.TEXT, Channel.VOICE]),
-            )
+        opted_out = sa.select(ConsentState.id).where(
+            ConsentState.organization_id == org.id,
+            ConsentState.status == Status.OPTED_OUT,
+            ConsentState.channel.in_([Channel.TEXT, Channel.VOICE]),
         )
-        if opted_out > limit:
-            job = export_jobs.enqueue(
-                org,
-                "opted-out-numbers",
-                fmt,
-                export.dated("opted-out-numbers"),
-                params={"site_id": site_scope()},
-                user=current_user,
-            )
-            db.session.commit()
-            return redirect(url_for(".export_job", job_id=job.id))
-        rows = optout_list.people_rows(org, site_id=site_scope())
-        return export.response(rows, fmt, export.dated("opted-out-numbers"), "Opted-out numbers")
-
-    @expose("/export-jobs/<int:job_id>")
-    def export_job(self, job_id: int):
-        """A big export's progress (a background job), then its download."""
-        job = export_jobs.job_of(current_organization().id, job_id, current_user.id)
-        if job is None:
-            abort(404)
-        return self.render(
-            "admin/exports/job.html",
-            job=job,
-            progress=jobs.progress_of(job),
-            result=job.result or {},
-            running=job.status in (jobs.QUEUED, jobs.RUNNING),
-        )
-
-    @expose("/export-jobs/<int:job_id>/download")
-    def export_job_download(self, job_id: int):
-        """The file a finished export job wrote."""
-        job = export_jobs.job_of(current_organization().id, job_id, current_user.id)
-        result = (job.result or {}) if job else {}
-        stored = db.session.get(JobFile, result.get("file_id") or 0)
-        if job is None or job.status != jobs.DONE or stored is None:
-            abort(404)
-        if stored.organization_id != job.organization_id:
-            abort(404)
-        response = send_file(
-            io.BytesIO(stored.content),
-            mimetype=export_jobs.mimetype(result.get("format", "csv")),
-            as_attachment=True,
-            download_name=stored.filename,
-        )
-        response.headers["Cache-Control"] = "no-store"
-        return response
+        big = export_jobs.more_than(opted_out, job_rows_limit())
+        params = {"site_id": site_scope()}
+        filename = export.dated("opted-out-numbers")
+        return self.export("opted-out-numbers", fmt, filename, params, big=big)
 
 
 def register(admin) -> None:

@@ -1,7 +1,8 @@
 """The Outbox: every message we send, with its status, attempts and last error, and a retry
 action (a delivery matter, not a consent change). The status says what truly happened: sent,
 recorded (no mail server or SMS provider configured, so nothing left the building), failed,
-suppressed, queued. The organization team (the only role here) may read each message's body and
+expired (an opt-out confirmation text past its five minutes, dropped unsent), suppressed,
+queued. The organization team (the only role here) may read each message's body and
 headers on its details page."""
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ from flask_babel import lazy_gettext as _l
 
 from admin.base import ORG
 from admin.readonly import ReadOnlyModelView
-from consent import outbox
+from consent import outbox, words
 from consent.extensions import db
 from consent.models import OutboxMessage
 from consent.tenant import current_organization
@@ -24,12 +25,13 @@ STATUS_WORDS = {
     "sent": _l("sent"),
     "recorded": _l("recorded (no transport configured: not sent)"),
     "failed": _l("failed"),
+    "expired": _l("expired (an opt-out confirmation text not sent within five minutes: dropped)"),
     "suppressed": _l("not sent (the address may not get it)"),
 }
 
 
 def status_key(message: OutboxMessage) -> str:
-    """sent, recorded, failed, suppressed, queued or sending: what truly happened."""
+    """sent, recorded, failed, expired, suppressed, queued or sending: what truly happened."""
     if message.status == "sent" and (message.provider_id or "").startswith("recorded:"):
         return "recorded"
     return message.status
@@ -38,6 +40,14 @@ def status_key(message: OutboxMessage) -> str:
 def status_words(message: OutboxMessage) -> str:
     key = status_key(message)
     return str(STATUS_WORDS.get(key, key))
+
+
+TIMES = ("created_at", "next_attempt_at", "sent_at")
+
+
+def _local(name: str):
+    """A column's time in the district's zone, UTC on hover."""
+    return lambda v, c, m, n: words.local_time(getattr(m, name), current_organization())
 
 
 class OutboxView(ReadOnlyModelView):
@@ -62,7 +72,7 @@ class OutboxView(ReadOnlyModelView):
         "sent_at",
     )
     column_sortable_list = ("created_at",)
-    column_labels = {"id": "#", "to_address": _l("To"), "created_at": _l("Queued (UTC)")}
+    column_labels = {"id": "#", "to_address": _l("To"), "created_at": _l("Queued")}
     column_filters = ("status", "channel", "purpose", "to_address")
     column_details_list = column_list + (
         "language",
@@ -71,9 +81,13 @@ class OutboxView(ReadOnlyModelView):
         "headers",
         "body",
     )
-    column_formatters = {"status": lambda v, c, m, n: status_words(m)}
+    column_formatters = {
+        "status": lambda v, c, m, n: status_words(m),
+        **{name: _local(name) for name in TIMES},
+    }
     column_formatters_detail = {
         "status": lambda v, c, m, n: status_words(m),
+        **{name: _local(name) for name in TIMES},
         "headers": lambda v, c, m, n: "\n".join(
             f"{k}: {val}" for k, val in (m.headers or {}).items()
         ),

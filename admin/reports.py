@@ -8,7 +8,8 @@ from flask_admin import expose
 from flask_babel import lazy_gettext as _l
 
 from admin.base import ORG, SecureView
-from consent import export, reports
+from admin.exports import ExportJobs, job_rows_limit
+from consent import export_jobs, reports
 from consent.addresses import format_phone
 from consent.tenant import current_organization
 
@@ -19,10 +20,11 @@ PARENT_TITLES = {
 }
 
 
-class ReportsView(SecureView):
+class ReportsView(ExportJobs, SecureView):
     """The organization team's reports."""
 
     roles = ORG
+    export_back_endpoint = ".index"
 
     def _filters(self, org):
         site_id = request.args.get("site", type=int)
@@ -55,8 +57,10 @@ class ReportsView(SecureView):
             abort(404)
         org = current_organization()
         site_id, enrollment = self._filters(org)
-        rows = reports.student_report_rows(org.id, site_id, enrollment)
-        return export.response(rows, fmt, "students-parent-phones", "Students")
+        stmt = reports.student_statement(org.id, site_id, enrollment)
+        big = export_jobs.more_than(stmt, job_rows_limit())
+        params = {"site_id": site_id, "enrollment": enrollment}
+        return self.export("students-parent-phones", fmt, "students-parent-phones", params, big=big)
 
     @expose("/parents/<status>/")
     def parents(self, status: str):
@@ -80,8 +84,10 @@ class ReportsView(SecureView):
         if status not in reports.PARENT_STATUSES or fmt not in FORMATS:
             abort(404)
         org = current_organization()
-        rows = reports.parents_report_rows(org.id, reports.PARENT_STATUSES[status])
-        return export.response(rows, fmt, f"parents-{status.replace('_', '-')}", "Parents")
+        stmt = reports.parents_statement(org.id, reports.PARENT_STATUSES[status])
+        big = export_jobs.more_than(stmt, job_rows_limit())
+        filename = f"parents-{status.replace('_', '-')}"
+        return self.export("parents", fmt, filename, {"status": status}, big=big)
 
 
 def register(admin) -> None:

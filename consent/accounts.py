@@ -16,7 +16,8 @@ from datetime import timedelta
 
 import sqlalchemy as sa
 
-from consent import notifications, tokens
+from consent import jobs, notifications, tokens
+from consent.database import begin_write
 from consent.extensions import db
 from consent.models import (
     Contact,
@@ -299,10 +300,29 @@ class Invitations:
     already_signed_up: int = 0
     no_email: int = 0
 
+    def add(self, other: Invitations) -> None:
+        self.sent += other.sent
+        self.already_signed_up += other.already_signed_up
+        self.no_email += other.no_email
 
-def invite(org: Organization, contact: Contact, *, by: User | None = None) -> Invitations:
+    def as_dict(self) -> dict:
+        return {
+            "sent": self.sent,
+            "already_signed_up": self.already_signed_up,
+            "no_email": self.no_email,
+        }
+
+    @classmethod
+    def from_dict(cls, data: dict) -> Invitations:
+        return cls(*(int(data.get(k) or 0) for k in ("sent", "already_signed_up", "no_email")))
+
+
+def invite(
+    org: Organization, contact: Contact, *, by: User | None = None, day: str | None = None
+) -> Invitations:
     """Staff invite a contact to claim an account: one email to the contact's first email on
-    record (at most one a day). A contact with an account or without email gets none."""
+    record (at most one a day: `day`, today unless a job queued on another day says). A
+    contact with an account or without email gets none."""
     result = Invitations()
     if contact.user is not None:
         result.already_signed_up = 1
@@ -314,7 +334,7 @@ def invite(org: Organization, contact: Contact, *, by: User | None = None) -> In
         if emails:  # every email of theirs is someone's sign-in already
             result.no_email, result.already_signed_up = 0, 1
         return result
-    day = utcnow().date().isoformat()
+    day = day or utcnow().date().isoformat()
     _send_claim(
         org,
         contact,
@@ -344,14 +364,65 @@ def count_not_signed_up(org: Organization) -> int:
 
 
 def invite_everyone(org: Organization, *, by: User | None = None) -> Invitations:
-    """An invitation to every contact not signed up yet (each at most once a day)."""
+    """An invitation to every contact not signed up yet (each at most once a day), in this
+    transaction. Staff send them through a job (enqueue_invitations) instead."""
     total = Invitations()
     for contact in db.session.scalars(not_signed_up(org)):
-        result = invite(org, contact, by=by)
-        total.sent += result.sent
-        total.already_signed_up += result.already_signed_up
-        total.no_email += result.no_email
+        total.add(invite(org, contact, by=by))
     return total
+
+
+# --- inviting everyone, as a background job ----------------------------------------------------
+
+INVITE_JOB = "account_invitations"
+INVITE_CHUNK = 200  # contacts per committed chunk
+
+
+def enqueue_invitations(org: Organization, *, by: User | None = None):
+    """Queue the invitations to everyone not signed up yet as a job (the caller commits).
+
+    The job's day is today's: a worker that resumes it after midnight still uses the
+    invitation keys of the day it was asked for, so no contact gets two."""
+    return jobs.enqueue(
+        INVITE_JOB,
+        org.id,
+        params={"day": utcnow().date().isoformat()},
+        created_by_user_id=by.id if by else None,
+        total=count_not_signed_up(org),
+    )
+
+
+@jobs.register(INVITE_JOB)
+def _run_invitations(run: jobs.JobRun) -> dict:
+    """Invite the contacts in id order, a chunk at a time; each chunk's outbox emails are
+    committed with the job's progress (the contact it got to), so a worker that resumes the
+    job starts after the last committed contact, and a chunk in flight when a worker died
+    was rolled back with it: no contact is invited twice, none is skipped."""
+    from flask import current_app
+
+    org = db.session.get(Organization, run.job.organization_id)
+    by = db.session.get(User, run.job.created_by_user_id) if run.job.created_by_user_id else None
+    saved = run.saved_result
+    counts = Invitations.from_dict(saved)
+    last_id = int(saved.get("last_contact_id") or 0)
+    done = run.resumed_from
+    size = current_app.config.get("INVITE_CHUNK", INVITE_CHUNK)
+    day = run.params.get("day")
+    while True:
+        begin_write()
+        contacts = db.session.scalars(
+            not_signed_up(org).where(Contact.id > last_id).limit(size)
+        ).all()
+        if not contacts:
+            db.session.rollback()
+            break
+        for contact in contacts:
+            counts.add(invite(org, contact, by=by, day=day))
+        last_id = contacts[-1].id
+        done += len(contacts)
+        result = counts.as_dict() | {"last_contact_id": last_id}
+        run.progress(done, total=max(run.job.total or 0, done), result=result)
+    return counts.as_dict() | {"last_contact_id": last_id}
 
 
 def request_reset(org: Organization, email: str) -> str:

@@ -36,6 +36,7 @@ from consent.status import pending_confirmations
 from consent.words import (
     carrier_block_words,
     channel_name,
+    local_time,
     org_words,
     shown_address,
     status_label,
@@ -115,6 +116,7 @@ class Toggle:
     words: str
     blocked: bool
     waiting_since: object = None  # a confirmation asked for after the last change: when
+    waiting_since_shown: object = ""  # that time in the district's zone, UTC on hover
 
 
 @dataclass
@@ -237,6 +239,7 @@ def _toggle(org, channel, state, waiting_since=None) -> Toggle:
         words=words,
         blocked=bool(state and state.carrier_block),
         waiting_since=waiting_since,
+        waiting_since_shown=local_time(waiting_since, org) if waiting_since else "",
     )
 
 

@@ -2,15 +2,21 @@
 
 An export over EXPORT_JOB_ROWS rows is queued instead of streamed: the worker writes the file
 (CSV from a server-side cursor, `yield_per`; XLSX through openpyxl's write-only workbook, so
-memory stays flat whatever the rows; bench/export_memory.py measures it), keeps it in
-`job_files`, and the job's page offers the download. Exports are registered by name with the
-function that yields their rows (header first) from JSON-able params.
+writing's memory stays flat whatever the rows; bench/export_memory.py measures it), keeps it in
+`job_files` (one blob: the job's peak memory grows with the file's size, about three times it;
+bench/export_jobs_memory.py), and the job's page offers the download. Exports are registered by name with the
+function that yields their rows (header first) from JSON-able params, and the one that counts
+them (the progress bar's total): the opted-out numbers, the opt-out list as filtered, the
+reports and the activity log. The progress is written aside while the cursor is open
+(JobRun.progress_aside), which also keeps the job's lease.
 """
 
 from __future__ import annotations
 
 import tempfile
 from collections.abc import Callable, Iterable, Iterator
+
+import sqlalchemy as sa
 
 from consent import jobs
 from consent.export import XLSX_TYPE, csv_chunks, write_xlsx
@@ -21,23 +27,113 @@ JOB_KIND = "export"
 EXPORT_JOB_ROWS = 5_000  # more rows than this: a job, not the request
 PROGRESS_EVERY = 5_000
 EXPORTS: dict[str, tuple[Callable[[Organization, dict], Iterable[list]], str]] = {}
+COUNTS: dict[str, Callable[[Organization, dict], int]] = {}  # each export's rows, for the bar
 
 
-def register_export(name: str, title: str):
-    """Register the rows of an export: fn(org, params) -> rows (header first)."""
+def register_export(
+    name: str, title: str, count: Callable[[Organization, dict], int] | None = None
+):
+    """Register the rows of an export: fn(org, params) -> rows (header first); with `count`,
+    count(org, params) -> how many rows (less the header), the job's total."""
 
     def decorator(fn):
         EXPORTS[name] = (fn, title)
+        if count is not None:
+            COUNTS[name] = count
         return fn
 
     return decorator
 
 
-@register_export("opted-out-numbers", "Opted-out numbers")
+def rows_of(stmt) -> int:
+    """How many rows a statement has."""
+    return db.session.scalar(sa.select(sa.func.count()).select_from(stmt.order_by(None).subquery()))
+
+
+def _count_people(org: Organization, params: dict) -> int:
+    from consent import optout_list
+
+    phones = optout_list.people_statement(org, params.get("site_id")).order_by(None).subquery()
+    return db.session.scalar(sa.select(sa.func.count(sa.distinct(phones.c.id))))
+
+
+@register_export("opted-out-numbers", "Opted-out numbers", count=_count_people)
 def _people(org: Organization, params: dict) -> Iterable[list]:
     from consent import optout_list
 
     return optout_list.people_rows(org, site_id=params.get("site_id"))
+
+
+@register_export("opt-outs", "Opt-outs", count=lambda org, p: rows_of(list_statement(org, p)))
+def _list(org: Organization, params: dict) -> Iterable[list]:
+    """The opt-out list as shown (its search, filters and sort); a site team's file names only
+    its own site's people."""
+    from consent import optout_list
+
+    return optout_list.list_rows(list_statement(org, params), site_id=params.get("site_id"))
+
+
+def list_statement(org: Organization, params: dict):
+    from consent import optout_list
+
+    return optout_list.filtered_statement(
+        org.id,
+        search=params.get("search") or "",
+        filters=params.get("filters") or {},
+        sort=params.get("sort"),
+        desc=bool(params.get("desc")),
+    )
+
+
+@register_export(
+    "activity-log", "Activity log", count=lambda org, p: rows_of(activity_statement(org, p))
+)
+def _activity(org: Organization, params: dict) -> Iterable[list]:
+    from consent import activity_log
+
+    return activity_log.rows(activity_statement(org, params))
+
+
+def activity_statement(org: Organization, params: dict):
+    from consent import activity_log
+
+    return activity_log.statement(
+        org.id, params.get("filters") or {}, sort=params.get("sort"), desc=params.get("desc", True)
+    )
+
+
+def _count_students(org: Organization, params: dict) -> int:
+    from consent import reports
+
+    return rows_of(
+        reports.student_statement(org.id, params.get("site_id"), params.get("enrollment"))
+    )
+
+
+def _count_parents(org: Organization, params: dict) -> int:
+    from consent import reports
+
+    return rows_of(reports.parents_statement(org.id, reports.PARENT_STATUSES[params["status"]]))
+
+
+@register_export("students-parent-phones", "Students", count=_count_students)
+def _students(org: Organization, params: dict) -> Iterable[list]:
+    from consent import reports
+
+    return reports.student_report_rows(org.id, params.get("site_id"), params.get("enrollment"))
+
+
+@register_export("parents", "Parents", count=_count_parents)
+def _parents(org: Organization, params: dict) -> Iterable[list]:
+    from consent import reports
+
+    return reports.parents_report_rows(org.id, reports.PARENT_STATUSES[params["status"]])
+
+
+def more_than(stmt, limit: int) -> bool:
+    """Whether the statement has more than `limit` rows (reads at most limit + 1 of them)."""
+    capped = stmt.order_by(None).limit(limit + 1).subquery()
+    return db.session.scalar(sa.select(sa.func.count()).select_from(capped)) > limit
 
 
 def enqueue(org: Organization, name: str, fmt: str, filename: str, *, params=None, user=None):
@@ -52,9 +148,13 @@ def enqueue(org: Organization, name: str, fmt: str, filename: str, *, params=Non
     )
 
 
-def _counted(rows: Iterable[list], seen: list[int]) -> Iterator[list]:
+def _counted(rows: Iterable[list], seen: list[int], report=None, total: int = 0) -> Iterator[list]:
+    """The rows, counted in seen[0]; every PROGRESS_EVERY rows, report(done, total)."""
     for row in rows:
         seen[0] += 1
+        if report is not None and seen[0] % PROGRESS_EVERY == 1 and seen[0] > 1:
+            done = seen[0] - 1  # less the header
+            report(done, total=max(total, done))
         yield row
 
 
@@ -74,9 +174,14 @@ def _run_job(job_run: jobs.JobRun) -> dict:
     fn, title = EXPORTS[params["export"]]
     fmt = params["format"]
     seen = [0]
+    count = COUNTS.get(params["export"])
+    total = count(org, params) if count else 0
+    job_run.progress(0, total=total)
     with tempfile.TemporaryFile() as target:
-        # The rows come from one server-side cursor: no commit until it is read to its end.
-        write(_counted(fn(org, params), seen), fmt, target, title)
+        # The rows come from one server-side cursor: no commit until it is read to its end;
+        # the progress (and the lease) is written aside, on a connection of its own.
+        rows = _counted(fn(org, params), seen, job_run.progress_aside, total)
+        write(rows, fmt, target, title)
         db.session.rollback()
         size = target.tell()
         target.seek(0)

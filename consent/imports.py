@@ -53,6 +53,11 @@ PREVIEW_GOOD_ROWS = (
     100  # rows without a problem shown in a preview (all problem rows up to REPORT_ROWS)
 )
 
+# A preview of a file bigger than this is a background job (its page shows the progress), not
+# part of the request; below both, the preview is shown at once.
+PREVIEW_JOB_ROWS = 5_000
+PREVIEW_INLINE_BYTES = 1024 * 1024  # bigger files go to the job without counting their rows
+
 IMPORTED = "imported"
 ALREADY = "already"
 REJECTED = "rejected"
@@ -287,10 +292,12 @@ def preview_file(
     max_bytes: int | None = None,
     layout: dict | None = None,
     on_row: Callable[[RowResult], None] | None = None,
+    on_chunk: Callable[[ImportReport], None] | None = None,
 ) -> ImportReport:
     """What an import of this file would do, row by row, without writing anything.
 
     `layout` ({"header_row", "roles"}) is a mapping of the columns chosen by staff.
+    `on_chunk` is called with the report after each chunk (a job's progress).
     Raises ImportFileError for a file that cannot be read (its message is for staff).
     """
     report = ImportReport(filename=filename, choice=choice)
@@ -317,6 +324,8 @@ def preview_file(
             if on_row:
                 on_row(result)
         report.add(results, keep_good=PREVIEW_GOOD_ROWS)
+        if on_chunk:
+            on_chunk(report)
     return report
 
 
@@ -482,6 +491,15 @@ def count_rows(content: bytes, filename: str) -> int:
         close()
 
 
+def preview_in_background(content: bytes, filename: str, rows_limit: int | None = None) -> bool:
+    """Whether this file's preview is a job: over PREVIEW_INLINE_BYTES, or over
+    `rows_limit` (PREVIEW_JOB_ROWS) rows."""
+    if len(content) > PREVIEW_INLINE_BYTES:
+        return True
+    limit = PREVIEW_JOB_ROWS if rows_limit is None else rows_limit
+    return count_rows(content, filename) > limit
+
+
 def enqueue(
     org: Organization,
     content: bytes,
@@ -501,9 +519,8 @@ def enqueue(
     stored = db.session.get(JobFile, file_id) if file_id else None
     if stored is None:
         stored = jobs.store_file(org.id, filename, content)
-        total = count_rows(content, filename)
-    else:
-        total = count_rows(stored.content, filename)
+    # A big file's rows are counted by the worker, not in the request (0: not counted yet).
+    total = count_rows(stored.content, filename) if stored.size <= PREVIEW_INLINE_BYTES else 0
     origin = origin or ledger.Origin()
     return jobs.enqueue(
         JOB_KIND,
@@ -541,12 +558,20 @@ def _run_job(job_run: jobs.JobRun) -> dict:
     content = job_run.file_bytes()
     total = job.total or None
     try:
+        if total is None:
+            total = count_rows(content, filename)
+            job_run.progress(job_run.resumed_from, total=total)
         if params.get("dry_run"):
+            # A preview writes nothing: a resumed one starts again from the top.
             report = preview_file(
                 org, io.BytesIO(content), filename, choice, layout=layout,
                 max_bytes=len(content) + 1,
+                on_chunk=lambda r: job_run.progress(r.last_row, total=total),
             )  # fmt: skip
-            return report.as_dict() | {"dry_run": True}
+            db.session.rollback()
+            result = report.as_dict() | {"dry_run": True}
+            job_run.progress(report.total, total=report.total, result=result)
+            return result
         saved = job_run.saved_result
         report = ImportReport.from_dict(saved) if saved.get("batch_id") else None
         report = import_file(

@@ -1,5 +1,5 @@
-"""Background jobs: long work (a roster import, and later big opt-out imports and exports) done
-by a worker process, with progress, never inside a web request.
+"""Background jobs: long work (roster and opt-out previews and imports, big exports,
+invitations to everyone) done by a worker process, with progress, never inside a web request.
 
 A job is a row (consent.models.Job) and, when it reads an upload, a JobFile holding the bytes,
 so any worker on any machine can run it. Kinds are registered by name (`@register("kind")`);
@@ -42,7 +42,7 @@ QUEUED, RUNNING, DONE, FAILED = "queued", "running", "done", "failed"
 MAX_ATTEMPTS = 5
 KINDS: dict[str, Callable[[JobRun], dict | None]] = {}
 # The modules that register job kinds, imported before a worker looks a kind up.
-KIND_MODULES = ("consent.roster", "consent.imports", "consent.export_jobs")
+KIND_MODULES = ("consent.roster", "consent.imports", "consent.export_jobs", "consent.accounts")
 _stop_requested = False
 
 
@@ -212,6 +212,27 @@ class JobRun:
             db.session.rollback()
             raise LostLease(f"job {self.job.id} was taken over by another worker")
         db.session.commit()
+        if _stop_requested:
+            raise Stopping()
+
+    def progress_aside(self, done: int, *, total: int | None = None) -> None:
+        """Record progress (and extend the lease) on a connection of its own, leaving the
+        session's transaction alone: for work that reads one long server-side cursor and
+        commits nothing until the end (an export). Raises LostLease and Stopping as
+        progress() does; the work done so far is then simply dropped."""
+        now = utcnow()
+        values = {"done": done, "heartbeat_at": now, "locked_until": now + lease()}
+        if total is not None:
+            values["total"] = total
+        with db.engine.connect().execution_options(consent_write=True) as conn:
+            updated = conn.execute(
+                sa.update(Job)
+                .where(Job.id == self.job.id, Job.worker == self.worker, Job.status == RUNNING)
+                .values(**values)
+            )
+            conn.commit()
+        if updated.rowcount != 1:
+            raise LostLease(f"job {self.job.id} was taken over by another worker")
         if _stop_requested:
             raise Stopping()
 

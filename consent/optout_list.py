@@ -116,6 +116,59 @@ def search_condition(term: str) -> sa.ColumnElement[bool]:
     return sa.or_(*conditions)
 
 
+def search_conditions(search: str) -> list[sa.ColumnElement[bool]]:
+    """The list's search box: a phone typed with spaces, "(202) 555-0123", is one term; the
+    words of an email search are each a term (all must match)."""
+    search = (search or "").strip()
+    if not search:
+        return []
+    phone_like = not any(ch.isalpha() or ch == "@" for ch in search)
+    return [search_condition(term) for term in ([search] if phone_like else search.split())]
+
+
+LIST_FILTERS = ("status", "channel", "source", "from", "to", "carrier_block")
+
+
+def filtered_statement(
+    org_id: int,
+    *,
+    search: str = "",
+    filters: dict | None = None,
+    sort: str | None = None,
+    desc: bool = False,
+) -> sa.Select:
+    """The list as the admin shows it (its search, filters and sort), every page: what its
+    export writes. `filters` holds the list's filter values as typed in its URL ({"status":
+    "opted_out", "channel": "text", "source": "import", "from"/"to": "YYYY-MM-DD",
+    "carrier_block": "1"}); the status is "opted out" unless one is chosen."""
+    from datetime import datetime, timedelta
+
+    filters = filters or {}
+    stmt = sa.select(ConsentState).where(
+        ConsentState.organization_id == org_id,
+        ConsentState.status == Status(filters.get("status") or Status.OPTED_OUT.value),
+    )
+    if filters.get("channel"):
+        stmt = stmt.where(ConsentState.channel == Channel(filters["channel"]))
+    if filters.get("source"):
+        stmt = stmt.where(ConsentState.source == Source(filters["source"]))
+    if filters.get("from"):
+        day = datetime.strptime(filters["from"].strip(), "%Y-%m-%d")
+        stmt = stmt.where(ConsentState.changed_at >= day)
+    if filters.get("to"):
+        day = datetime.strptime(filters["to"].strip(), "%Y-%m-%d")
+        stmt = stmt.where(ConsentState.changed_at < day + timedelta(days=1))
+    if filters.get("carrier_block") in ("0", "1"):
+        stmt = stmt.where(ConsentState.carrier_block.is_(filters["carrier_block"] == "1"))
+    for condition in search_conditions(search):
+        stmt = stmt.where(condition)
+    if sort == "changed_at":
+        order = [ConsentState.changed_at, ConsentState.id]
+    else:
+        order = [ConsentState.channel, ConsentState.sort_key]
+    return stmt.order_by(*(column.desc() if desc else column for column in order))
+
+
 def _after(prefix: str) -> str:
     """The smallest string greater than every string starting with `prefix` (digits only)."""
     return prefix[:-1] + chr(ord(prefix[-1]) + 1)
@@ -297,14 +350,12 @@ def list_statement(org: Organization, status: Status = Status.OPTED_OUT) -> sa.S
     )
 
 
-def people_rows(org: Organization, site_id: int | None = None) -> Iterator[list[str]]:
-    """Seed 002's export: every contact's and student's number that is opted out (text or
-    voice), with the person's ID, name, the number and its type, header first. With
-    `site_id` (a site team), only that site's people."""
-    yield list(PEOPLE_HEADER)
+def people_statement(org: Organization, site_id: int | None = None) -> sa.Select:
+    """(phone, contact, student, channel, changed_at) for every opted-out text or voice number
+    of a contact or student (of the site, with `site_id`), by phone."""
     family = sa.orm.aliased(Family)
     student_family = sa.orm.aliased(Family)
-    stmt = (
+    return (
         sa.select(Phone, Contact, Student, ConsentState.channel, ConsentState.changed_at)
         .join(
             ConsentState,
@@ -326,8 +377,15 @@ def people_rows(org: Organization, site_id: int | None = None) -> Iterator[list[
             )
         )
         .order_by(Phone.id, ConsentState.channel)
-        .execution_options(yield_per=EXPORT_CHUNK)
     )
+
+
+def people_rows(org: Organization, site_id: int | None = None) -> Iterator[list[str]]:
+    """Seed 002's export: every contact's and student's number that is opted out (text or
+    voice), with the person's ID, name, the number and its type, header first. With
+    `site_id` (a site team), only that site's people."""
+    yield list(PEOPLE_HEADER)
+    stmt = people_statement(org, site_id).execution_options(yield_per=EXPORT_CHUNK)
     current: list | None = None
     for phone, contact, student, channel, changed_at in db.session.execute(stmt):
         if current is not None and current[0] == phone.id:

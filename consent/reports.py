@@ -139,14 +139,15 @@ def student_report_rows(
     for n in PARENT_SLOTS:
         header += [f"Parent {n}", f"Parent {n} primary phone", f"Parent {n} text status"]
     yield header
-    stmt = student_statement(org_id, site_id, enrollment).options(selectinload(Student.site))
-    last = 0
-    while True:
-        # Chunks in name order; each chunk costs the same few queries as a page.
-        chunk = list(db.session.scalars(stmt.offset(last).limit(EXPORT_CHUNK)))
-        if not chunk:
-            return
-        last += len(chunk)
+    stmt = (
+        student_statement(org_id, site_id, enrollment)
+        .options(selectinload(Student.site))
+        .execution_options(yield_per=EXPORT_CHUNK)
+    )
+    # One server-side cursor in name order, read a chunk at a time; each chunk costs the same
+    # few queries as a page.
+    for partition in db.session.scalars(stmt).partitions():
+        chunk = list(partition)
         for row in _student_rows(org_id, chunk):
             student = row.student
             line = [
@@ -163,8 +164,6 @@ def student_report_rows(
                     cell.status.words if cell.status else "",
                 ]
             yield line
-        if len(chunk) < EXPORT_CHUNK:
-            return
 
 
 # --- parents by text status -----------------------------------------------------------------

@@ -11,7 +11,7 @@ from urllib.parse import urlsplit
 import pytest
 import sqlalchemy as sa
 
-from consent import create_app
+from consent import accounts, create_app, jobs, outbox
 from consent.extensions import db, limiter
 from consent.models import (
     ConsentEvent,
@@ -26,6 +26,7 @@ from consent.models import (
 from tests.accounts_helpers import link_in_mail
 from tests.conftest import Auth, csrf_token
 from tests.factories import PASSWORD, make_family, make_org, make_site, make_user
+from tests.job_helpers import kill_mid_way, resume
 from tests.test_enroll import valid_form
 
 FAILED = "That email and password do not match an account."
@@ -220,21 +221,92 @@ def test_an_admin_invites_a_contact_from_its_page_and_the_contact_claims(client,
     )
 
 
+def send_to_everyone(client) -> str:
+    """Press "Send invitations to everyone…", let a worker run the job and the outbox deliver;
+    the job page's words afterwards."""
+    response = post(client, "/admin/invitations/send", token_from="/admin/invitations/")
+    job_page = response.headers["Location"]
+    assert "/admin/invitations/jobs/" in job_page
+    assert "Waiting for a worker to start this job" in text(client.get(job_page))
+    jobs.work()
+    outbox.deliver()
+    return re.sub(r"\s+", " ", re.sub(r"<[^>]+>", " ", text(client.get(job_page))))
+
+
 def test_invitations_to_everyone_not_signed_up(client, roster, mailbox):
     """The organization team's page counts the contacts with an email and no account and
-    sends each one invitation; pressing again the same day sends no second one."""
+    sends each one invitation, through a job whose page says how many; pressing again the
+    same day sends no second one."""
     sign_in(client, "admin@example.org")
     page = text(client.get("/admin/invitations/"))
     assert "3 contacts with an email on record are not signed up yet." in page
-    post(client, "/admin/invitations/send", token_from="/admin/invitations/")
-    invited = {m["To"] for m in mailbox.messages}
-    assert invited == {
+    expected = {
         roster["unclaimed_email"],
         roster["okafor_email"],
         roster["okafor"].family.contacts[1].emails[0].address,
     }
-    post(client, "/admin/invitations/send", token_from="/admin/invitations/")
+    done = send_to_everyone(client)
+    assert "Done: 3 of 3 contacts." in done
+    assert "3 invitations queued in the Outbox" in done
+    assert {m["To"] for m in mailbox.messages} == expected
+    send_to_everyone(client)
     assert len(mailbox.messages) == 3
+
+
+def test_the_invitations_job_page_is_the_organizations_own(client, roster):
+    """Signed out: the sign-in page; a site team: 403; another organization's job: 404."""
+    site = roster["org"].sites[0]
+    make_user(roster["org"], "site-admin@example.org", Role.SITE, site=site)
+    job = accounts.enqueue_invitations(roster["org"])
+    other = make_org(name="Other District", texting_number="+12025550161")
+    foreign = accounts.enqueue_invitations(other)
+    db.session.commit()
+    path = f"/admin/invitations/jobs/{job.id}"
+    assert client.get(path).status_code == 302
+    sign_in(client, "site-admin@example.org")
+    assert client.get(path).status_code == 403
+    client.post("/logout", data={"csrf_token": csrf_token(client, "/account/password")})
+    sign_in(client, "admin@example.org")
+    assert "Waiting for a worker" in text(client.get(path))
+    assert client.get(f"/admin/invitations/jobs/{foreign.id}").status_code == 404
+
+
+def test_invitations_resumed_after_a_killed_worker_reach_each_contact_once(app, database):
+    """A worker SIGKILLed part-way through inviting everyone; a second worker finishes: every
+    contact has exactly one invitation in the Outbox, and what the job reported as done when
+    it died was truly committed."""
+    org = make_org()
+    site = make_site(org, "Maple Valley Elementary")
+    families = 150
+    for n in range(families):
+        make_family(org, site, f"Family{n:03d}")
+    db.session.commit()
+    contacts = db.session.scalar(sa.select(sa.func.count()).select_from(Contact))
+    job = accounts.enqueue_invitations(org)
+    db.session.commit()
+    job_id = job.id
+    assert job.total == contacts
+    db.session.close()
+
+    def invitations() -> list[str]:
+        return list(
+            db.session.scalars(
+                sa.select(OutboxMessage.to_address).where(
+                    OutboxMessage.purpose == "account_invitation"
+                )
+            )
+        )
+
+    killed_at, output = kill_mid_way(database, job_id, after=40, INVITE_CHUNK=5)
+    assert killed_at.status == "running", output
+    assert 0 < killed_at.done < contacts
+    assert killed_at.result["sent"] == len(invitations()) == killed_at.done
+    done, output = resume(database, job_id, INVITE_CHUNK=5)
+    assert done.status == "done", (done.error, output)
+    assert done.attempts == 2 and done.done == done.total == contacts
+    assert done.result["sent"] == contacts
+    sent = invitations()
+    assert len(sent) == len(set(sent)) == contacts
 
 
 def test_invitations_are_for_the_admin_roles_and_sites_that_may_send_them(app, world, client):

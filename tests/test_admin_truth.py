@@ -196,6 +196,31 @@ def test_outbox_tells_recorded_from_sent_and_shows_body_to_the_org_team(client, 
     assert "https://example.org/confirm/abc" in details and "X-Test: yes" in details
 
 
+def test_outbox_says_sent_recorded_failed_and_expired_each_in_its_own_words(client, world, app):
+    from datetime import timedelta
+
+    _message(world, status="sent", provider_id="SM9", to_address="+12025550171")
+    _message(world, status="sent", provider_id="recorded:9", to_address="+12025550172")
+    _message(world, status="failed", to_address="+12025550173")
+    late = _message(world, status="queued", to_address="+12025550174")
+    late.purpose = "optout_confirmation"
+    late.created_at = utcnow() - outbox.CONFIRMATION_WINDOW - timedelta(minutes=1)
+    db.session.commit()
+    assert outbox.deliver(ids=[late.id]).expired == 1  # the worker drops it unsent
+    world.login(client, "org")
+    page = _text(client.get("/admin/outbox/"))
+    cells = {
+        number: re.sub(r"<[^>]+>", " ", page[page.index(number) :].split("</tr>")[0])
+        for number in ("+12025550171", "+12025550172", "+12025550173", "+12025550174")
+    }
+    expired = "expired (an opt-out confirmation text not sent within five minutes: dropped)"
+    recorded = "recorded (no transport configured: not sent)"
+    assert expired in cells["+12025550174"]
+    assert recorded in cells["+12025550172"] and expired not in cells["+12025550172"]
+    assert " failed " in cells["+12025550173"] and recorded not in cells["+12025550173"]
+    assert " sent " in cells["+12025550171"] and recorded not in cells["+12025550171"]
+
+
 def test_outbox_is_the_org_teams_only(client, world):
     message = _message(world, status="sent", provider_id="recorded:1", to_address="+12025550179")
     world.login(client, "site")
@@ -303,6 +328,44 @@ def test_waiting_for_confirmation_on_the_list_and_the_portal(client, world):
     assert "Waiting for confirmation since" in _text(client.get("/admin/contacts/"))
     client.post("/logout", data={"csrf_token": csrf_token(client, "/admin/")})
     world.login(client, "parent")
+    assert "Waiting for confirmation since" in _text(client.get("/account/settings"))
+
+
+def test_waiting_for_confirmation_is_in_the_districts_time_zone_with_utc_on_hover(client, world):
+    from datetime import UTC
+    from zoneinfo import ZoneInfo
+
+    world.org.time_zone = "America/Los_Angeles"
+    db.session.commit()
+    contact = world.near.contacts[0]
+    number = _opted_out(world, contact)
+    world.login(client, "org")
+    _consent(client, contact.id, address=number, channel="text", action="opt_back_in", attested="y")
+    asked = db.session.scalars(
+        sa.select(ConsentEvent.occurred_at).where(
+            ConsentEvent.kind == "request", ConsentEvent.address == number
+        )
+    ).one()
+    local = asked.replace(tzinfo=UTC).astimezone(ZoneInfo("America/Los_Angeles"))
+    shown = local.strftime("%Y-%m-%d %H:%M %Z")  # "2026-12-01 06:12 PST"
+    hover = f'title="{asked.strftime("%Y-%m-%d %H:%M")} UTC"'
+    pages = {
+        "list": "/admin/contacts/",
+        "contact": f"/admin/contacts/{contact.id}/",
+    }
+    for name, path in pages.items():
+        page = _text(client.get(path))
+        waiting = page[page.index("Waiting for confirmation since") :][:200]
+        assert shown in waiting and hover in waiting, name
+    client.post("/logout", data={"csrf_token": csrf_token(client, "/admin/")})
+    world.login(client, "parent")
+    for path in ("/account/settings", "/account/contacts"):
+        page = _text(client.get(path))
+        if "Waiting for confirmation since" not in page:
+            continue
+        waiting = page[page.index("Waiting for confirmation since") :][:200]
+        assert shown in waiting and hover in waiting, path
+        assert "UTC</" not in waiting
     assert "Waiting for confirmation since" in _text(client.get("/account/settings"))
 
 

@@ -7,12 +7,7 @@ from __future__ import annotations
 
 import csv
 import io
-import os
 import re
-import signal
-import subprocess
-import sys
-import time
 from pathlib import Path
 
 import pytest
@@ -36,8 +31,8 @@ from consent.models import (
 )
 from tests import factories
 from tests.conftest import csrf_token
+from tests.job_helpers import kill_mid_way, resume
 
-ROOT = Path(__file__).resolve().parent.parent
 FIXTURES = Path(__file__).resolve().parent / "fixtures" / "imports"
 IMPORT = "/admin/optouts/import/"
 
@@ -227,6 +222,88 @@ def test_the_job_page_shows_the_progress_bar_while_waiting(client, org_admin):
     assert '<progress id="job-bar" max="3"' in page and 'http-equiv="refresh"' in page
 
 
+# --- a big file's preview is a job ------------------------------------------------------------
+
+
+def words_of(response) -> str:
+    return re.sub(r"\s+", " ", response.get_data(as_text=True))
+
+
+BIG = (
+    "Opt Out Report\r\nPHONE NUMBER,OPT OUT TYPE\r\n"
+    + "".join(f"202555{n:04d},{'Voice' if n % 2 else 'Text'}\r\n" for n in range(12))
+    + "not a phone,Text\r\n\r\n"
+).encode()  # 16 rows: title, header, 12 phones, a bad one, a blank one
+
+
+def test_a_big_files_preview_is_a_job_with_progress_then_the_same_preview(client, org_admin, app):
+    app.config["IMPORT_PREVIEW_JOB_ROWS"] = 10
+    response = upload(client, BIG, "big.csv")
+    assert response.status_code == 302 and "/jobs/" in response.location
+    waiting = words_of(client.get(response.location))
+    assert "Preview of big.csv" in waiting and "nothing is changed" in waiting
+    assert "Waiting for a worker to start this job" in waiting
+    assert '<progress id="job-bar" max="16"' in waiting
+    assert jobs.run_one()
+    preview = words_of(client.get(response.location))
+    assert "<strong>12</strong> will be opted out" in preview
+    assert "<strong>0</strong> are already opted out" in preview
+    assert "<strong>1</strong> will be rejected" in preview
+    assert "<strong>3</strong> ignored" in preview
+    assert "of 16 rows in the file" in preview  # 12 + 0 + 1 + 3
+    assert db.session.scalar(sa.select(sa.func.count()).select_from(ConsentEvent)) == 0
+    action = re.search(r'action="([^"]*/import)"', preview).group(1)
+    done = client.post(action, data={"csrf_token": csrf_token(client, IMPORT)})
+    assert done.status_code == 302
+    assert jobs.run_one()
+    report = words_of(client.get(done.location, follow_redirects=True))
+    assert "<strong>12</strong> imported" in report and "of 16 rows in the file" in report
+    assert statuses()[("voice", "+12025550001")] == Status.OPTED_OUT
+    assert ("text", "+12025550001") not in statuses()  # its row said Voice
+
+
+def test_a_big_files_preview_job_keeps_the_column_mapping(client, org_admin, app):
+    app.config["IMPORT_PREVIEW_JOB_ROWS"] = 2
+    page = upload(client, fixture("unknown_column.csv"), "u.csv").get_data(as_text=True)
+    assert "What is in each column" in page
+    fields = hidden(page, IMPORT + "map")
+    fields.update({"column-0": "phone", "column-1": "email", "column-2": "note"})
+    response = client.post(IMPORT + "map", data=fields)
+    assert response.status_code == 302 and "/jobs/" in response.location
+    jobs.run_one()
+    preview = words_of(client.get(response.location))
+    assert "<strong>2</strong> will be opted out" in preview
+    assert "<strong>1</strong> will be rejected" in preview
+    assert "of 4 rows in the file" in preview
+
+
+def test_a_preview_job_is_the_organization_teams_own(client, auth, staff, app):
+    """Another organization's preview: 404, page and import; an import job is not a preview
+    to import again (404); no CSRF token: 400; a site team: 403."""
+    org = staff["organization"]
+    other = factories.make_org(name="Other District", texting_number="+12025550177")
+    ours = imports.enqueue(org, BIG, "big.csv", "all", dry_run=True)
+    theirs = imports.enqueue(other, BIG, "big.csv", "all", dry_run=True)
+    not_preview = imports.enqueue(org, BIG, "big.csv", "all", dry_run=False)
+    db.session.commit()
+    ids = (ours.id, theirs.id, not_preview.id)
+    while jobs.run_one():
+        pass
+    ours_id, theirs_id, not_preview_id = ids
+    auth.login("site@example.org", factories.PASSWORD)
+    assert client.get(f"{IMPORT}jobs/{ours_id}").status_code == 403
+    auth.logout()
+    auth.login("admin@example.org", factories.PASSWORD)
+    token = {"csrf_token": csrf_token(client, IMPORT)}
+    assert client.get(f"{IMPORT}jobs/{theirs_id}").status_code == 404
+    assert client.post(f"{IMPORT}jobs/{theirs_id}/import", data=token).status_code == 404
+    assert client.post(f"{IMPORT}jobs/{not_preview_id}/import", data=token).status_code == 404
+    assert client.post(f"{IMPORT}jobs/{ours_id}/import").status_code == 400
+    before = db.session.scalar(sa.select(sa.func.count()).select_from(Job))
+    assert client.post(f"{IMPORT}jobs/{ours_id}/import", data=token).status_code == 302
+    assert db.session.scalar(sa.select(sa.func.count()).select_from(Job)) == before + 1
+
+
 # --- every row is counted -------------------------------------------------------------------
 
 cell = st.one_of(
@@ -265,44 +342,6 @@ def test_the_counts_add_up_to_the_rows_of_the_file(org, title, rows):
 # --- a worker killed mid-import --------------------------------------------------------------
 
 
-def start_worker(database_url: str, chunk: int) -> subprocess.Popen:
-    env = {
-        **os.environ,
-        "PYTHONPATH": str(ROOT),
-        "DATABASE_URL": database_url,
-        "SECRET_KEY": "worker-secret",
-        "EMAIL_TRANSPORT": "record",
-        "OUTBOX_DELIVER_AFTER_COMMIT": "0",
-        "JOB_LEASE_SECONDS": "2",
-        "IMPORT_CHUNK": str(chunk),
-    }
-    return subprocess.Popen(
-        [sys.executable, "-m", "flask", "--app", "run", "jobs", "work", "--loop"]
-        + ["--interval", "0.2"],
-        cwd=ROOT,
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-    )
-
-
-def stop(worker: subprocess.Popen) -> str:
-    if worker.poll() is None:
-        worker.send_signal(signal.SIGTERM)
-    try:
-        out, _err = worker.communicate(timeout=30)
-    except subprocess.TimeoutExpired:
-        worker.kill()
-        out, _err = worker.communicate()
-    return (out or b"").decode(errors="replace")
-
-
-def job_now(job_id: int) -> Job:
-    db.session.rollback()
-    db.session.expire_all()
-    return db.session.get(Job, job_id)
-
-
 def test_an_import_worker_killed_mid_way_is_resumed_with_nothing_lost_or_doubled(org, database):
     rows = 3000
     lines = ["Opt Out Report", "PHONE NUMBER,OPT OUT TYPE"]
@@ -316,30 +355,14 @@ def test_an_import_worker_killed_mid_way_is_resumed_with_nothing_lost_or_doubled
     assert job.total == rows + 2
     db.session.close()
 
-    first = start_worker(database, chunk=50)
-    deadline = time.monotonic() + 120
-    while time.monotonic() < deadline:
-        seen = job_now(job_id)
-        if seen.done >= 400 or seen.status in ("done", "failed"):
-            break
-        time.sleep(0.02)
-    first.send_signal(signal.SIGKILL)
-    first.wait(10)
-    killed_at = job_now(job_id)
-    assert killed_at.status == "running", stop(first)
+    killed_at, output = kill_mid_way(database, job_id, after=400, IMPORT_CHUNK=50)
+    assert killed_at.status == "running", output
     assert 0 < killed_at.done < rows
     committed = killed_at.result["imported"]
     assert committed == db.session.scalar(
         sa.select(sa.func.count()).select_from(ConsentEvent)
     )  # a committed chunk is reported as committed, and only those
-    second = start_worker(database, chunk=50)
-    try:
-        deadline = time.monotonic() + 180
-        while time.monotonic() < deadline and job_now(job_id).status == "running":
-            time.sleep(0.2)
-    finally:
-        output = stop(second)
-    done = job_now(job_id)
+    done, output = resume(database, job_id, IMPORT_CHUNK=50)
     assert done.status == "done", (done.error, output)
     assert done.attempts == 2
     result = done.result

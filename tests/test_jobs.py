@@ -5,13 +5,7 @@ nothing lost or doubled."""
 
 from __future__ import annotations
 
-import os
-import signal
-import subprocess
-import sys
-import time
 from datetime import timedelta
-from pathlib import Path
 
 import pytest
 import sqlalchemy as sa
@@ -30,9 +24,8 @@ from consent.models import (
     utcnow,
 )
 from tests import factories
+from tests.job_helpers import kill_mid_way, resume
 from tests.roster_helpers import generated_rows, write_users
-
-ROOT = Path(__file__).resolve().parent.parent
 
 
 @pytest.fixture
@@ -168,45 +161,6 @@ def test_flask_jobs_work_runs_queued_jobs(org, runner):
 # --- a worker process killed mid-import -----------------------------------------------------
 
 
-def start_worker(database_url: str, lease: int, chunk: int) -> subprocess.Popen:
-    """`flask jobs work --loop` in its own process, on the test's database."""
-    env = {
-        **os.environ,
-        "PYTHONPATH": str(ROOT),
-        "DATABASE_URL": database_url,
-        "SECRET_KEY": "worker-secret",
-        "EMAIL_TRANSPORT": "record",
-        "OUTBOX_DELIVER_AFTER_COMMIT": "0",
-        "JOB_LEASE_SECONDS": str(lease),
-        "ROSTER_CHUNK": str(chunk),
-    }
-    return subprocess.Popen(
-        [sys.executable, "-m", "flask", "--app", "run", "jobs", "work", "--loop"]
-        + ["--interval", "0.2"],
-        cwd=ROOT,
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-    )
-
-
-def stop(worker: subprocess.Popen) -> str:
-    if worker.poll() is None:
-        worker.send_signal(signal.SIGTERM)
-    try:
-        out, _err = worker.communicate(timeout=30)
-    except subprocess.TimeoutExpired:
-        worker.kill()
-        out, _err = worker.communicate()
-    return (out or b"").decode(errors="replace")
-
-
-def job_now(job_id: int) -> Job:
-    db.session.rollback()
-    db.session.expire_all()
-    return db.session.get(Job, job_id)
-
-
 def test_a_worker_killed_mid_import_is_resumed_with_nothing_lost_or_doubled(
     org, database, tmp_path
 ):
@@ -219,26 +173,10 @@ def test_a_worker_killed_mid_import_is_resumed_with_nothing_lost_or_doubled(
     job_id = job.id
     db.session.close()
 
-    first = start_worker(database, lease=2, chunk=30)
-    deadline = time.monotonic() + 120
-    while time.monotonic() < deadline:
-        seen = job_now(job_id)
-        if seen.done >= 100 or seen.status in ("done", "failed"):
-            break
-        time.sleep(0.02)
-    first.send_signal(signal.SIGKILL)
-    first.wait(10)
-    killed_at = job_now(job_id)
-    assert killed_at.status == "running", stop(first)
+    killed_at, output = kill_mid_way(database, job_id, after=100, ROSTER_CHUNK=30)
+    assert killed_at.status == "running", output
     assert 0 < killed_at.done < 3 * families
-    second = start_worker(database, lease=2, chunk=30)
-    try:
-        deadline = time.monotonic() + 180
-        while time.monotonic() < deadline and job_now(job_id).status == "running":
-            time.sleep(0.2)
-    finally:
-        output = stop(second)
-    done = job_now(job_id)
+    done, output = resume(database, job_id, ROSTER_CHUNK=30)
     assert done.status == "done", (done.error, output)
     assert done.attempts == 2 and done.done == done.total == 3 * families
     assert done.result["counts"]["new"] == 3 * families

@@ -21,6 +21,7 @@ from consent import outbox
 from consent.extensions import db
 from consent.models import OutboxMessage
 from tests.conftest import free_port
+from tests.job_helpers import stop
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -72,18 +73,6 @@ def start_worker(database_url: str, smtp_port: int, lease: int, batch: int) -> s
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
     )
-
-
-def stop(worker: subprocess.Popen) -> str:
-    """Stop a worker; what it printed."""
-    if worker.poll() is None:
-        worker.send_signal(signal.SIGTERM)
-    try:
-        out, _err = worker.communicate(timeout=15)
-    except subprocess.TimeoutExpired:
-        worker.kill()
-        out, _err = worker.communicate()
-    return (out or b"").decode(errors="replace")
 
 
 def queue_messages(org, count: int) -> set[str]:

@@ -75,7 +75,8 @@ def argument_values(app, demo) -> dict[str, dict[str, object]]:
         result={"file_id": stored.id, "format": "csv"},
     )
     import_job = Job(kind="optout_import", organization_id=demo.org.id, total=0)
-    db.session.add_all([export_job, import_job])
+    invitations_job = Job(kind="account_invitations", organization_id=demo.org.id, total=0)
+    db.session.add_all([export_job, import_job, invitations_job])
     db.session.commit()
     csv = {"fmt": "csv"}
     account_token = account_tokens(demo)
@@ -83,7 +84,12 @@ def argument_values(app, demo) -> dict[str, dict[str, object]]:
         "roster.job": {"job_id": job.id},
         "optouts.export_job": {"job_id": export_job.id},
         "optouts.export_job_download": {"job_id": export_job.id},
+        "reports.export_job": {"job_id": export_job.id},
+        "reports.export_job_download": {"job_id": export_job.id},
+        "activity.export_job": {"job_id": export_job.id},
+        "activity.export_job_download": {"job_id": export_job.id},
         "optout_import.job": {"job_id": import_job.id},
+        "invitations.job": {"job_id": invitations_job.id},
         "integrations.attempts": {"endpoint_id": endpoint.id},
         **{f"accounts.{purpose}": {"token": t} for purpose, t in account_token.items()},
         "static": {"filename": "css/site.css"},

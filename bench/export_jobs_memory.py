@@ -1,0 +1,137 @@
+"""Benchmark: peak memory of the export jobs (activity log, opt-out list) read from the data set.
+
+    python -m bench.export_jobs_memory [--database URL] [--scale S]
+
+Each export runs as its background job (consent.export_jobs: rows from one server-side
+cursor, progress written aside) in a child process of its own, by `jobs.run_one()`, on the
+bench data set (bench/dataset.py; scale 0.05 = 100,000 events, 50,000 opt-outs). Shown: the
+child's peak resident set during the job (Linux VmHWM, reset just before it) beside its
+resident set before, the file's size and the seconds; and, as the same-run baseline, the same
+number of generated rows written by the same writer straight to a file (bench/export_memory).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+import tempfile
+import time
+
+from bench.export_memory import _kib, _rows
+
+EXPORTS = ("activity-log", "opt-outs")
+
+
+def _reset_peak() -> None:
+    try:
+        with open("/proc/self/clear_refs", "w") as refs:
+            refs.write("5")
+    except OSError:
+        pass
+
+
+def child_job(url: str, scale: float, name: str, fmt: str) -> dict:
+    from bench import dataset
+    from consent import export_jobs, jobs
+    from consent.extensions import db
+    from consent.models import Job, Organization, User
+
+    app = dataset.app_for(url)
+    ds = dataset.ensure(app, scale, quiet=True)
+    with app.app_context():
+        org = db.session.get(Organization, ds.org_id)
+        user = db.session.get(User, ds.admin_id)
+        job = export_jobs.enqueue(org, name, fmt, f"bench-{name}", params={}, user=user)
+        db.session.commit()
+        job_id = job.id
+        db.session.remove()
+        before = _kib("VmRSS")
+        _reset_peak()
+        start = time.perf_counter()
+        jobs.run_one()
+        seconds = time.perf_counter() - start
+        peak = _kib("VmHWM")
+        done = db.session.get(Job, job_id)
+        result = done.result or {}
+        if done.status != "done":
+            raise SystemExit(f"job {job_id} {done.status}: {done.error}")
+    return {
+        "what": f"{name} job",
+        "format": fmt,
+        "rows": result.get("rows", 0),
+        "seconds": round(seconds, 1),
+        "rss_before_mb": round(before / 1024, 1),
+        "peak_rss_mb": round(peak / 1024, 1),
+        "file_mb": round((result.get("size") or 0) / 1024 / 1024, 1),
+    }
+
+
+def child_baseline(fmt: str, rows: int) -> dict:
+    from consent.export_jobs import write
+
+    before = _kib("VmRSS")
+    _reset_peak()
+    start = time.perf_counter()
+    with tempfile.TemporaryFile() as target:
+        write(_rows(rows), fmt, target, "Baseline")
+        size = target.tell()
+    return {
+        "what": "baseline: generated rows to a file",
+        "format": fmt,
+        "rows": rows,
+        "seconds": round(time.perf_counter() - start, 1),
+        "rss_before_mb": round(before / 1024, 1),
+        "peak_rss_mb": round(_kib("VmHWM") / 1024, 1),
+        "file_mb": round(size / 1024 / 1024, 1),
+    }
+
+
+def _run(*args: str) -> dict:
+    out = subprocess.run(
+        [sys.executable, "-m", "bench.export_jobs_memory", *args],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    return json.loads(out.strip().splitlines()[-1])
+
+
+def main(argv: list[str] | None = None) -> None:
+    from bench import dataset
+    from bench._report import engine_name
+
+    parser = argparse.ArgumentParser(prog="bench.export_jobs_memory", description=__doc__)
+    parser.add_argument("--database", default="sqlite")
+    parser.add_argument("--scale", type=float, default=0.05)
+    parser.add_argument("--job", nargs=2, metavar=("EXPORT", "FORMAT"))
+    parser.add_argument("--baseline", nargs=2, metavar=("FORMAT", "ROWS"))
+    args = parser.parse_args(argv)
+    url = dataset.database_url(args.database, args.scale)
+    if args.job:
+        print(json.dumps(child_job(url, args.scale, *args.job)))
+        return
+    if args.baseline:
+        print(json.dumps(child_baseline(args.baseline[0], int(args.baseline[1]))))
+        return
+    dataset.ensure(dataset.app_for(url), args.scale)
+    print(f"database: {engine_name(url)}, scale {args.scale:g}")
+    print("| export | format | rows | peak RSS (MB) | RSS before (MB) | file (MB) | seconds |")
+    print("|---|---|---:|---:|---:|---:|---:|")
+    for name in EXPORTS:
+        for fmt in ("csv", "xlsx"):
+            job = _run("--database", args.database, "--scale", str(args.scale), "--job", name, fmt)
+            _print(job)
+            _print(_run("--baseline", fmt, str(job["rows"])))
+
+
+def _print(r: dict) -> None:
+    print(
+        f"| {r['what']} | {r['format']} | {r['rows']:,} | {r['peak_rss_mb']} "
+        f"| {r['rss_before_mb']} | {r['file_mb']} | {r['seconds']} |"
+    )
+
+
+if __name__ == "__main__":
+    main()
