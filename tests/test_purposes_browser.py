@@ -102,6 +102,14 @@ def test_admin_contact_page_with_purposes(family, live_server, browser_page):
     cell.get_by_label("Note (why they asked)").fill("asked at the front desk")
     cell.get_by_role("button", name="Turn off General (opt out)").click()
     page.wait_for_load_state()
+    # The confirm step (issue 15): nothing changed yet, what is sent said, the note kept.
+    assert "Nothing has changed yet." in page.inner_text("main")
+    assert "Nothing is sent to the person" in page.inner_text("main")
+    assert page.get_by_label("Note (why they asked)").input_value() == "asked at the front desk"
+    look(page, "admin-purpose-confirm", axe=False, portal=False)
+    assert axe_violations(page) == []
+    page.get_by_role("button", name="Yes, turn it off").click()
+    page.wait_for_load_state()
     assert "General email to" in " ".join(page.locator(".alert").all_inner_texts())
     row = page.locator("table.purposes-admin tbody tr").filter(has_text="Email")
     assert row.locator("td").nth(2).locator(".badge").inner_text() == "Off"
