@@ -89,6 +89,24 @@ def test_preferences_page_kinds_of_email(family, live_server, browser_page):
     look(page, "preferences-purposes-spent")
 
 
+def test_preferences_page_kinds_of_texts_and_calls(family, live_server, browser_page):
+    """The covered cell number's table (texts and calls) at 390 px; a button turns one off."""
+    page = browser_page
+    page.goto(live_server.url(f"/preferences/{family.token}"))
+    table = page.locator("#number-purposes table").first
+    assert [t.strip() for t in table.locator("thead th").all_inner_texts()] == [
+        "Messages about", "Texts", "Calls",
+    ]  # fmt: skip
+    look(page, "preferences-number-purposes")
+    row = table.locator("tbody tr").filter(has_text="Attendance")
+    row.locator("td").nth(1).get_by_role("button", name="Turn off").click()
+    page.wait_for_load_state()
+    row = page.locator("#number-purposes tbody tr").filter(has_text="Attendance")
+    assert row.locator("td").nth(1).locator(".status").inner_text() == "Off"
+    assert "this link is used up" in page.inner_text("#number-purposes")
+    look(page, "preferences-number-purposes-spent")
+
+
 def test_admin_contact_page_with_purposes(family, live_server, browser_page):
     page = browser_page
     sign_in_page(page, live_server, "org@example.org", PASSWORD)
