@@ -50,7 +50,7 @@ def init_admin(app: Flask) -> Admin:
     admin = Admin(
         app,
         name="Consent Desk",
-        theme=Bootstrap4Theme(swatch="default"),
+        theme=Bootstrap4Theme(swatch="default", base_template="admin/base_page.html"),
         index_view=HomeView(url="/admin", endpoint="admin"),
     )
     # Each area adds its views, in menu order: the list staff use most first, the set-up last.

@@ -35,7 +35,7 @@ from consent import (
 )
 from consent.addresses import format_phone
 from consent.extensions import db
-from consent.models import Channel, Role, Source
+from consent.models import Channel, Role, Source, Status
 from consent.status import StatusBook, address_rows, pending_confirmations
 from consent.tenant import current_organization
 
@@ -175,6 +175,23 @@ class PeopleView(SecureView):
         purpose = purposes.by_id(org, int(form.purpose.data))
         if purpose is None:
             abort(404)
+        note = (form.note.data or "").strip() or None
+        refusal = ledger.check_purpose(org, purpose, channel, Status.OPTED_OUT, Source.ADMIN)
+        if refusal is None and request.form.get("confirm") != "yes":
+            # One click changes nothing: the channel opt-out's confirm step, for a purpose.
+            name = purpose.name(_locale())
+            return self.render(
+                "admin/people_confirm_opt_out.html",
+                person=person,
+                address=address,
+                shown=words.shown_address(address),
+                channel=channel,
+                note=note or "",
+                purpose=purpose,
+                purpose_name=name,
+                sent=words.purpose_opt_out_sends(name, channel),
+                words_channel=words.channel_words(channel),
+            )
         done = purpose_choices.change(
             org,
             channel,
@@ -184,7 +201,7 @@ class PeopleView(SecureView):
             source=Source.ADMIN,
             actor=admin_actor(),
             origin=admin_origin(),
-            note=(form.note.data or "").strip() or None,
+            note=note,
             locale=_locale(),
         )
         if done.ok:

@@ -546,8 +546,8 @@ def change(
 def _append_and_move(
     org: Organization, state: ConsentState, event_values: dict, moved: dict
 ) -> ConsentEvent:
-    """Append the event, move the state to it and queue its webhooks: how a change and an
-    undo are both written."""
+    """Append the event, move the state to it and queue its webhooks: how a change, an undo
+    and a per-purpose choice (`state` a PurposeState) are all written."""
     event = ConsentEvent(**event_values)
     db.session.add(event)
     db.session.flush()
@@ -1034,14 +1034,13 @@ def change_purpose(
         evidence={"purpose": purpose.key, **(evidence or {})},
         version=version,
     )
-    event = ConsentEvent(**values, purpose_id=purpose.id)
-    db.session.add(event)
-    db.session.flush()
-    state.status = to_status
-    state.source = source
-    state.changed_at = now
-    state.changed_by = label
-    state.version = version
-    state.last_event_id = event.id
-    db.session.flush()
+    moved = {
+        "status": to_status,
+        "source": source,
+        "changed_at": now,
+        "changed_by": label,
+        "version": version,
+    }
+    # The same door as a channel change: the event, the state moved, its webhooks queued.
+    event = _append_and_move(org, state, values | {"purpose_id": purpose.id}, moved)
     return Outcome(ok=True, changed=True, code="changed", event=event)

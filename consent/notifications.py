@@ -117,7 +117,8 @@ def covered_cells(org_id: int, email: str) -> dict[str, list[str]]:
 
 def preferences_digest(org_id: int, email: str) -> str:
     """A digest of every choice a preferences link covers (each covered number and the
-    version of its text state): it changes when any of them changes, which spends the link."""
+    version of its text state, the email's and the numbers' purpose choices): it changes when
+    any of them changes, which spends the link."""
     numbers = sorted(covered_cells(org_id, email))
     versions = dict.fromkeys(numbers, 0)
     if numbers:
@@ -144,6 +145,27 @@ def preferences_digest(org_id: int, email: str) -> str:
     ).all()
     if chosen:
         text += "|" + ";".join(f"{pid}:{version}" for pid, version in chosen)
+    # And the covered numbers' purpose choices on texts and calls (the page offers them too).
+    if numbers:
+        by_number = db.session.execute(
+            sa.select(
+                PurposeState.address,
+                PurposeState.channel,
+                PurposeState.purpose_id,
+                PurposeState.version,
+            )
+            .where(
+                PurposeState.organization_id == org_id,
+                PurposeState.channel.in_((Channel.TEXT, Channel.VOICE)),
+                PurposeState.address.in_(numbers),
+            )
+            .order_by(PurposeState.address, PurposeState.channel, PurposeState.purpose_id)
+        ).all()
+        if by_number:
+            text += "|n:" + ";".join(
+                f"{address}/{Channel(channel).value}/{pid}:{version}"
+                for address, channel, pid, version in by_number
+            )
     return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 

@@ -27,7 +27,7 @@ from consent.models import (
     utcnow,
 )
 from consent.tokens import LinkClaim, TokenError
-from consent.words import channel_words, shown_address
+from consent.words import channel_name, channel_words, shown_address
 
 # A person can ask to opt back in only from these states: the public page opts no one in
 # who never chose (that would let anyone text any number a link).
@@ -298,22 +298,88 @@ def email_purposes(link: Link, locale: str | None = None) -> list[purpose_choice
     )
 
 
+@dataclass
+class NumberPurposes:
+    """The purposes table of one cell number the link covers: columns texts and calls."""
+
+    cell: CellNumber
+    channels: list[Channel]
+    rows: list[purpose_choices.PurposeRow]
+
+    @property
+    def channel_names(self) -> list[str]:
+        return [str(channel_name(c)) for c in self.channels]
+
+
+NUMBER_CHANNELS = (Channel.TEXT, Channel.VOICE)  # a covered number is a cell: it takes calls
+
+
+def number_purposes(
+    link: Link, numbers: list[CellNumber], locale: str | None = None
+) -> list[NumberPurposes]:
+    """The purposes tables of the cell numbers the link covers (texts and calls), in two
+    queries whatever their count (their call states; the choices)."""
+    if link.channel != Channel.EMAIL or not numbers:
+        return []
+    org_purposes = purposes.of(link.org)
+    cells = [(c, n.number) for n in numbers for c in NUMBER_CHANNELS]
+    states = {
+        (s.channel, s.address): s
+        for s in db.session.scalars(
+            sa.select(ConsentState).where(
+                ConsentState.organization_id == link.org.id,
+                ConsentState.channel.in_(NUMBER_CHANNELS),
+                ConsentState.address.in_([n.number for n in numbers]),
+            )
+        )
+    }
+    table = purpose_choices.table_for(link.org, cells, states, locale, org_purposes)
+    return [
+        NumberPurposes(
+            cell=n,
+            channels=list(NUMBER_CHANNELS),
+            rows=purpose_choices.rows_for_address(
+                link.org, NUMBER_CHANNELS, n.number, table, org_purposes, locale
+            ),
+        )
+        for n in numbers
+    ]
+
+
 class UnknownPurposeChoice(LookupError):
     """Not a purpose of the link's organization, or not one this page offers."""
 
 
 def set_email_purpose(
-    link: Link, purpose_id: int, *, on: bool, origin: Origin, locale: str | None = None
+    link: Link,
+    purpose_id: int,
+    *,
+    on: bool,
+    origin: Origin,
+    locale: str | None = None,
+    channel: str | None = None,
+    address: str | None = None,
 ) -> purpose_choices.PurposeResult:
-    """Turn one purpose of the link's email address on or off (a choice the link covers, so a
-    change spends it). Only the address itself: the link proves the mailbox."""
+    """Turn one purpose on or off for the link's email address (no channel given), or for a
+    cell number the link covers on texts or calls: choices the link covers, so a change
+    spends it. Only those addresses: the link proves the mailbox, and the numbers of the
+    people who have it."""
     purpose = purposes.by_id(link.org, purpose_id)
     if purpose is None or link.channel != Channel.EMAIL:
         raise UnknownPurposeChoice(purpose_id)
+    channel = Channel(channel) if channel else Channel.EMAIL
+    if channel == Channel.EMAIL:
+        if address not in (None, "", link.address):
+            raise UnknownPurposeChoice(purpose_id)
+        address = link.address
+    elif channel not in NUMBER_CHANNELS or address not in notifications.covered_cells(
+        link.org.id, link.address
+    ):
+        raise UnknownPurposeChoice(purpose_id)  # not a number this link covers
     return purpose_choices.change(
         link.org,
-        Channel.EMAIL,
-        link.address,
+        channel,
+        address,
         purpose,
         on,
         source=Source.EMAIL_LINK,

@@ -172,3 +172,14 @@ def opt_out_sends(channel: Channel) -> str:
     if channel == Channel.EMAIL:
         return gettext("The person gets one email confirming they will get no more email from us.")
     return gettext("Nothing is sent to the person; calls to this number stop.")
+
+
+def purpose_opt_out_sends(purpose_name: str, channel: Channel) -> str:
+    """What an admin's purpose opt-out sends the person (nothing: no confirmation goes out for
+    one kind of message), said before it is recorded."""
+    return gettext(
+        "Nothing is sent to the person; %(purpose)s %(channel)s to this address stop, and "
+        "other kinds of messages keep coming.",
+        purpose=purpose_name,
+        channel=channel_words(channel),
+    )

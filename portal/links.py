@@ -146,6 +146,7 @@ def preferences(token: str):
             form=None if result.changed else form,
             purpose_form=not result.changed,
             purpose_rows=signed_links.email_purposes(link, str(get_locale() or "en")),
+            number_tables=signed_links.number_purposes(link, numbers, str(get_locale() or "en")),
         )
     status = 400 if form.errors else 200
     page = render_template(
@@ -155,6 +156,7 @@ def preferences(token: str):
         form=form,
         purpose_form=True,
         purpose_rows=signed_links.email_purposes(link, str(get_locale() or "en")),
+        number_tables=signed_links.number_purposes(link, numbers, str(get_locale() or "en")),
         disclosure=choices.text_disclosure(link.org),
     )
     return page, status
@@ -163,8 +165,9 @@ def preferences(token: str):
 @bp.post("/preferences/<token>/purposes")
 @limiter.limit(LINK_LIMIT)
 def preferences_purpose(token: str):
-    """Turn one kind of message on or off for the link's email address; a change spends the
-    link (it covers the address's choices), so the page comes back without its buttons."""
+    """Turn one kind of message on or off for the link's email address or, on texts or calls,
+    for a cell number the link covers; a change spends the link (it covers those choices), so
+    the page comes back without its buttons."""
     try:
         link = signed_links.open_link("preferences", token)
     except TokenError as error:
@@ -180,6 +183,8 @@ def preferences_purpose(token: str):
             on=form.allow.data == "on",
             origin=request_origin(),
             locale=locale,
+            channel=form.channel.data or None,
+            address=form.address.data or None,
         )
     except signed_links.UnknownPurposeChoice:
         abort(404)
@@ -189,13 +194,15 @@ def preferences_purpose(token: str):
         db.session.rollback()
     flash(result.message, "success" if result.ok else "error")
     spent = bool(result.outcome and result.outcome.changed)
+    numbers = signed_links.cell_numbers(link)
     return render_template(
         "portal/links/preferences.html",
         link=link,
-        numbers=signed_links.cell_numbers(link),
+        numbers=numbers,
         form=None if spent else PreferencesForm(),
         purpose_form=not spent,
         purpose_rows=signed_links.email_purposes(link, locale),
+        number_tables=signed_links.number_purposes(link, numbers, locale),
         disclosure=choices.text_disclosure(link.org),
     )
 

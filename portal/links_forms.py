@@ -8,6 +8,7 @@ from wtforms.validators import (
     DataRequired,
     InputRequired,
     Length,
+    Optional,
     Regexp,
     ValidationError,
 )
@@ -75,7 +76,10 @@ class PreferencesForm(FlaskForm):
 
 
 class PurposeChoiceForm(FlaskForm):
-    """One kind of message on or off for the link's email address."""
+    """One kind of message on or off for the link's email address, or (channel text or voice,
+    address the number) for a cell number the link covers."""
 
     purpose = HiddenField(validators=[DataRequired(), Regexp(r"^[0-9]{1,9}$")])
     allow = HiddenField(validators=[AnyOf(["on", "off"])])
+    channel = HiddenField(validators=[Optional(), AnyOf(["email", "text", "voice"])])
+    address = HiddenField(validators=[Optional(), Length(max=320)])

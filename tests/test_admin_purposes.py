@@ -24,17 +24,17 @@ def _text(response) -> str:
     return html.unescape(response.get_data(as_text=True))
 
 
-def record(client, contact, address, channel, purpose_id, note="asked by phone"):
-    return client.post(
-        f"/admin/contacts/{contact.id}/purpose",
-        data={
-            "csrf_token": csrf_token(client),
-            "address": address,
-            "channel": channel,
-            "purpose": str(purpose_id),
-            "note": note,
-        },
-    )
+def record(client, contact, address, channel, purpose_id, note="asked by phone", confirm="yes"):
+    data = {
+        "csrf_token": csrf_token(client),
+        "address": address,
+        "channel": channel,
+        "purpose": str(purpose_id),
+        "note": note,
+    }
+    if confirm:
+        data["confirm"] = confirm
+    return client.post(f"/admin/contacts/{contact.id}/purpose", data=data)
 
 
 def chosen(org, channel, address, purpose):
@@ -79,6 +79,46 @@ def test_org_team_records_a_purpose_opt_out_through_the_ledger(client, world):
     attendance = purposes.by_key(world.org, "attendance")
     assert eligibility.check_one(world.org, "text", number, attendance).allowed
     assert not eligibility.check_one(world.org, "text", number, general).allowed
+
+
+def test_a_purpose_opt_out_asks_first_and_says_what_is_sent(client, world, mailbox):
+    """Issue 15: the button changes nothing; the confirm step (a plain form, no JavaScript)
+    says nothing is sent to the person, keeps the note, and only its Yes records."""
+    world.login(client, "org")
+    contact = world.near.contacts[0]
+    email = contact.emails[0].address
+    general = purposes.general(world.org)
+    before = len(mailbox.messages)
+    page = record(client, contact, email, "email", general.id, confirm=None)
+    assert page.status_code == 200
+    text = _text(page)
+    assert "Turn off General email to" in text and "Nothing has changed yet." in text
+    assert "Nothing is sent to the person; General email to this address stop" in text
+    assert 'name="confirm" value="yes"' in text and 'value="asked by phone"' in text
+    assert f'action="/admin/contacts/{contact.id}/purpose"' in text
+    assert chosen(world.org, Channel.EMAIL, email, general) is None
+    for wrong in ("no", ""):
+        record(client, contact, email, "email", general.id, confirm=wrong)
+        assert chosen(world.org, Channel.EMAIL, email, general) is None
+    response = record(client, contact, email, "email", general.id)
+    assert response.status_code == 302
+    assert chosen(world.org, Channel.EMAIL, email, general) == Status.OPTED_OUT
+    from consent import outbox
+
+    outbox.deliver_pending()
+    assert len(mailbox.messages) == before  # as the confirm step said: nothing sent
+
+
+def test_a_refused_purpose_opt_out_is_refused_before_any_confirm_step(client, world):
+    world.login(client, "org")
+    contact = world.near.contacts[0]
+    emergency = purposes.by_key(world.org, "emergency")
+    response = record(client, contact, contact.phones[0].number, "voice", emergency.id,
+                      confirm=None)  # fmt: skip
+    assert response.status_code == 302
+    assert "Parents may not turn off these messages." in _text(
+        client.get(response.headers["Location"])
+    )
 
 
 def test_no_opt_out_when_the_organization_does_not_let_admins_record_them(client, world):

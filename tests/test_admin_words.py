@@ -7,6 +7,8 @@ from __future__ import annotations
 import html
 import re
 
+import pytest
+
 from consent import ledger
 from consent.activity_words import change_words, evidence_words
 from consent.extensions import db
@@ -105,6 +107,19 @@ def test_admin_in_spanish(client, world):
     assert "Filtrar el registro" in log
     optouts = _text(client.get("/admin/optouts/", headers=headers))
     assert "Lista de bajas" in optouts or "Volver a suscribir" in optouts
+
+
+@pytest.mark.parametrize("language", ["en", "es"])
+def test_admin_pages_say_their_language_in_html_lang(client, world, language):
+    """Every admin page (Flask-Admin's own list views too) names the language it is in."""
+    contact = world.near.contacts[0]
+    world.login(client, "org")
+    headers = {"Accept-Language": language}
+    for path in (f"/admin/contacts/{contact.id}/", "/admin/optouts/", "/admin/activity/",
+                 "/admin/settings/", "/admin/settings/purposes", "/admin/"):  # fmt: skip
+        page = client.get(path, headers=headers).get_data(as_text=True)
+        assert f'<html lang="{language}">' in page, path
+        assert page.count("<main") == 1, path
 
 
 def test_settings_have_no_internal_references(client, world):

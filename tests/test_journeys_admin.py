@@ -63,8 +63,8 @@ def sign_in(page, live_server, email):
 
 
 def admin_look(page, name):
-    """Screenshots, overflow and touch targets; axe is for parent and recipient pages."""
-    look(page, f"admin-{name}", axe=False, portal=False)
+    """Screenshots, overflow, touch targets and axe on the whole page."""
+    look(page, f"admin-{name}", portal=False)
 
 
 def menu_of(page) -> str:

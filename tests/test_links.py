@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import html
 import re
 import time
 
@@ -12,10 +13,12 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from consent import ledger, tokens
+from consent.addresses import format_phone
 from consent.eligibility import check_one
 from consent.extensions import db, limiter
 from consent.ledger import Actor
 from consent.models import (
+    Channel,
     ConsentEvent,
     OutboxMessage,
     Source,
@@ -802,3 +805,103 @@ def test_a_purpose_choice_of_the_email_spends_an_earlier_preferences_link(client
     )  # fmt: skip
     db.session.commit()
     assert client.get(url).status_code == 410
+
+
+# --- preferences: the kinds of texts and calls of the covered numbers --------------------------
+
+
+def number_post(client, url, purpose, allow, channel, address):
+    return client.post(
+        url + "/purposes",
+        data={
+            "csrf_token": csrf_token(client, url),
+            "purpose": str(purpose.id),
+            "allow": allow,
+            "channel": channel,
+            "address": address,
+        },
+    )
+
+
+def test_preferences_offers_the_kinds_of_texts_and_calls_of_each_covered_number(client, family):
+    from consent import purposes
+
+    general = purposes.general(family.org)
+    attendance = purposes.by_key(family.org, "attendance")
+    shown = format_phone(family.cell)
+    url = link_for("preferences", family.org, "email", family.email)
+    page = html.unescape(body(client.get(url)))
+    assert "Kinds of texts and calls" in page
+    table = page.split('id="number-purposes"', 1)[1]
+    assert f"Kinds of messages to {shown}" in table
+    assert '<th scope="col">Texts</th><th scope="col">Calls</th>' in table
+    assert f'aria-label="Turn off: General, Texts, {shown}"' in table
+    assert f'aria-label="Turn off: Attendance, Calls, {shown}"' in table
+    assert f'aria-label="Turn off: Emergency, Calls, {shown}"' not in table  # always sent
+    response = number_post(client, url, attendance, "off", "voice", family.cell)
+    assert response.status_code == 200
+    page = html.unescape(body(response))
+    assert f"Attendance calls to {shown}: off." in page and "this link is used up" in page
+    assert "/purposes" not in page.split('id="number-purposes"', 1)[1]  # no more buttons
+    event = events_of(family.cell, fresh=True)[-1]
+    assert (event.purpose_id, event.channel, event.source, event.to_status) == (
+        attendance.id, Channel.VOICE, Source.EMAIL_LINK, Status.OPTED_OUT,
+    )  # fmt: skip
+    assert event.evidence["link"] == "preferences" and event.evidence["email"] == family.email
+    assert not check_one(family.org, "voice", family.cell, attendance).allowed
+    assert check_one(family.org, "voice", family.cell, general).allowed
+    # Spent: the same link turns nothing else off (a number's choice, the texts answer).
+    assert number_post(client, url, general, "off", "text", family.cell).status_code == 410
+    assert number_post(client, url, attendance, "on", "voice", family.cell).status_code == 410
+    assert not check_one(family.org, "voice", family.cell, attendance).allowed
+    assert [e.purpose_id for e in events_of(family.cell, fresh=True)].count(general.id) == 0
+    # A fresh link (its digest covers the new choice) turns it back on.
+    fresh = link_for("preferences", family.org, "email", family.email)
+    assert f'aria-label="Turn on: Attendance, Calls, {shown}"' in html.unescape(
+        body(client.get(fresh))
+    )
+    number_post(client, fresh, attendance, "on", "voice", family.cell)
+    assert check_one(family.org, "voice", family.cell, attendance).allowed
+
+
+def test_a_preferences_link_changes_no_number_it_does_not_cover(client, family):
+    """A link proves its mailbox and the numbers of the people who have it: another family's
+    number, an email address not the link's, a forged token change nothing."""
+    from consent import purposes
+
+    other = factories.make_family(
+        family.org, factories.make_site(family.org, name="Other"), name="Other", contacts=1,
+        students=0,
+    )  # fmt: skip
+    db.session.commit()
+    stranger_cell = other.contacts[0].phones[0].number
+    stranger_email = other.contacts[0].emails[0].address
+    general = purposes.general(family.org)
+    url = link_for("preferences", family.org, "email", family.email)
+    for channel, address in (("text", stranger_cell), ("voice", stranger_cell),
+                             ("email", stranger_email), ("text", family.email)):  # fmt: skip
+        response = number_post(client, url, general, "off", channel, address)
+        assert response.status_code == 404, (channel, address)
+    assert events_of(stranger_cell, fresh=True) == [] and events_of(stranger_email) == []
+    forged = spoil(url, 40)
+    response = number_post(client, forged, general, "off", "text", family.cell)
+    assert response.status_code in (400, 404, 410)
+    assert [e for e in events_of(family.cell, fresh=True) if e.purpose_id] == []
+    # The link still works for its own number: the refusals spent nothing.
+    assert number_post(client, url, general, "off", "text", family.cell).status_code == 200
+    assert not check_one(family.org, "text", family.cell, general).allowed
+
+
+def test_a_purpose_choice_of_a_covered_number_spends_an_earlier_preferences_link(client, family):
+    from consent import purposes
+
+    url = link_for("preferences", family.org, "email", family.email)
+    ledger.change_purpose(
+        family.org, "text", family.cell, purposes.general(family.org), Status.OPTED_OUT,
+        source=Source.PORTAL, actor=Actor.recipient(),
+    )  # fmt: skip
+    db.session.commit()
+    assert client.get(url).status_code == 410
+    general = purposes.general(family.org)
+    assert number_post(client, url, general, "on", "text", family.cell).status_code == 410
+    assert not check_one(family.org, "text", family.cell, general).allowed

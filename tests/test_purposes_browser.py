@@ -1,7 +1,9 @@
 """Message purposes in Chromium at 390 px: the parent's purposes table (no sideways scrolling,
 44 px targets, statuses in words, axe clean), turned off and on with the buttons alone; the
 preferences page's kinds of email; the admin contact page with its kinds-of-messages table
-(axe clean on the whole page) and a purpose opt-out recorded from it; the Settings editor."""
+and a purpose opt-out recorded from it through its confirm step; the Settings editor; and the
+admin's pages axe clean as whole pages (Flask-Admin's menu too) at desktop and 390 px, in the
+staff member's language."""
 
 from __future__ import annotations
 
@@ -14,7 +16,7 @@ from consent.extensions import db
 from consent.ledger import Actor
 from consent.models import Channel, Role, Source
 from tests.factories import PASSWORD, make_user
-from tests.live import axe_violations, look, sign_in_page
+from tests.live import DESKTOP, PHONE, axe_violations, look, sign_in_page
 
 pytestmark = pytest.mark.browser
 
@@ -87,26 +89,76 @@ def test_preferences_page_kinds_of_email(family, live_server, browser_page):
     look(page, "preferences-purposes-spent")
 
 
+def test_preferences_page_kinds_of_texts_and_calls(family, live_server, browser_page):
+    """The covered cell number's table (texts and calls) at 390 px; a button turns one off."""
+    page = browser_page
+    page.goto(live_server.url(f"/preferences/{family.token}"))
+    table = page.locator("#number-purposes table").first
+    assert [t.strip() for t in table.locator("thead th").all_inner_texts()] == [
+        "Messages about", "Texts", "Calls",
+    ]  # fmt: skip
+    look(page, "preferences-number-purposes")
+    row = table.locator("tbody tr").filter(has_text="Attendance")
+    row.locator("td").nth(1).get_by_role("button", name="Turn off").click()
+    page.wait_for_load_state()
+    row = page.locator("#number-purposes tbody tr").filter(has_text="Attendance")
+    assert row.locator("td").nth(1).locator(".status").inner_text() == "Off"
+    assert "this link is used up" in page.inner_text("#number-purposes")
+    look(page, "preferences-number-purposes-spent")
+
+
 def test_admin_contact_page_with_purposes(family, live_server, browser_page):
     page = browser_page
     sign_in_page(page, live_server, "org@example.org", PASSWORD)
     page.goto(live_server.url(f"/admin/contacts/{family.ana_id}/"))
     assert page.locator("#purposes").is_visible()
-    # Axe on the kinds-of-messages section (the admin's layout around it is Flask-Admin's, which
-    # the admin journeys check for overflow and touch targets, not axe).
-    look(page, "admin-contact-purposes", axe=False, portal=False)
-    assert axe_violations(page, "#purposes-section") == []
+    # Axe on the whole page (Flask-Admin's layout too), at phone width after look().
+    look(page, "admin-contact-purposes", portal=False)
     cell = page.locator("table.purposes-admin tbody tr").filter(has_text="Email")
     cell = cell.locator("td").nth(2)  # General
     cell.locator("summary").click()
     cell.get_by_label("Note (why they asked)").fill("asked at the front desk")
     cell.get_by_role("button", name="Turn off General (opt out)").click()
     page.wait_for_load_state()
+    # The confirm step (issue 15): nothing changed yet, what is sent said, the note kept.
+    assert "Nothing has changed yet." in page.inner_text("main")
+    assert "Nothing is sent to the person" in page.inner_text("main")
+    assert page.get_by_label("Note (why they asked)").input_value() == "asked at the front desk"
+    look(page, "admin-purpose-confirm", portal=False)
+    page.get_by_role("button", name="Yes, turn it off").click()
+    page.wait_for_load_state()
     assert "General email to" in " ".join(page.locator(".alert").all_inner_texts())
     row = page.locator("table.purposes-admin tbody tr").filter(has_text="Email")
     assert row.locator("td").nth(2).locator(".badge").inner_text() == "Off"
-    assert axe_violations(page, "#purposes-section") == []
+    assert axe_violations(page) == []
 
     page.goto(live_server.url("/admin/settings/purposes"))
-    look(page, "admin-settings-purposes", axe=False, portal=False)
-    assert axe_violations(page, ".purposes-editor") == []
+    look(page, "admin-settings-purposes", portal=False)
+
+
+ADMIN_PAGES = {
+    "contact": "/admin/contacts/{ana_id}/",
+    "optouts": "/admin/optouts/",
+    "activity": "/admin/activity/",
+    "settings": "/admin/settings/",
+    "settings-purposes": "/admin/settings/purposes",
+    "import": "/admin/optouts/import/",
+}
+
+
+@pytest.mark.parametrize("language", ["en", "es"])
+def test_admin_pages_are_axe_clean_as_whole_pages(family, live_server, browser_page, language):
+    """The admin's pages, whole (Flask-Admin's menu and buttons too), at desktop and 390 px:
+    no serious or critical axe violation, `<html lang>` the staff member's language."""
+    page = browser_page
+    page.context.set_extra_http_headers({"Accept-Language": language})
+    sign_in_page(page, live_server, "org@example.org", PASSWORD)
+    problems = []
+    for name, path in ADMIN_PAGES.items():
+        page.goto(live_server.url(path.format(ana_id=family.ana_id)))
+        assert page.locator("html").get_attribute("lang") == language, name
+        look(page, f"admin-whole-{name}-{language}", axe=False, portal=False)
+        for width, viewport in (("desktop", DESKTOP), ("phone", PHONE)):
+            page.set_viewport_size(viewport)
+            problems += [f"{name} at {width}: {v}" for v in axe_violations(page)]
+    assert problems == [], "\n".join(problems)

@@ -70,6 +70,9 @@ def test_activity_log_filter_by_address_takes_the_same_queries_for_more_events(
     assert many.count == few.count, (few.statements, many.statements[:8])
 
 
+SETTINGS_PAGE_QUERIES = 12  # README.md, "Settings page"
+
+
 def test_account_settings_takes_the_same_queries_for_a_bigger_family(client, world, count_queries):
     """A parent's settings page: a family of two or of four contacts, three students and more
     phones, the same queries (the family's addresses are read in one go)."""
@@ -93,4 +96,8 @@ def test_account_settings_takes_the_same_queries_for_a_bigger_family(client, wor
     with count_queries() as many:
         page = client.get("/account/settings")
     assert page.status_code == 200
+    # The README's figure: the user, their contact, the family, the organization, the family's
+    # contacts, students, phones, emails, consent states, pending confirmations, the purposes
+    # and the purpose choices.
+    assert few.count == SETTINGS_PAGE_QUERIES, few.statements
     assert many.count == few.count

@@ -21,6 +21,7 @@ from consent.ledger import Actor, BulkRow
 from consent.models import (
     Channel,
     Source,
+    Status,
     WebhookAttempt,
     WebhookDelivery,
     WebhookEndpoint,
@@ -155,6 +156,41 @@ def test_bulk_imports_are_queued_too(org, receiver):
     assert sorted(b["data"]["address"] for b in receiver.bodies()) == sorted(
         r.address for r in rows
     )
+
+
+def test_a_purpose_choice_is_delivered_signed_naming_the_purpose(org, receiver):
+    from consent import purposes
+
+    endpoint, secret = endpoint_for(org, receiver.url)
+    general = purposes.general(org)
+    outcome = ledger.change_purpose(
+        org, Channel.EMAIL, "a@example.org", general, Status.OPTED_OUT,
+        source=Source.EMAIL_LINK, actor=Actor.recipient(),
+    )  # fmt: skip
+    assert outcome.changed
+    opt_out(org, "+12025550111")  # channel-wide: purpose null
+    db.session.commit()
+    assert webhooks.deliver().delivered == 2
+    verified = [Webhook(secret).verify(body, headers) for headers, body in receiver.received]
+    by_address = {v["data"]["address"]: v for v in verified}
+    purpose_event = by_address["a@example.org"]
+    assert purpose_event["type"] == "consent.opted_out"
+    assert purpose_event["data"] | {"at": None} == {
+        "id": outcome.event.id, "at": None, "channel": "email", "address": "a@example.org",
+        "from": None, "to": "opted_out", "source": "email_link", "carrier_block": False,
+        "version": 1, "purpose": "general",
+    }  # fmt: skip
+    assert by_address["+12025550111"]["data"]["purpose"] is None
+    # Back on: an opted_in delivery, the purpose named again; an unchanged choice queues nothing.
+    for _ in range(2):
+        ledger.change_purpose(
+            org, Channel.EMAIL, "a@example.org", general, Status.OPTED_IN,
+            source=Source.EMAIL_LINK, actor=Actor.recipient(),
+        )  # fmt: skip
+    db.session.commit()
+    assert webhooks.deliver().delivered == 1
+    last = Webhook(secret).verify(receiver.received[-1][1], receiver.received[-1][0])
+    assert (last["type"], last["data"]["purpose"]) == ("consent.opted_in", "general")
 
 
 def test_other_organizations_endpoints_get_nothing(app, receiver):
