@@ -8,6 +8,7 @@ import hashlib
 import os
 import re
 import socket
+import time
 
 import sqlalchemy as sa
 from itsdangerous import URLSafeTimedSerializer
@@ -129,3 +130,18 @@ class QueryCounter:
             .startswith(("BEGIN", "SAVEPOINT", "RELEASE", "ROLLBACK", "COMMIT"))
         ):
             self.statements.append(statement)
+
+
+def settled(read, done, seconds: float = 30.0):
+    """`read()` again until `done(result)` or the time is up; the last result.
+
+    On PostgreSQL the feed stops below the oldest transaction still open on the server, and
+    transaction ids are the whole server's: another test worker's open transaction (in its
+    own database) holds this feed back for a moment. The answer must still come, whole."""
+    deadline = time.monotonic() + seconds
+    while True:
+        result = read()
+        if done(result) or time.monotonic() > deadline:
+            return result
+        db.session.rollback()
+        time.sleep(0.05)

@@ -226,7 +226,7 @@ def test_an_undo_reaches_the_change_feed_and_the_webhooks(world):
     )
     db.session.commit()
     assert outcome.ok
-    from tests.test_feed import settled
+    from tests.helpers import settled
 
     def mine():
         events, _next = feed.page(world.org.id, feed.Cursor(), 100)

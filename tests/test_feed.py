@@ -16,6 +16,7 @@ from consent.ledger import Actor, BulkRow
 from consent.models import Channel, ConsentEvent, Source
 from tests.api_helpers import ENV_KEY, key_for, two_orgs, wrong_callers
 from tests.factories import make_org
+from tests.helpers import settled
 
 URL = "/api/v1/events"
 
@@ -156,21 +157,6 @@ def _in_thread(app, work, *args):
     thread = threading.Thread(target=target)
     thread.start()
     return thread, box
-
-
-def settled(read, done, seconds: float = 30.0):
-    """`read()` again until `done(result)` or the time is up; the last result.
-
-    On PostgreSQL the feed stops below the oldest transaction still open on the server, and
-    transaction ids are the whole server's: another test worker's open transaction (in its
-    own database) holds this feed back for a moment. The answer must still come, whole."""
-    deadline = time.monotonic() + seconds
-    while True:
-        result = read()
-        if done(result) or time.monotonic() > deadline:
-            return result
-        db.session.rollback()
-        time.sleep(0.05)
 
 
 def _read_all(org_id, after):
