@@ -7,9 +7,10 @@ export only (another user, even of the same team, gets 404)."""
 
 from __future__ import annotations
 
-import io
+import unicodedata
+from urllib.parse import quote
 
-from flask import abort, current_app, redirect, send_file, url_for
+from flask import Response, abort, current_app, redirect, stream_with_context, url_for
 from flask_admin import expose
 from flask_login import current_user
 
@@ -64,11 +65,23 @@ class ExportJobs:
             abort(404)
         if stored.organization_id != job.organization_id:
             abort(404)
-        response = send_file(
-            io.BytesIO(stored.content),
+        # Streamed part by part (consent.jobs.file_parts): the file is never whole in memory.
+        response = Response(
+            stream_with_context(jobs.file_parts(stored.id)),
             mimetype=export_jobs.mimetype(result.get("format", "csv")),
-            as_attachment=True,
-            download_name=stored.filename,
         )
+        response.headers["Content-Length"] = str(jobs.file_size(stored.id))
+        response.headers.set("Content-Disposition", "attachment", **_attachment(stored.filename))
         response.headers["Cache-Control"] = "no-store"
         return response
+
+
+def _attachment(filename: str) -> dict:
+    """The Content-Disposition options send_file gives a download of this name (werkzeug's:
+    an ASCII fallback, and the UTF-8 name when it is not ASCII)."""
+    try:
+        filename.encode("ascii")
+    except UnicodeEncodeError:
+        simple = unicodedata.normalize("NFKD", filename).encode("ascii", "ignore").decode()
+        return {"filename": simple, "filename*": f"UTF-8''{quote(filename, safe='!#$&+^`|~')}"}
+    return {"filename": filename}

@@ -659,9 +659,9 @@ class OptOutListView(ExportJobs, SecureModelView):
         """The list's search, filters and sort as the export job's params (plain values)."""
         view_args = self._get_list_extra_args()
         sort = self._get_column_by_idx(view_args.sort)
-        filters = {}
+        filters: dict[str, list[str]] = {}  # every filter the list applies, two of a kind too
         for index, _name, value in view_args.filters or []:
-            filters[optout_list.LIST_FILTERS[index]] = value
+            filters.setdefault(optout_list.LIST_FILTERS[index], []).append(value)
         return {
             "search": view_args.search or "",
             "filters": filters,

@@ -3,8 +3,9 @@
 An export over EXPORT_JOB_ROWS rows is queued instead of streamed: the worker writes the file
 (CSV from a server-side cursor, `yield_per`; XLSX through openpyxl's write-only workbook, so
 writing's memory stays flat whatever the rows; bench/export_memory.py measures it), keeps it in
-`job_files` (one blob: the job's peak memory grows with the file's size, about three times it;
-bench/export_jobs_memory.py), and the job's page offers the download. Exports are registered by name with the
+`job_files` in parts (consent.jobs.PartWriter: each part of about 1 MiB committed as it fills,
+so the job's memory stays flat too; bench/export_jobs_memory.py), and the job's page offers the
+download, streamed part by part. Exports are registered by name with the
 function that yields their rows (header first) from JSON-able params, and the one that counts
 them (the progress bar's total): the opted-out numbers, the opt-out list as filtered, the
 reports and the activity log. The progress is written aside while the cursor is open
@@ -176,20 +177,46 @@ def _run_job(job_run: jobs.JobRun) -> dict:
     seen = [0]
     count = COUNTS.get(params["export"])
     total = count(org, params) if count else 0
-    job_run.progress(0, total=total)
-    with tempfile.TemporaryFile() as target:
-        # The rows come from one server-side cursor: no commit until it is read to its end;
-        # the progress (and the lease) is written aside, on a connection of its own.
-        rows = _counted(fn(org, params), seen, job_run.progress_aside, total)
-        write(rows, fmt, target, title)
-        db.session.rollback()
-        size = target.tell()
-        target.seek(0)
-        content = target.read()
     name = f"{params['filename']}.{fmt}"
-    stored = jobs.store_file(org.id, name, content)
+    # The file is the job's own (job.file_id) from its first attempt: a later attempt (the
+    # worker died, or was stopped) writes it again from its first part.
+    file_id = job_run.job.file_id or jobs.new_file(job_run.job, name)
+    job_run.progress(0, total=total)
+    target = jobs.PartWriter(file_id).start()
+    try:
+        # The rows come from one server-side cursor: no commit until it is read to its end;
+        # the progress (and the lease) is written aside, on a connection of its own, and so
+        # is each part of the file as it fills.
+        rows = _counted(fn(org, params), seen, job_run.progress_aside, total)
+        if fmt == "xlsx":
+            # openpyxl's write-only workbook writes a zip: into a temporary file, then copied
+            # into the parts a chunk at a time.
+            with tempfile.TemporaryFile() as spool:
+                write(rows, fmt, spool, title)
+                db.session.rollback()
+                spool.seek(0)
+                target.copy_from(spool)
+        else:
+            write(rows, fmt, target, title)
+            db.session.rollback()
+        target.close()
+    except jobs.LostLease:
+        raise  # the worker that has the job now writes the file again
+    except Exception:
+        # Failed or stopped: no half file is left (a resumed attempt writes it all again).
+        db.session.rollback()
+        with db.engine.connect().execution_options(consent_write=True) as conn:
+            jobs.delete_parts(file_id, conn)
+            conn.commit()
+        raise
     rows = max(seen[0] - 1, 0)  # less the header
-    result = {"file_id": stored.id, "filename": name, "rows": rows, "size": size, "format": fmt}
+    result = {
+        "file_id": file_id,
+        "filename": name,
+        "rows": rows,
+        "size": target.size,
+        "format": fmt,
+    }
     job_run.progress(rows, total=rows, result=result)
     return result
 

@@ -479,9 +479,14 @@ def remember_roles(org: Organization, layout: Layout, roles: list[str]) -> None:
 # --- as a background job -------------------------------------------------------------------
 
 
-def count_rows(content: bytes, filename: str) -> int:
-    """The file's rows (for a job's progress bar), read without normalizing anything."""
-    records, close = _records(io.BytesIO(content), filename, len(content) + 1)
+def count_rows(content, filename: str) -> int:
+    """The file's rows (for a job's progress bar), read without normalizing anything: of
+    bytes, or of a binary file read from where it is (and left open)."""
+    stream = io.BytesIO(content) if isinstance(content, bytes | bytearray) else content
+    start = stream.tell()
+    size = stream.seek(0, io.SEEK_END) - start
+    stream.seek(start)
+    records, close = _records(stream, filename, size + 1)
     try:
         last = 0
         for number, _cells in records:
@@ -520,7 +525,11 @@ def enqueue(
     if stored is None:
         stored = jobs.store_file(org.id, filename, content)
     # A big file's rows are counted by the worker, not in the request (0: not counted yet).
-    total = count_rows(stored.content, filename) if stored.size <= PREVIEW_INLINE_BYTES else 0
+    if stored.size > PREVIEW_INLINE_BYTES:
+        total = 0
+    else:
+        with jobs.file_reader(stored.id) as source:
+            total = count_rows(source, filename)
     origin = origin or ledger.Origin()
     return jobs.enqueue(
         JOB_KIND,
@@ -542,8 +551,6 @@ def enqueue(
 
 @jobs.register(JOB_KIND)
 def _run_job(job_run: jobs.JobRun) -> dict:
-    from flask import current_app
-
     from consent.models import User
 
     job = job_run.job
@@ -555,17 +562,30 @@ def _run_job(job_run: jobs.JobRun) -> dict:
     filename = params.get("filename") or "import"
     choice = params.get("choice") or "all"
     layout = params.get("layout") or None
-    content = job_run.file_bytes()
+    # The upload, read back part by part into a spooled temporary file (not held whole).
+    with job_run.file_reader() as source:
+        return _run_on(job_run, org, source, filename, choice, layout, actor, origin)
+
+
+def _run_on(job_run, org, source, filename, choice, layout, actor, origin) -> dict:
+    """The import (or preview) of the job's file, read from `source`."""
+    from flask import current_app
+
+    job = job_run.job
+    params = job_run.params
+    size = source.seek(0, io.SEEK_END)
+    source.seek(0)
     total = job.total or None
     try:
         if total is None:
-            total = count_rows(content, filename)
+            total = count_rows(source, filename)
+            source.seek(0)
             job_run.progress(job_run.resumed_from, total=total)
         if params.get("dry_run"):
             # A preview writes nothing: a resumed one starts again from the top.
             report = preview_file(
-                org, io.BytesIO(content), filename, choice, layout=layout,
-                max_bytes=len(content) + 1,
+                org, source, filename, choice, layout=layout,
+                max_bytes=size + 1,
                 on_chunk=lambda r: job_run.progress(r.last_row, total=total),
             )  # fmt: skip
             db.session.rollback()
@@ -576,14 +596,14 @@ def _run_job(job_run: jobs.JobRun) -> dict:
         report = ImportReport.from_dict(saved) if saved.get("batch_id") else None
         report = import_file(
             org,
-            io.BytesIO(content),
+            source,
             filename,
             choice,
             actor=actor,
             note=params.get("note"),
             origin=origin,
             layout=layout,
-            max_bytes=len(content) + 1,
+            max_bytes=size + 1,
             chunk_size=current_app.config.get("IMPORT_CHUNK", CHUNK),
             report=report,
             on_chunk=lambda r: job_run.progress(r.last_row, total=total, result=r.as_dict()),

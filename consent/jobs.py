@@ -2,7 +2,10 @@
 invitations to everyone) done by a worker process, with progress, never inside a web request.
 
 A job is a row (consent.models.Job) and, when it reads an upload, a JobFile holding the bytes,
-so any worker on any machine can run it. Kinds are registered by name (`@register("kind")`);
+so any worker on any machine can run it. A JobFile's bytes are kept in parts of PART_SIZE
+(JobFilePart): an upload is stored part by part (store_file), a job reads it back as a file
+(JobRun.file_reader: a spooled temporary file filled part by part) and an export job writes
+its file with a PartWriter, each part committed as it fills, so no side holds the whole file. Kinds are registered by name (`@register("kind")`);
 a kind's function gets a JobRun and does its work in chunks, calling `run.progress(...)` after
 each: that writes the job's progress and commits it in the same transaction as the chunk's own
 writes, so a chunk is either committed and counted, or neither.
@@ -22,8 +25,9 @@ import logging
 import os
 import signal
 import socket
+import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import timedelta
 
@@ -34,7 +38,7 @@ from flask.cli import AppGroup
 
 from consent.database import begin_write, is_sqlite
 from consent.extensions import db
-from consent.models import Job, JobFile, utcnow
+from consent.models import Job, JobFile, JobFilePart, utcnow
 
 log = logging.getLogger(__name__)
 
@@ -102,17 +106,144 @@ def enqueue(
     return job
 
 
+PART_SIZE = 1024 * 1024  # the bytes of one JobFilePart (the last part of a file: up to this)
+SPOOL_BYTES = 4 * PART_SIZE  # a file read back by a job: in memory up to this, then on disk
+
+
 def store_file(organization_id: int, filename: str, content: bytes) -> JobFile:
-    """Keep an upload for a job, in the database (the caller commits)."""
-    stored = JobFile(
-        organization_id=organization_id,
-        filename=filename[:300],
-        content=content,
-        size=len(content),
-    )
+    """Keep an upload for a job, in the database, in parts (the caller commits)."""
+    stored = JobFile(organization_id=organization_id, filename=filename[:300], size=len(content))
     db.session.add(stored)
     db.session.flush()
+    view = memoryview(content)
+    for seq, start in enumerate(range(0, len(content), PART_SIZE)):
+        db.session.execute(
+            sa.insert(JobFilePart).values(
+                job_file_id=stored.id, seq=seq, data=bytes(view[start : start + PART_SIZE])
+            )
+        )
     return stored
+
+
+def file_size(file_id: int) -> int:
+    """The bytes a JobFile's parts hold, together."""
+    total = db.session.scalar(
+        sa.select(sa.func.sum(sa.func.length(JobFilePart.data))).where(
+            JobFilePart.job_file_id == file_id
+        )
+    )
+    return int(total or 0)
+
+
+def file_parts(file_id: int) -> Iterator[bytes]:
+    """A JobFile's bytes, part by part, in order: one part read (and held) at a time."""
+    seq = -1
+    while True:
+        row = db.session.execute(
+            sa.select(JobFilePart.seq, JobFilePart.data)
+            .where(JobFilePart.job_file_id == file_id, JobFilePart.seq > seq)
+            .order_by(JobFilePart.seq)
+            .limit(1)
+        ).first()
+        if row is None:
+            return
+        seq = row.seq
+        yield bytes(row.data)
+
+
+def file_reader(file_id: int):
+    """A JobFile as a binary file, at its start: a SpooledTemporaryFile filled part by part
+    (in memory up to SPOOL_BYTES, on disk beyond). The caller closes it."""
+    spool = tempfile.SpooledTemporaryFile(max_size=SPOOL_BYTES)
+    for part in file_parts(file_id):
+        spool.write(part)
+    spool.seek(0)
+    return spool
+
+
+def delete_parts(file_id: int, conn=None) -> None:
+    """Drop a JobFile's parts (a half-written file): on `conn`, or in the session."""
+    stmt = sa.delete(JobFilePart).where(JobFilePart.job_file_id == file_id)
+    (conn or db.session).execute(stmt)
+
+
+class PartWriter:
+    """A binary file a job writes into a JobFile: the bytes are kept in parts of PART_SIZE,
+    each part inserted and committed as it fills, on a connection of its own (the session may
+    be reading a long server-side cursor meanwhile). The file is whole only after close();
+    until then it is not a finished job's result, so a job that dies mid-write leaves parts
+    no one can download, and the next attempt overwrites them (start())."""
+
+    def __init__(self, file_id: int, part_size: int | None = None):
+        self.file_id = file_id
+        self.part_size = part_size or PART_SIZE
+        self.size = 0
+        self._seq = 0
+        self._buffer = bytearray()
+
+    def start(self) -> PartWriter:
+        """Drop whatever an earlier attempt wrote into this file."""
+        with db.engine.connect().execution_options(consent_write=True) as conn:
+            delete_parts(self.file_id, conn)
+            conn.execute(sa.update(JobFile).where(JobFile.id == self.file_id).values(size=0))
+            conn.commit()
+        return self
+
+    def write(self, data) -> int:
+        self._buffer += data
+        while len(self._buffer) >= self.part_size:
+            self._put(bytes(self._buffer[: self.part_size]))
+            del self._buffer[: self.part_size]
+        return len(data)
+
+    def tell(self) -> int:
+        return self.size + len(self._buffer)
+
+    def _put(self, data: bytes, *, last: bool = False) -> None:
+        with db.engine.connect().execution_options(consent_write=True) as conn:
+            if data:
+                conn.execute(
+                    sa.insert(JobFilePart).values(
+                        job_file_id=self.file_id, seq=self._seq, data=data
+                    )
+                )
+                self._seq += 1
+                self.size += len(data)
+            if last:
+                conn.execute(
+                    sa.update(JobFile).where(JobFile.id == self.file_id).values(size=self.size)
+                )
+            conn.commit()
+
+    def close(self) -> None:
+        """Write the last part and the file's size."""
+        data = bytes(self._buffer)
+        self._buffer = bytearray()
+        self._put(data, last=True)
+
+    def copy_from(self, source) -> None:
+        """Append what a binary file holds from where it is, a part at a time."""
+        while data := source.read(self.part_size):
+            self.write(data)
+
+
+def new_file(job: Job, filename: str) -> int:
+    """An empty JobFile (a header, no parts yet) for the file `job` writes, kept as the job's
+    file; committed on a connection of its own."""
+    with db.engine.connect().execution_options(consent_write=True) as conn:
+        file_id = conn.execute(
+            sa.insert(JobFile)
+            .values(
+                organization_id=job.organization_id,
+                filename=filename[:300],
+                size=0,
+                created_at=utcnow(),
+            )
+            .returning(JobFile.id)
+        ).scalar_one()
+        conn.execute(sa.update(Job).where(Job.id == job.id).values(file_id=file_id))
+        conn.commit()
+    return file_id
 
 
 def lease() -> timedelta:
@@ -184,11 +315,19 @@ class JobRun:
         """The result as of the last committed chunk."""
         return dict(self.job.result or {})
 
-    def file_bytes(self) -> bytes:
+    def _file_id(self) -> int:
         stored = db.session.get(JobFile, self.job.file_id) if self.job.file_id else None
         if stored is None:
             raise RuntimeError("this job's file is gone")
-        return stored.content
+        return stored.id
+
+    def file_bytes(self) -> bytes:
+        """The job's file, whole (for small files: a roster's archive)."""
+        return b"".join(file_parts(self._file_id()))
+
+    def file_reader(self):
+        """The job's file as a binary file (a spooled temporary file); the caller closes it."""
+        return file_reader(self._file_id())
 
     def progress(self, done: int, *, total: int | None = None, result: dict | None = None):
         """Record progress and commit it with whatever the session holds (the chunk's writes).

@@ -849,17 +849,30 @@ class ImportMapping(db.Model):
 
 
 class JobFile(db.Model):
-    """A file a background job reads (an upload), kept in the database so any worker on any
-    machine can read it."""
+    """A file a background job reads (an upload) or writes (an export), kept in the database
+    so any worker on any machine can read it: this row is its header, its bytes are in
+    JobFilePart rows (about 1 MiB each, consent.jobs), so neither the writer nor the reader
+    holds the whole file."""
 
     __tablename__ = "job_files"
 
     id: Mapped[int] = mapped_column(primary_key=True)
     organization_id: Mapped[int] = mapped_column(sa.ForeignKey("organizations.id"), index=True)
     filename: Mapped[str] = mapped_column(sa.String(300))
-    content: Mapped[bytes] = mapped_column(sa.LargeBinary)
     size: Mapped[int] = mapped_column(default=0)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class JobFilePart(db.Model):
+    """One part of a JobFile's bytes, in order of `seq` (0, 1, 2, ...)."""
+
+    __tablename__ = "job_file_parts"
+
+    job_file_id: Mapped[int] = mapped_column(
+        sa.ForeignKey("job_files.id", ondelete="CASCADE"), primary_key=True
+    )
+    seq: Mapped[int] = mapped_column(primary_key=True)
+    data: Mapped[bytes] = mapped_column(sa.LargeBinary)
 
 
 class Job(db.Model):

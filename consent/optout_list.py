@@ -138,28 +138,34 @@ def filtered_statement(
     desc: bool = False,
 ) -> sa.Select:
     """The list as the admin shows it (its search, filters and sort), every page: what its
-    export writes. `filters` holds the list's filter values as typed in its URL ({"status":
-    "opted_out", "channel": "text", "source": "import", "from"/"to": "YYYY-MM-DD",
-    "carrier_block": "1"}); the status is "opted out" unless one is chosen."""
+    export writes. `filters` holds the list's filter values as typed in its URL, a list of
+    them per kind ({"status": ["opted_out"], "channel": ["text"], "source": ["import"],
+    "from"/"to": ["YYYY-MM-DD"], "carrier_block": ["1"]}; a lone value stands for a list of
+    one). As on the list page, every filter applies, two of one kind too (two channels: the
+    rows of both, that is none); the status is "opted out" unless one is chosen."""
     from datetime import datetime, timedelta
 
-    filters = filters or {}
-    stmt = sa.select(ConsentState).where(
-        ConsentState.organization_id == org_id,
-        ConsentState.status == Status(filters.get("status") or Status.OPTED_OUT.value),
-    )
-    if filters.get("channel"):
-        stmt = stmt.where(ConsentState.channel == Channel(filters["channel"]))
-    if filters.get("source"):
-        stmt = stmt.where(ConsentState.source == Source(filters["source"]))
-    if filters.get("from"):
-        day = datetime.strptime(filters["from"].strip(), "%Y-%m-%d")
+    def values(kind: str) -> list[str]:
+        found = (filters or {}).get(kind)
+        found = found if isinstance(found, list | tuple) else [found]
+        return [value for value in found if value]
+
+    stmt = sa.select(ConsentState).where(ConsentState.organization_id == org_id)
+    for status in values("status") or [Status.OPTED_OUT.value]:
+        stmt = stmt.where(ConsentState.status == Status(status))
+    for channel in values("channel"):
+        stmt = stmt.where(ConsentState.channel == Channel(channel))
+    for source in values("source"):
+        stmt = stmt.where(ConsentState.source == Source(source))
+    for value in values("from"):
+        day = datetime.strptime(value.strip(), "%Y-%m-%d")
         stmt = stmt.where(ConsentState.changed_at >= day)
-    if filters.get("to"):
-        day = datetime.strptime(filters["to"].strip(), "%Y-%m-%d")
+    for value in values("to"):
+        day = datetime.strptime(value.strip(), "%Y-%m-%d")
         stmt = stmt.where(ConsentState.changed_at < day + timedelta(days=1))
-    if filters.get("carrier_block") in ("0", "1"):
-        stmt = stmt.where(ConsentState.carrier_block.is_(filters["carrier_block"] == "1"))
+    for value in values("carrier_block"):
+        if value in ("0", "1"):
+            stmt = stmt.where(ConsentState.carrier_block.is_(value == "1"))
     for condition in search_conditions(search):
         stmt = stmt.where(condition)
     if sort == "changed_at":

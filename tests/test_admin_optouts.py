@@ -394,6 +394,35 @@ def test_clear_bounce_list_action_needs_the_token(client, auth, listed):
     assert event.source == Source.ADMIN and event.actor_user_id == listed["org"].id
 
 
+TWO_OF_A_KIND = [
+    {"flt1_channel_equals": "text", "flt2_channel_equals": "voice"},
+    {"flt1_channel_equals": "voice", "flt2_channel_equals": "voice"},
+    {"flt1_date_added_on_or_after": "2000-01-01", "flt2_date_added_on_or_after": "2999-01-01"},
+    {"flt1_date_added_on_or_after": "2999-01-01", "flt2_date_added_on_or_after": "2000-01-01"},
+]
+
+
+@pytest.mark.parametrize("big", [False, True], ids=["at-once", "job"])
+@pytest.mark.parametrize("query", TWO_OF_A_KIND)
+def test_two_filters_of_one_kind_both_reach_the_export(app, client, auth, listed, query, big):
+    """The list applies every filter, two of one kind too; so does its export, written at
+    once or by a job (a filter of each kind once made the export keep only the last)."""
+    from consent import jobs
+
+    login(auth, "org")
+    page = client.get(LIST, query_string={**query, "page_size": 100}).get_data(as_text=True)
+    app.config["EXPORT_JOB_ROWS"] = -1 if big else 1_000_000
+    response = client.get(LIST + "export.csv", query_string=query)
+    if big:
+        assert response.status_code == 302 and "/export-jobs/" in response.location
+        while jobs.run_one():
+            pass
+        response = client.get(response.location + "/download")
+    assert response.status_code == 200
+    rows = list(csv.reader(io.StringIO(response.get_data(as_text=True).lstrip("\ufeff"))))
+    assert len(rows) - 1 == rows_shown(page)
+
+
 # --- exports --------------------------------------------------------------------------------
 
 

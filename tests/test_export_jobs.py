@@ -4,6 +4,7 @@ progress bar, then offers the file; nobody else can see the job or download its 
 from __future__ import annotations
 
 import csv
+import functools
 import io
 
 import pytest
@@ -227,3 +228,120 @@ def test_an_export_job_reports_its_progress_while_it_writes(
     events = len(rows) - 1
     assert seen and all(total == events and lease for _done, total, lease in seen)
     assert [done for done, _t, _l in seen] == list(range(2, events, 2))
+
+
+# --- the job's file is kept in parts -------------------------------------------------------
+
+
+def parts_of(file_id: int) -> list[int]:
+    """The sizes of a job file's parts, in order, as the database has them."""
+    from consent.models import JobFilePart
+
+    db.session.expire_all()
+    return list(
+        db.session.scalars(
+            sa.select(sa.func.length(JobFilePart.data))
+            .where(JobFilePart.job_file_id == file_id)
+            .order_by(JobFilePart.seq)
+        )
+    )
+
+
+@pytest.mark.parametrize("fmt", ["csv", "xlsx"])
+def test_a_file_written_in_many_parts_downloads_as_the_rows_written_at_once(
+    app, client, opted_out_world, monkeypatch, fmt
+):
+    """Parts of 100 bytes: the export is many parts, the download (streamed part by part,
+    its Content-Length their sum) has the rows of the same export written at once."""
+    from consent.models import Job
+
+    monkeypatch.setattr(jobs, "PART_SIZE", 100)
+    opted_out_world.login(client, "org")
+    path = f"/admin/activity/download/{fmt}/"
+    queued = client.get(path).location
+    while jobs.run_one():
+        pass
+    download = client.get(queued + "/download")
+    assert download.status_code == 200
+    assert download.headers["Content-Disposition"].startswith("attachment; filename=")
+    assert int(download.headers["Content-Length"]) == len(download.data)
+    job = db.session.get(Job, int(queued.rsplit("/", 1)[1]))
+    sizes = parts_of(job.result["file_id"])
+    assert len(sizes) > 2 and set(sizes[:-1]) == {100} and 0 < sizes[-1] <= 100
+    assert sum(sizes) == len(download.data) == job.result["size"]
+    assert read_rows(download, fmt) == at_once(app, client, path, fmt)
+
+
+class Killed(BaseException):
+    """The worker dies here (as under SIGKILL, nothing of the job's own code runs after)."""
+
+
+def test_a_job_killed_mid_write_leaves_no_file_to_download_and_is_written_again(
+    app, client, opted_out_world, monkeypatch
+):
+    from consent import export_jobs
+    from consent.models import Job
+
+    monkeypatch.setattr(jobs, "PART_SIZE", 40)
+    monkeypatch.setattr(  # each row written as it comes
+        export_jobs, "csv_chunks", functools.partial(export_jobs.csv_chunks, lines_per_chunk=1)
+    )
+    fn, title = export_jobs.EXPORTS["activity-log"]
+
+    def dies_after_two_rows(org, params):
+        for number, row in enumerate(fn(org, params)):
+            if number == 3:
+                raise Killed()
+            yield row
+
+    opted_out_world.login(client, "org")
+    path = "/admin/activity/download/csv/"
+    expected = at_once(app, client, path, "csv")
+    queued = client.get(path).location
+    job_id = int(queued.rsplit("/", 1)[1])
+    monkeypatch.setitem(export_jobs.EXPORTS, "activity-log", (dies_after_two_rows, title))
+    with pytest.raises(Killed):
+        jobs.run_one()
+    db.session.rollback()
+    job = db.session.get(Job, job_id, populate_existing=True)
+    assert job.status == "running" and "file_id" not in job.result
+    assert parts_of(job.file_id)  # the half file's parts are in the database...
+    assert client.get(queued + "/download").status_code == 404  # ...but nobody downloads them
+    assert "Done:" not in client.get(queued).get_data(as_text=True)
+
+    monkeypatch.setitem(export_jobs.EXPORTS, "activity-log", (fn, title))
+    job.locked_until = job.locked_until.replace(year=2000)  # the dead worker's lease ran out
+    db.session.commit()
+    assert jobs.run_one() == job_id
+    job = db.session.get(Job, job_id, populate_existing=True)
+    assert job.status == "done" and job.attempts == 2
+    download = client.get(queued + "/download")
+    assert read_rows(download, "csv") == expected  # written again whole, nothing doubled
+    assert sum(parts_of(job.result["file_id"])) == len(download.data)
+
+
+def test_a_job_that_fails_mid_write_leaves_no_parts(app, client, opted_out_world, monkeypatch):
+    from consent import export_jobs
+    from consent.models import Job
+
+    monkeypatch.setattr(jobs, "PART_SIZE", 40)
+    monkeypatch.setattr(
+        export_jobs, "csv_chunks", functools.partial(export_jobs.csv_chunks, lines_per_chunk=1)
+    )
+    fn, title = export_jobs.EXPORTS["activity-log"]
+
+    def fails_after_two_rows(org, params):
+        for number, row in enumerate(fn(org, params)):
+            if number == 3:
+                raise jobs.JobError("The database went away.")
+            yield row
+
+    monkeypatch.setitem(export_jobs.EXPORTS, "activity-log", (fails_after_two_rows, title))
+    opted_out_world.login(client, "org")
+    queued = client.get("/admin/activity/download/csv/").location
+    while jobs.run_one():
+        pass
+    job = db.session.get(Job, int(queued.rsplit("/", 1)[1]), populate_existing=True)
+    assert job.status == "failed" and job.error == "The database went away."
+    assert parts_of(job.file_id) == []  # the parts written before the failure are gone
+    assert client.get(queued + "/download").status_code == 404

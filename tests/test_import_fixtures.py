@@ -382,3 +382,37 @@ def test_an_import_worker_killed_mid_way_is_resumed_with_nothing_lost_or_doubled
     assert events == distinct == rows
     batches = list(db.session.scalars(sa.select(ImportBatch)))
     assert len(batches) == 1 and batches[0].imported == rows
+
+
+# --- an upload kept in parts ----------------------------------------------------------------
+
+
+@pytest.mark.parametrize("name", ["title_row.xlsx", "bom_cp1252.csv", "big.csv"])
+def test_an_upload_kept_in_small_parts_imports_as_the_file_read_at_once(org, monkeypatch, name):
+    """The job's upload is stored in many parts (50 bytes here) and read back part by part:
+    its preview and its import count and change exactly what the file read at once does."""
+    from consent.models import JobFilePart
+
+    content = BIG if name == "big.csv" else fixture(name)
+    at_once = imports.preview_file(org, io.BytesIO(content), name, "all")
+    monkeypatch.setattr(jobs, "PART_SIZE", 50)
+    monkeypatch.setattr(jobs, "SPOOL_BYTES", 60)  # read back on disk beyond 60 bytes
+    preview = imports.enqueue(org, content, name, "all", dry_run=True)
+    job = imports.enqueue(org, content, name, "all", dry_run=False)
+    db.session.commit()
+    preview_id, job_id, file_id = preview.id, job.id, job.file_id
+    parts = db.session.scalar(sa.select(sa.func.count()).where(JobFilePart.job_file_id == file_id))
+    assert parts == -(-len(content) // 50) > 1
+    assert b"".join(jobs.file_parts(file_id)) == content
+    while jobs.run_one():
+        pass
+    wanted = counts(at_once)
+    previewed = db.session.get(Job, preview_id, populate_existing=True).result
+    imported = db.session.get(Job, job_id, populate_existing=True).result
+    for result in (previewed, imported):
+        got = tuple(result[k] for k in ("imported", "already", "rejected", "ignored", "total"))
+        assert got == wanted, result
+    report = imports.import_file(
+        org, io.BytesIO(content), name, "all", actor=ledger.Actor.system("test")
+    )
+    assert report.imported == 0 and report.already == wanted[0]  # the job imported them all

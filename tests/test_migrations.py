@@ -57,7 +57,8 @@ def test_migrations_build_the_schema_the_models_describe(empty_database):
 def test_upgrading_a_database_with_consent_on_record_keeps_it(empty_database):
     """A database in use (an organization, a STOP on record: a state and the event it points
     at) upgrades from 0008 to the newest schema, even where SQLite must rebuild the tables
-    those rows live in, and the opt-out still stands."""
+    those rows live in, and the opt-out still stands; a job's file kept as one blob comes out
+    of 0017 in parts, byte for byte."""
     app = create_app({"TESTING": True, "SQLALCHEMY_DATABASE_URI": empty_database})
     with app.app_context():
         upgrade(revision="0008_owner_indexes")
@@ -83,12 +84,26 @@ def test_upgrading_a_database_with_consent_on_record_keeps_it(empty_database):
                 " last_event_id) VALUES (1, 1, 'text', '+12025550123', '000012025550123',"
                 " '2025550123', 'opted_out', true, 'sms_keyword', '2026-01-01', 'r', 1, 1)"
             )
+        upgrade(revision="0016_purposes")
+        # A job's upload kept as one blob (before 0017): bigger than a part, so it is split.
+        upload = bytes(range(256)) * 6000  # 1.5 MB
+        with db.engine.begin() as conn:
+            conn.execute(
+                sa.text(
+                    "INSERT INTO job_files (id, organization_id, filename, content, size,"
+                    " created_at) VALUES (1, 1, 'roster.zip', :content, :size, '2026-01-01')"
+                ),
+                {"content": upload, "size": len(upload)},
+            )
         upgrade()
-        from consent import eligibility
+        from consent import eligibility, jobs
         from consent.models import Organization
 
         org = db.session.get(Organization, 1)
         result = eligibility.check_one(org, "text", "+12025550123")
         assert (result.allowed, result.reason) == (False, "opted_out")
+        assert b"".join(jobs.file_parts(1)) == upload
+        assert jobs.file_size(1) == len(upload)
+        assert len(list(jobs.file_parts(1))) == 2
         db.session.remove()
         db.engine.dispose()

@@ -7,7 +7,7 @@ import pytest
 import sqlalchemy as sa
 
 from consent import config as config_module
-from consent import create_app, ledger, notifications, tokens
+from consent import create_app, jobs, ledger, notifications, tokens
 from consent.extensions import db
 from consent.models import (
     Channel,
@@ -16,7 +16,6 @@ from consent.models import (
     Contact,
     ImportBatch,
     Job,
-    JobFile,
     Role,
     Status,
     WebhookEndpoint,
@@ -64,9 +63,7 @@ def argument_values(app, demo) -> dict[str, dict[str, object]]:
     )
     db.session.add(endpoint)
     db.session.commit()
-    stored = JobFile(organization_id=demo.org.id, filename="x.csv", content=b"a\n", size=2)
-    db.session.add(stored)
-    db.session.flush()
+    stored = jobs.store_file(demo.org.id, "x.csv", b"a\n")
     export_job = Job(
         kind="export",
         organization_id=demo.org.id,
