@@ -246,7 +246,7 @@ def test_a_database_emptied_under_the_process_is_noticed(app, client, api_key):
 
 
 def _strict_json(raw: bytes):
-    """What json_body answered before orjson: the standard library's strict reading."""
+    """What json_body answered before msgspec: the standard library's strict reading."""
     import json
 
     from api.auth import _no_constant, _too_deep
@@ -285,7 +285,7 @@ BODIES = st.one_of(
 @settings(max_examples=300, deadline=None)
 @given(raw=BODIES)
 def test_json_body_reads_every_body_as_the_standard_library_did(raw):
-    """orjson reads the body first (api.auth.json_body); whatever the bytes, the answer is the
+    """msgspec reads the body first (api.auth.json_body); whatever the bytes, the answer is the
     standard library's strict one: the same object, or the same refusal."""
     from flask import Flask
 
