@@ -323,10 +323,25 @@ class Packed:
         return out
 
 
+_TABLES: dict[tuple, bytes] = {}
+
+
 def _tables(org, channel, purpose) -> bytes:
     """A bytes.translate table: reason code by state code * 4 + choice code (state code as
     consent.snapshot: status and carrier block; choice code the purpose's status, 0 without a
-    purpose or a choice)."""
+    purpose or a choice). Kept by what decide and decide_for read."""
+    key = (
+        bool(org.text_requires_consent),
+        str(channel),
+        None if purpose is None else (purpose.reaches_opted_out, purpose.may_turn_off(channel)),
+    )
+    table = _TABLES.get(key)
+    if table is None:
+        table = _TABLES[key] = _table(org, channel, purpose)
+    return table
+
+
+def _table(org, channel, purpose) -> bytes:
     table = bytearray(256)
     for code in range(8):
         status = snapshot.CODE_STATUS[code & 3]

@@ -302,3 +302,22 @@ def test_json_body_reads_every_body_as_the_standard_library_did(raw):
         assert got == expected
     else:
         assert isinstance(got, str) and not isinstance(expected, dict)
+
+
+E164_LIKE = st.one_of(
+    st.from_regex(r"\+1[2-9][0-9]{2}[0-9]{7}", fullmatch=True),
+    st.from_regex(r"\+1[0-9]{7,13}", fullmatch=True),
+    st.from_regex(r"\+[1-9][0-9]{7,14}", fullmatch=True),
+    st.sampled_from(["+12025550111", "+112025550111", "+18005550100", "+19005550100",
+                     "+14165550100", "+18095550100", "+16715550100", "+442079460123"]),
+)  # fmt: skip
+
+
+@settings(max_examples=300, deadline=None)
+@given(values=st.lists(E164_LIKE, max_size=40))
+def test_verdicts_of_many_numbers_are_each_ones_verdict(values):
+    """consent.e164.verdicts (one regular-expression pass over the North American numbers)
+    answers exactly as verdict() of each number."""
+    from consent.e164 import verdict, verdicts
+
+    assert verdicts(values) == [verdict(v) for v in values]
