@@ -179,6 +179,22 @@ def _count_queries(app, call):
     return result, statements
 
 
+def _before_and_after_1500_opt_outs(app, org, client, body):
+    """The bulk POST's answer and statements, before and after 1,500 opt-outs are committed
+    (500 of them among the 5,000 numbers asked)."""
+    first = _count_queries(app, lambda: post(client, body))
+    numbers = body["addresses"]
+    rows = [BulkRow(number, {"bench": True}) for number in numbers[::10]]
+    ledger.opt_out_many(org, Channel.TEXT, rows + [BulkRow(f"+1415555{n:04d}", {}) for n in
+                        range(1000)], source=Source.IMPORT, actor=Actor.system())  # fmt: skip
+    db.session.commit()
+    outbox.deliver_pending()
+    second = _count_queries(app, lambda: post(client, body))
+    assert sum(r["reason"] == "opted_out" for r in first[0].json["results"]) == 0
+    assert sum(r["reason"] == "opted_out" for r in second[0].json["results"]) == 500
+    return first, second
+
+
 @pytest.mark.parametrize("chunk", [1000, eligibility.CHUNK, eligibility.PG_CHUNK])
 def test_bulk_queries_are_one_per_chunk_whatever_the_rows(app, org, client, monkeypatch, chunk):
     """The database path (no snapshot; the email channel's): 5,000 addresses cost the same few
@@ -189,15 +205,7 @@ def test_bulk_queries_are_one_per_chunk_whatever_the_rows(app, org, client, monk
     monkeypatch.setattr(eligibility, "PG_CHUNK", chunk)
     numbers = [f"+1202555{n:04d}" for n in range(2000, 7000)]
     body = {"channel": "text", "addresses": numbers}
-    first, before = _count_queries(app, lambda: post(client, body))
-    rows = [BulkRow(number, {"bench": True}) for number in numbers[::10]]
-    ledger.opt_out_many(org, Channel.TEXT, rows + [BulkRow(f"+1415555{n:04d}", {}) for n in
-                        range(1000)], source=Source.IMPORT, actor=Actor.system())  # fmt: skip
-    db.session.commit()
-    outbox.deliver_pending()
-    second, after = _count_queries(app, lambda: post(client, body))
-    assert sum(r["reason"] == "opted_out" for r in first.json["results"]) == 0
-    assert sum(r["reason"] == "opted_out" for r in second.json["results"]) == 500
+    (first, before), (second, after) = _before_and_after_1500_opt_outs(app, org, client, body)
     lookups = [s for s in after if "consent_states" in s]
     assert len(lookups) == math.ceil(5000 / chunk)
     assert len(after) == len(before) <= len(lookups) + 6
@@ -211,15 +219,7 @@ def test_bulk_from_the_snapshot_is_one_query_whatever_the_rows(app, org, client)
     body = {"channel": "text", "addresses": numbers}
     post(client, body)  # builds the organization's text snapshot
     db.session.rollback()
-    first, before = _count_queries(app, lambda: post(client, body))
-    rows = [BulkRow(number, {"bench": True}) for number in numbers[::10]]
-    ledger.opt_out_many(org, Channel.TEXT, rows + [BulkRow(f"+1415555{n:04d}", {}) for n in
-                        range(1000)], source=Source.IMPORT, actor=Actor.system())  # fmt: skip
-    db.session.commit()
-    outbox.deliver_pending()
-    second, after = _count_queries(app, lambda: post(client, body))
-    assert sum(r["reason"] == "opted_out" for r in first.json["results"]) == 0
-    assert sum(r["reason"] == "opted_out" for r in second.json["results"]) == 500
+    (first, before), (second, after) = _before_and_after_1500_opt_outs(app, org, client, body)
     assert not [s for s in after if "consent_states" in s]
     assert len([s for s in after if "consent_events" in s]) == 1
     assert len(after) == len(before)

@@ -106,9 +106,10 @@ def test_snapshot_answers_as_the_database_does(app, steps, asked, rebuild, conse
     db.session.rollback()
 
 
-def _in_another_connection(app, work):
-    """Run `work()` in a thread of its own: its own app context, session and connection."""
-    failures = []
+def _in_another_connection(app, work, failures=None, wait=True):
+    """Run `work()` in a thread of its own: its own app context, session and connection.
+    With wait=False the thread is returned running; its failures land in `failures`."""
+    failures = [] if failures is None else failures
 
     def run():
         try:
@@ -120,8 +121,11 @@ def _in_another_connection(app, work):
 
     thread = threading.Thread(target=run)
     thread.start()
+    if not wait:
+        return thread
     thread.join(30)
     assert not failures, failures
+    return thread
 
 
 def _ask(client, key, address, purpose=None):
@@ -202,17 +206,7 @@ def test_an_older_open_transaction_does_not_hide_a_newer_commit(app, client, api
         db.session.commit()
 
     failures = []
-
-    def run_slow():
-        try:
-            with app.app_context():
-                slow()
-                db.session.remove()
-        except Exception as problem:  # noqa: BLE001 - reported by the test
-            failures.append(problem)
-
-    holder = threading.Thread(target=run_slow)
-    holder.start()
+    holder = _in_another_connection(app, slow, failures, wait=False)
     try:
         assert started.wait(30)
         _in_another_connection(app, fast)
