@@ -13,6 +13,7 @@ import hashlib
 import json
 from functools import wraps
 
+import msgspec
 from flask import Blueprint, Response, current_app, g, jsonify, request
 from werkzeug.exceptions import HTTPException
 
@@ -23,6 +24,11 @@ from consent.models import Organization
 from consent.tenant import current_organization
 
 MAX_DEPTH = 32
+# 19 digits in a row, found as b"0" * 19 once every digit is b"0" (a regular expression tries
+# each position: 50 ms on a 1.5 MiB body, this 2 ms).
+_DIGITS_AS_ZERO = bytes(b"0"[0] if chr(c).isdigit() and c < 128 else b" "[0] for c in range(256))
+_LONG_RUN = b"0" * 19
+_DECODE = msgspec.json.Decoder().decode
 DEFAULT_RATE_LIMIT = "6000 per minute"
 
 
@@ -112,6 +118,18 @@ def json_body() -> dict:
     if max_length and (request.content_length or 0) > max_length:
         raise BadRequest("The request body is too large.", 413)
     raw = request.get_data(cache=True)
+    shallow = raw.count(b"[") + raw.count(b"{") <= MAX_DEPTH
+    long_digits = _LONG_RUN in raw.translate(_DIGITS_AS_ZERO)
+    if (shallow or not _too_deep(raw.decode("utf-8", "replace"))) and not long_digits:
+        # msgspec: a 1.5 MiB body in milliseconds, straight into Python objects (orjson holds
+        # a parse tree of ~16x the body on the side; bench.memory). What it refuses, and long
+        # runs of digits (integers past 64 bits), are read again below, as before.
+        try:
+            body = _DECODE(raw)
+        except msgspec.DecodeError:
+            body = None
+        if isinstance(body, dict):
+            return body
     try:
         text = raw.decode("utf-8")
     except UnicodeDecodeError:
