@@ -22,6 +22,7 @@ import argparse
 import json
 import os
 import resource
+import statistics
 import tempfile
 import time
 
@@ -33,12 +34,12 @@ from bench._report import Figure, arguments, run_per_database
 BUDGET_ROWS_PER_S = 20_000
 
 
-def measure(url: str, scale: float, rows: int) -> list[Figure]:
-    from consent import imports, ledger
+def measure(url: str, scale: float, rows: int, rounds: int = 3) -> list[Figure]:
+    """`rounds` rounds of the three runs (the import, opt_out_many alone, the driver's floor),
+    each round in another order so none always runs on the coldest cache; medians."""
     from consent.addresses import normalize_phone
     from consent.extensions import db
     from consent.import_reader import read_rows
-    from consent.models import ConsentEvent, ConsentState, Organization, Source
 
     app = dataset.app_for(url)
     ds = dataset.ensure(app, scale)
@@ -46,43 +47,7 @@ def measure(url: str, scale: float, rows: int) -> list[Figure]:
     path = os.path.join(folder, "optouts.csv")
     size = dataset.write_import_csv(path, ds.layout, rows)
     org_id = dataset.import_org(app)
-    actor = ledger.Actor.system("bench")
-    load = " ".join(f"{x:.2f}" for x in os.getloadavg())
     with app.app_context():
-        org = db.session.get(Organization, org_id)
-        rss_before = _peak_rss_mib()
-        cpu = time.process_time()
-        started = time.perf_counter()
-        with open(path, "rb") as stream:
-            report = imports.import_file(
-                org, stream, "optouts.csv", "text", actor=actor, max_bytes=size + 1
-            )
-        import_s = time.perf_counter() - started
-        import_cpu = time.process_time() - cpu
-        rss_growth = _peak_rss_mib() - rss_before
-        assert report.imported == rows, report.as_dict()
-        events = db.session.scalar(
-            sa.select(sa.func.count())
-            .select_from(ConsentEvent)
-            .where(ConsentEvent.organization_id == org_id)
-        )
-        assert events == rows, events
-        event = db.session.scalars(
-            sa.select(ConsentEvent).where(ConsentEvent.organization_id == org_id).limit(1)
-        ).one()
-        state = db.session.scalars(
-            sa.select(ConsentState).where(ConsentState.organization_id == org_id).limit(1)
-        ).one()
-        sample = {
-            "occurred_at": event.occurred_at,
-            "actor": event.actor,
-            "actor_user_id": event.actor_user_id,
-            "actor_label": event.actor_label,
-            "batch": report.batch_id,
-            "changed_by": state.changed_by,
-        }
-        db.session.remove()
-
         started = time.perf_counter()
         with open(path, "rb") as stream:
             numbers = [
@@ -93,33 +58,40 @@ def measure(url: str, scale: float, rows: int) -> list[Figure]:
         parse_s = time.perf_counter() - started
         assert len(numbers) == rows, len(numbers)
         numbers = [normalize_phone(n) for n in numbers]
-
-    dataset.import_org(app)
-    with app.app_context():
-        org = db.session.get(Organization, org_id)
-        started = time.perf_counter()
-        for start in range(0, rows, imports.CHUNK):
-            chunk = [
-                ledger.BulkRow(numbers[i], {"file": "optouts.csv", "row": i + 2, "batch": 0}, None)
-                for i in range(start, min(start + imports.CHUNK, rows))
-            ]
-            ledger.opt_out_many(org, "text", chunk, source=Source.IMPORT, actor=actor)
-            db.session.commit()
-        ledger_s = time.perf_counter() - started
         db.session.remove()
-
-    dataset.import_org(app)
-    with app.app_context():
-        bare_s = _bare(org_id, numbers, sample)
-        db.session.remove()
+    runs = {
+        "import": lambda: _import(app, org_id, path, size, rows),
+        "ledger": lambda: _ledger(app, org_id, numbers),
+        "bare": lambda: _floor(app, org_id, numbers, sample),
+    }
+    sample = _sample(app, org_id, path, size, rows)  # one import first: the rows to copy
+    times: dict[str, list[float]] = {name: [] for name in runs}
+    extra: dict[str, list] = {"cpu": [], "rss": []}
+    loads = []
+    order = list(runs)
+    for round_ in range(rounds):
+        loads.append(" ".join(f"{x:.2f}" for x in os.getloadavg()))
+        for name in order[round_ % 3 :] + order[: round_ % 3]:
+            dataset.import_org(app)
+            result = runs[name]()
+            if name == "import":
+                seconds, cpu, rss = result
+                extra["cpu"].append(cpu)
+                extra["rss"].append(rss)
+            else:
+                seconds = result
+            times[name].append(seconds)
     dataset.import_org(app)
     os.remove(path)
+    import_s, ledger_s, bare_s = (statistics.median(times[n]) for n in ("import", "ledger", "bare"))
     floor = "COPY" if url.startswith("postgresql") else "bare executemany"
+    spread = ", ".join(f"{n} {min(t):.2f}-{max(t):.2f} s" for n, t in times.items() if len(t) > 1)
     print(
-        f"  {rows:,} rows (load average {load}): import {import_s:.2f} s "
-        f"(CPU {import_cpu:.2f} s, peak RSS grew {rss_growth:.0f} MiB), file reading alone "
-        f"{parse_s:.2f} s, opt_out_many alone {ledger_s:.2f} s, {floor} of states and events "
-        f"{bare_s:.2f} s"
+        f"  {rows:,} rows, {rounds} rounds (load average at each: {'; '.join(loads)}): "
+        f"import {import_s:.2f} s (CPU {statistics.median(extra['cpu']):.2f} s, peak RSS grew "
+        f"{max(extra['rss']):.0f} MiB), file reading alone {parse_s:.2f} s, opt_out_many alone "
+        f"{ledger_s:.2f} s, {floor} of states and events {bare_s:.2f} s"
+        + (f"; spread {spread}" if spread else "")
     )
     bare = rows / bare_s
     return [
@@ -134,8 +106,102 @@ def measure(url: str, scale: float, rows: int) -> list[Figure]:
         ),
         Figure("  file reading alone", rows / parse_s, "rows/s", bare, floor),
         Figure("  opt_out_many alone", rows / ledger_s, "rows/s", bare, floor),
-        Figure(f"  import peak RSS growth ({rows:,} rows)", rss_growth, "MiB"),
+        Figure(f"  import peak RSS growth ({rows:,} rows)", max(extra["rss"]), "MiB"),
     ]
+
+
+def _import(app, org_id: int, path: str, size: int, rows: int) -> tuple[float, float, float]:
+    """The import of the file: (seconds, CPU seconds, MiB the process's peak RSS grew)."""
+    from consent import imports, ledger
+    from consent.extensions import db
+    from consent.models import ConsentEvent, Organization
+
+    with app.app_context():
+        org = db.session.get(Organization, org_id)
+        rss_before = _peak_rss_mib()
+        cpu = time.process_time()
+        started = time.perf_counter()
+        with open(path, "rb") as stream:
+            report = imports.import_file(
+                org,
+                stream,
+                "optouts.csv",
+                "text",
+                actor=ledger.Actor.system("bench"),
+                max_bytes=size + 1,
+            )
+        seconds = time.perf_counter() - started
+        cpu = time.process_time() - cpu
+        rss_growth = _peak_rss_mib() - rss_before
+        assert report.imported == rows, report.as_dict()
+        events = db.session.scalar(
+            sa.select(sa.func.count())
+            .select_from(ConsentEvent)
+            .where(ConsentEvent.organization_id == org_id)
+        )
+        assert events == rows, events
+        db.session.remove()
+    return seconds, cpu, rss_growth
+
+
+def _sample(app, org_id: int, path: str, size: int, rows: int) -> dict:
+    """One import (not timed), and the values its rows share, for the floor to write."""
+    from consent.extensions import db
+    from consent.models import ConsentEvent, ConsentState, ImportBatch
+
+    dataset.import_org(app)
+    _import(app, org_id, path, size, rows)
+    with app.app_context():
+        event = db.session.scalars(
+            sa.select(ConsentEvent).where(ConsentEvent.organization_id == org_id).limit(1)
+        ).one()
+        state = db.session.scalars(
+            sa.select(ConsentState).where(ConsentState.organization_id == org_id).limit(1)
+        ).one()
+        batch = db.session.scalar(
+            sa.select(sa.func.max(ImportBatch.id)).where(ImportBatch.organization_id == org_id)
+        )
+        sample = {
+            "occurred_at": event.occurred_at,
+            "actor": event.actor,
+            "actor_user_id": event.actor_user_id,
+            "actor_label": event.actor_label,
+            "batch": batch,
+            "changed_by": state.changed_by,
+        }
+        db.session.remove()
+    return sample
+
+
+def _ledger(app, org_id: int, numbers: list[str]) -> float:
+    """The database part alone: the same chunks through opt_out_many, a commit each."""
+    from consent import imports, ledger
+    from consent.extensions import db
+    from consent.models import Organization, Source
+
+    actor = ledger.Actor.system("bench")
+    with app.app_context():
+        org = db.session.get(Organization, org_id)
+        started = time.perf_counter()
+        for start in range(0, len(numbers), imports.CHUNK):
+            chunk = [
+                ledger.BulkRow(numbers[i], {"file": "optouts.csv", "row": i + 2, "batch": 0}, None)
+                for i in range(start, min(start + imports.CHUNK, len(numbers)))
+            ]
+            ledger.opt_out_many(org, "text", chunk, source=Source.IMPORT, actor=actor)
+            db.session.commit()
+        seconds = time.perf_counter() - started
+        db.session.remove()
+    return seconds
+
+
+def _floor(app, org_id: int, numbers: list[str], sample: dict) -> float:
+    from consent.extensions import db
+
+    with app.app_context():
+        seconds = _bare(org_id, numbers, sample)
+        db.session.remove()
+    return seconds
 
 
 def _peak_rss_mib() -> float:
@@ -260,8 +326,9 @@ def main(argv: list[str] | None = None) -> int:
     args = arguments("python -m bench.import_csv", __doc__.splitlines()[0], argv)
     extra = argparse.ArgumentParser(add_help=False)
     extra.add_argument("--rows", type=int, default=100_000, help="rows in the CSV")
+    extra.add_argument("--rounds", type=int, default=3, help="rounds of the three runs")
     more, _rest = extra.parse_known_args(argv)
-    return run_per_database(args, lambda url: measure(url, args.scale, more.rows))
+    return run_per_database(args, lambda url: measure(url, args.scale, more.rows, more.rounds))
 
 
 if __name__ == "__main__":
