@@ -172,7 +172,10 @@ def is_one_of(column: sa.ColumnElement, values: Iterable[str]) -> sa.ColumnEleme
     if is_sqlite():
         listed = sa.func.json_each(sa.literal(json.dumps(values))).table_valued("value")
         return column.in_(sa.select(listed.c.value))
-    return column == sa.any_(sa.cast(sa.literal(pg_array(values)), sa.ARRAY(sa.Text)))
+    # A set to join (each value probes the column's index), not "= ANY(array)": as a filter
+    # that compares every row read with every value of the array.
+    listed = sa.func.unnest(sa.cast(sa.literal(pg_array(values)), sa.ARRAY(sa.Text)))
+    return column.in_(sa.select(listed.table_valued("value").render_derived().c.value))
 
 
 def pg_array(values: Iterable[object]) -> str:
