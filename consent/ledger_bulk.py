@@ -16,7 +16,7 @@ from datetime import datetime
 import sqlalchemy as sa
 
 from consent.addresses import sort_fields
-from consent.database import begin_write, is_sqlite, org_is, pg_array
+from consent.database import begin_write, is_one_of, is_sqlite, org_is, pg_array
 from consent.extensions import db
 from consent.models import Channel, ConsentEvent, ConsentState, Source, Status
 
@@ -396,7 +396,7 @@ def _lock_many(org_id: int, channel: str, addresses: list[str]) -> dict[str, sa.
         stmt = sa.select(*columns).where(
             org_is(table.c.organization_id, org_id),
             table.c.channel == channel,
-            table.c.address.in_(addresses),
+            is_one_of(table.c.address, addresses),  # one parameter, not 5,000
         )
     else:
         # One index probe per listed address (a LATERAL subquery), whatever the statistics
