@@ -14,6 +14,7 @@ from markupsafe import Markup
 
 from admin.base import ORG
 from admin.exports import ExportJobs, job_rows_limit
+from admin.keyset import KeysetPaging
 from admin.readonly import ReadOnlyModelView
 from consent import activity_log, activity_words, export_jobs, ledger, words
 from consent.extensions import db
@@ -89,8 +90,9 @@ def _status_words(view, context, model, name):
     return value.value if value is not None else "—"
 
 
-class ActivityView(ExportJobs, ReadOnlyModelView):
-    """Every consent event of the organization, newest first (no COUNT on each page)."""
+class ActivityView(KeysetPaging, ExportJobs, ReadOnlyModelView):
+    """Every consent event of the organization, newest first (no COUNT on each page; paged by
+    keyset, admin/keyset.py: the 1,000th page as fast as the first)."""
 
     roles = ORG
     simple_list_pager = True
@@ -167,6 +169,11 @@ class ActivityView(ExportJobs, ReadOnlyModelView):
             kwargs["sources"] = [(s.value, words.source_label(s)) for s in Source]
             kwargs["args"] = request.args
         return super().render(template, **kwargs)
+
+    def keyset_order(self, sort_column, sort_desc):
+        if sort_column == "occurred_at":
+            return [(ConsentEvent.occurred_at, sort_desc), (ConsentEvent.id, sort_desc)]
+        return [(ConsentEvent.id, True)]
 
     def _get_list_filter_args(self):
         # The plain (no-JavaScript) filter form sends every field, the empty ones too.

@@ -40,6 +40,7 @@ from admin.base import (
     site_scope,
 )
 from admin.exports import ExportJobs, job_rows_limit
+from admin.keyset import KeysetPaging
 from consent import export, export_jobs, ledger, notifications, optout_list, words
 from consent.addresses import AddressError, format_phone, normalize_email
 from consent.extensions import db
@@ -194,7 +195,7 @@ def _owner_cell(view, context, model, name):
     return owners.get((optout_list.kind_of(model.channel), model.address), "")
 
 
-class OptOutListView(ExportJobs, SecureModelView):
+class OptOutListView(KeysetPaging, ExportJobs, SecureModelView):
     """Every opted-out address of the organization, per channel, with its source and note."""
 
     roles = ORG_AND_SITE
@@ -265,6 +266,14 @@ class OptOutListView(ExportJobs, SecureModelView):
             if count_query is not None:
                 count_query = count_query.filter(condition)
         return query, count_query, joins, count_joins
+
+    def keyset_order(self, sort_column, sort_desc):
+        """Paged by keyset (admin/keyset.py); (channel, sort_key) is unique: one state per
+        address and channel, and an address's sort key is made of it."""
+        if sort_column == "changed_at":
+            return [(ConsentState.changed_at, sort_desc), (ConsentState.id, sort_desc)]
+        desc = bool(sort_desc) and sort_column == "address"
+        return [(ConsentState.channel, desc), (ConsentState.sort_key, desc)]
 
     def _with_default_status(self, filters):
         """Filters, plus "Status: opted out" unless a status was chosen."""

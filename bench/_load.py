@@ -1,15 +1,18 @@
 """A small load generator, run in its own process: `python -m bench._load < spec.json`.
 
 The spec: {"host", "port", "seconds", "threads", "requests": [[method, path, headers, body],
-...]}. Each thread keeps one HTTP/1.1 connection (http.client, reopened when the server
-closes it, as gunicorn's sync workers do after each response) and sends the requests in turn
-until the time is up. Prints {"requests", "errors", "seconds", "rps", "p50_ms", "p99_ms"}.
+...], "pause": [low, high] (optional)}. Each thread keeps one HTTP/1.1 connection (http.client,
+reopened when the server closes it, as gunicorn's sync workers do after each response) and sends
+the requests in turn until the time is up, with a random pause of `pause` seconds between two
+(a person reading the page: locust's `wait_time = between(low, high)`) when given. Prints
+{"requests", "errors", "seconds", "rps", "p50_ms", "p95_ms", "p99_ms"}.
 """
 
 from __future__ import annotations
 
 import http.client
 import json
+import random
 import sys
 import threading
 import time
@@ -26,6 +29,7 @@ def run(spec: dict) -> dict:
     errors = [0]
     lock = threading.Lock()
     start_gate = threading.Barrier(spec["threads"] + 1)
+    pause = spec.get("pause")
 
     def worker(offset: int) -> None:
         mine: list[float] = []
@@ -55,6 +59,8 @@ def run(spec: dict) -> dict:
             if not ok:
                 with lock:
                     errors[0] += 1
+            if pause:
+                time.sleep(random.uniform(*pause))
         conn.close()
 
     threads = [threading.Thread(target=worker, args=(i,)) for i in range(spec["threads"])]
@@ -80,6 +86,7 @@ def run(spec: dict) -> dict:
         "seconds": elapsed,
         "rps": count / elapsed if elapsed else 0.0,
         "p50_ms": pct(50),
+        "p95_ms": pct(95),
         "p99_ms": pct(99),
     }
 

@@ -2,7 +2,9 @@
 
     python -m bench.activity [--database URL ...] [--scale S] [--repeat N]
 
-Figures: the log's first page (newest first) and a filter by address, each a full GET of
+Figures: the log's first page (newest first), its 1,000th page and its last page (keyset
+paging, admin/keyset.py: each page starts after the last row of the one before) and a filter
+by address, each a full GET of
 /admin/activity/ (Flask-Admin view, query and template) by a signed-in organization admin,
 beside the raw SQL query that fetches the same 50 rows. Until the admin view exists, the
 query it runs, through SQLAlchemy. The budget names no figure for the log; we hold it to the
@@ -28,7 +30,15 @@ RAW = {
         "SELECT * FROM consent_events WHERE organization_id = :org AND address = :address "
         "ORDER BY id DESC LIMIT 50"
     ),
+    "1,000th page": (
+        "SELECT * FROM consent_events WHERE organization_id = :org AND id < :before "
+        "ORDER BY id DESC LIMIT 50"
+    ),
+    "last page": (
+        "SELECT * FROM consent_events WHERE organization_id = :org ORDER BY id ASC LIMIT 50"
+    ),
 }
+DEEP_PAGE = 1_000
 
 
 def explain(db, sql: str, params: dict) -> str:
@@ -53,7 +63,22 @@ def measure(url: str, scale: float, repeat: int) -> list[Figure]:
     ds = dataset.ensure(app, scale)
     rng = random.Random(5)
     address = ds.layout.text_opted_out(1, rng)[0]
-    params = {"org": ds.org_id, "address": address}
+    with app.app_context():
+        total = db.session.scalar(
+            sa.text("SELECT count(*) FROM consent_events WHERE organization_id = :org"),
+            {"org": ds.org_id},
+        )
+        skip = min(DEEP_PAGE - 1, total // 50 - 2) * 50 - 1
+        before = db.session.scalar(  # the row just before that page (OFFSET once, not timed)
+            sa.text(
+                "SELECT id FROM consent_events WHERE organization_id = :org "
+                "ORDER BY id DESC LIMIT 1 OFFSET :skip"
+            ),
+            {"org": ds.org_id, "skip": skip},
+        )
+        db.session.rollback()
+    deep = f"{(skip + 1) // 50 + 1:,}th page"
+    params = {"org": ds.org_id, "address": address, "before": before}
     view = _view(app)
     client = app.test_client()
     with client.session_transaction() as session:
@@ -65,8 +90,13 @@ def measure(url: str, scale: float, repeat: int) -> list[Figure]:
             with app.test_request_context("/admin/activity/"):
                 keys = view.filter_keys() if hasattr(view, "filter_keys") else {}
             key = keys.get("address", "flt0_address_equals")
+            from admin import keyset
+
+            after = keyset.encode(["", False], [before])
             actions = {
                 "first page": lambda: _get(client, "/admin/activity/"),
+                "1,000th page": lambda: _get(client, "/admin/activity/", {"after": after}),
+                "last page": lambda: _get(client, "/admin/activity/", {"last": "1"}),
                 "address filter": lambda: _get(client, "/admin/activity/", {key: address}),
             }
             how = "view"
@@ -101,7 +131,7 @@ def measure(url: str, scale: float, repeat: int) -> list[Figure]:
             db.session.rollback()
             figures.append(
                 Figure(
-                    f"activity log {name} ({how})",
+                    f"activity log {deep if name == '1,000th page' else name} ({how})",
                     value,
                     "ms",
                     baseline,

@@ -2,8 +2,9 @@
 
     python -m bench.admin_list [--database URL ...] [--scale S] [--repeat N]
 
-Figures, on the shared data set (bench.dataset): the list's first page, a digits search, an
-email search (part of an address) and a channel filter, each a full GET of /admin/optouts/
+Figures, on the shared data set (bench.dataset): the list's first page, its 1,000th page and
+its last page (keyset paging, admin/keyset.py), a digits search, an email search (part of an
+address) and a channel filter, each a full GET of /admin/optouts/
 (Flask-Admin view, query and template) by a signed-in organization admin; beside each, the raw
 SQL query that fetches the same 50 rows. Budget (issue 8; README "Performance": the first page, the
 digits search and the filter): <= 100 ms each, the email search (part of an address among
@@ -39,7 +40,21 @@ RAW = {
         "SELECT * FROM consent_states WHERE organization_id = :org AND status = 'opted_out' "
         "AND channel = 'voice' ORDER BY channel, sort_key LIMIT 50"
     ),
+    "1,000th page": (
+        "SELECT * FROM consent_states WHERE organization_id = :org AND status = 'opted_out' "
+        "AND (channel, sort_key) > (:channel, :sort_key) ORDER BY channel, sort_key LIMIT 50"
+    ),
+    "last page": (
+        "SELECT * FROM consent_states WHERE organization_id = :org AND status = 'opted_out' "
+        "ORDER BY channel DESC, sort_key DESC LIMIT 50"
+    ),
 }
+DEEP_PAGE = 1_000
+# The row just before the 1,000th page (found once, with OFFSET; not timed).
+BEFORE_PAGE = (
+    "SELECT channel, sort_key FROM consent_states WHERE organization_id = :org "
+    "AND status = 'opted_out' ORDER BY channel, sort_key LIMIT 1 OFFSET :skip"
+)
 
 
 def _filter_arg(app, name: str) -> str:
@@ -66,8 +81,19 @@ def measure(url: str, scale: float, repeat: int) -> list[Figure]:
     email_part = email.split("@")[0][-9:]  # "lee123456": part of the local part
     with app.test_request_context():
         channel_arg = _filter_arg(app, "channel")
+    from admin import keyset
+
+    with app.app_context():
+        skip = min(DEEP_PAGE - 1, ds.layout.opted_out // 50 - 2) * 50 - 1
+        channel, sort_key = db.session.execute(
+            sa.text(BEFORE_PAGE), {"org": ds.org_id, "skip": skip}
+        ).one()
+        db.session.rollback()
+    deep = f"{(skip + 1) // 50 + 1:,}th page"
     searches = {
         "first page": {},
+        "1,000th page": {"after": keyset.encode(["", False], [channel, sort_key])},
+        "last page": {"last": "1"},
         "digits search": {"search": digits},
         "email search": {"search": email_part},
         "channel filter": {f"flt0_{channel_arg}": "voice"},
@@ -77,6 +103,8 @@ def measure(url: str, scale: float, repeat: int) -> list[Figure]:
         "digits": digits,
         "after": str(int(digits) + 1),
         "like": f"%{email_part}%",
+        "channel": channel,
+        "sort_key": sort_key,
     }
     client = app.test_client()
     with client.session_transaction() as session:
@@ -94,8 +122,9 @@ def measure(url: str, scale: float, repeat: int) -> list[Figure]:
             value = median_ms(lambda q=query: client.get("/admin/optouts/", query_string=q), repeat)
             baseline = median_ms(lambda s=sql: db.session.execute(sa.text(s), params).all(), repeat)
             db.session.rollback()
+            label = deep if name == "1,000th page" else name
             figures.append(
-                Figure(f"opt-out list {name}", value, "ms", baseline, "raw SQL", BUDGET_MS)
+                Figure(f"opt-out list {label}", value, "ms", baseline, "raw SQL", BUDGET_MS)
             )
     return figures
 

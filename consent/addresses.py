@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from functools import lru_cache
 
 import phonenumbers
 from email_validator import EmailNotValidError, validate_email
@@ -101,11 +102,35 @@ def normalize_email(value: str) -> str:
         raise AddressError(value, "it is empty")
     if len(text) > _MAX_INPUT:
         raise AddressError(value, "it is too long to be an email address")
+    local, _at, domain = text.rpartition("@")
+    if len(text) <= 254 and len(local) <= 64 and _ASCII_LOCAL.match(local) and domain.isascii():
+        # The common case, without email_validator's character-by-character checks of the
+        # domain (half a millisecond an address, a roster has 200,000): a plain ASCII local
+        # part, which it accepts as typed, at a domain it accepted before. Anything else (and
+        # a domain it refuses, for its exact words) goes through it below.
+        checked = _checked_domain(domain.lower())
+        if checked is not None:
+            return f"{local}@{checked}".lower()
     try:
         result = validate_email(text, check_deliverability=False)
     except EmailNotValidError as exc:
         raise AddressError(value, str(exc).rstrip(".")) from None
     return result.normalized.lower()
+
+
+# RFC 5322 dot-atom in ASCII: what email_validator takes as a local part unchanged.
+_ASCII_LOCAL = re.compile(
+    r"[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+(?:\.[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+)*\Z"
+)
+
+
+@lru_cache(maxsize=4096)
+def _checked_domain(domain: str) -> str | None:
+    """The domain as email_validator normalizes it, or None when it refuses it."""
+    try:
+        return validate_email(f"a@{domain}", check_deliverability=False).domain
+    except EmailNotValidError:
+        return None
 
 
 def is_email_like(value: str) -> bool:

@@ -243,37 +243,42 @@ def _toggle(org, channel, state, waiting_since=None) -> Toggle:
     )
 
 
+# Built once (each call would build, and key for the cache, the same statement again): the
+# lists go in as expanding parameters.
+_STATES = sa.select(ConsentState).where(
+    ConsentState.organization_id == sa.bindparam("org_id"),
+    ConsentState.channel.in_(list(Channel)),
+    ConsentState.address.in_(sa.bindparam("addresses", expanding=True)),
+)
+
+
 def _states(org, numbers: list[str], emails: list[str]) -> dict:
     if not numbers and not emails:
         return {}
     # One IN per column of the unique index (no OR, which SQLite answers with a scan); a phone
     # number is never an email address, so the channels cannot mix up.
-    rows = db.session.scalars(
-        sa.select(ConsentState).where(
-            ConsentState.organization_id == org.id,
-            ConsentState.channel.in_(list(Channel)),
-            ConsentState.address.in_([*numbers, *emails]),
-        )
-    )
+    rows = db.session.scalars(_STATES, {"org_id": org.id, "addresses": [*numbers, *emails]})
     return {(Channel(s.channel), s.address): s for s in rows}
+
+
+def _owned_by(model):
+    # A UNION, not an OR: each half uses its own index (SQLite scans the table for the OR).
+    both = sa.union_all(
+        sa.select(model).where(model.contact_id.in_(sa.bindparam("contacts", expanding=True))),
+        sa.select(model).where(model.student_id.in_(sa.bindparam("students", expanding=True))),
+    ).order_by("id")
+    return sa.select(model).from_statement(both)
+
+
+_FAMILY_ADDRESSES = (_owned_by(Phone), _owned_by(EmailAddress))
 
 
 def _family_addresses(family: Family) -> tuple[list[Phone], list[EmailAddress]]:
     """The phones and emails of every contact and student of the family, in id order, with
     their owners loaded (the family's contacts and students: two queries; then two more)."""
-    people = {("c", c.id): c for c in family.contacts}
-    people.update({("s", s.id): s for s in family.students})
-    contact_ids = [key[1] for key in people if key[0] == "c"]
-    student_ids = [key[1] for key in people if key[0] == "s"]
-    found = []
-    for model in (Phone, EmailAddress):
-        # A UNION, not an OR: each half uses its own index (SQLite scans the table for the OR).
-        both = sa.union_all(
-            sa.select(model).where(model.contact_id.in_(contact_ids)),
-            sa.select(model).where(model.student_id.in_(student_ids)),
-        ).order_by("id")
-        found.append(db.session.scalars(sa.select(model).from_statement(both)).all())
-    return found[0], found[1]
+    ids = {"contacts": [c.id for c in family.contacts], "students": [s.id for s in family.students]}
+    phones, emails = (db.session.scalars(stmt, ids).all() for stmt in _FAMILY_ADDRESSES)
+    return phones, emails
 
 
 def _add_owner(owners: dict, address: str, person: Contact | Student) -> None:

@@ -16,7 +16,7 @@ from datetime import datetime
 import sqlalchemy as sa
 
 from consent.addresses import sort_fields
-from consent.database import begin_write, is_sqlite, org_is, pg_array
+from consent.database import begin_write, is_one_of, is_sqlite, org_is, pg_array
 from consent.extensions import db
 from consent.models import Channel, ConsentEvent, ConsentState, Source, Status
 
@@ -84,11 +84,15 @@ def opt_out_rows(write: BulkWrite, rows: list[BulkRow]) -> dict[str, str]:
     Known addresses are locked, and those not already opted out get an event and an update.
     """
     begin_write()
-    states = _lock_many(write.org_id, write.channel, [row.address for row in rows])
     result: dict[str, str] = {}
-    new_rows = [row for row in rows if row.address not in states]
+    if is_sqlite():
+        states = _lock_many(write.org_id, write.channel, [row.address for row in rows])
+        new_rows = [row for row in rows if row.address not in states]
+        created = _create_many_sqlite(write, new_rows) if new_rows else set()
+    else:
+        states, created = _create_postgresql(write, rows)
+        new_rows = [row for row in rows if row.address not in states]
     if new_rows:
-        created = _create_many(write, new_rows)
         result.update(dict.fromkeys(created, "imported"))
         # PostgreSQL: another transaction created some of them meanwhile; they are known now.
         raced = [row.address for row in new_rows if row.address not in created]
@@ -139,21 +143,6 @@ def _change_many(write: BulkWrite, changed_rows: list[tuple[BulkRow, sa.Row]]) -
     )
 
 
-def _create_many(write: BulkWrite, rows: list[BulkRow]) -> set[str]:
-    """Create the states of addresses not seen before, each with its first event (version 1).
-
-    Returns the addresses created. SQLite: the transaction holds the write lock, so all are;
-    the event ids are the next rowids, and both inserts go through the driver's executemany
-    (values converted once by the columns' own types). PostgreSQL: event ids are taken from the
-    sequence first, in the caller's order; then one statement inserts the states (ON CONFLICT
-    DO NOTHING) and the events of the rows that went in; its foreign keys are checked at the
-    end of the statement.
-    """
-    if is_sqlite():
-        return _create_many_sqlite(write, rows)
-    return _create_many_postgresql(write, rows)
-
-
 def _sqlite_insert_many(
     cursor, table: sa.Table, shared: dict, varying: tuple[str, ...], rows: Iterable[tuple]
 ) -> None:
@@ -183,6 +172,11 @@ def _sqlite_insert_many(
 
 
 def _create_many_sqlite(write: BulkWrite, rows: list[BulkRow]) -> set[str]:
+    """Create the states of addresses not seen before, each with its first event (version 1).
+
+    The transaction holds the write lock, so all are created: the event ids are the next
+    rowids, and both inserts go through the driver's executemany (values converted once by the
+    columns' own types). Returns the addresses."""
     cursor = db.session.connection().connection.driver_connection.cursor()
     try:
         # Under the write lock (begin_write): nobody else can take these rowids meanwhile.
@@ -219,18 +213,37 @@ def _create_many_sqlite(write: BulkWrite, rows: list[BulkRow]) -> set[str]:
     return {row.address for row in rows}
 
 
-# One statement per chunk: the states that are new (ON CONFLICT DO NOTHING skips any another
-# transaction created meanwhile), each with its event id, then those rows' events, both in
-# address order (each index filled page by page). The foreign key from a state to its event is
-# checked at the end of the statement, when both are in.
-_PG_CREATE = sa.text(
+# PostgreSQL: the rows of one call are COPied into a temporary table of the session (event
+# ids taken from the sequence in the caller's order as they go in); then one statement locks
+# the known states (one index probe each) and another creates the new ones with their events.
+_PG_STAGING = sa.text(
     """
-    WITH input AS (
-        SELECT * FROM unnest(
-            CAST(:ids AS bigint[]), CAST(:addresses AS text[]), CAST(:sort_keys AS text[]),
-            CAST(:digits AS text[]), CAST(:notes AS text[]), CAST(:evidence AS text[])
-        ) AS t(id, address, sort_key, digits, note, evidence)
-    ), created AS (
+    CREATE TEMPORARY TABLE IF NOT EXISTS bulk_opt_outs (
+        id bigint NOT NULL DEFAULT nextval('consent_events_id_seq'),
+        address text NOT NULL, sort_key text, digits text, note text, evidence json
+    ) ON COMMIT DELETE ROWS
+    """
+)
+_PG_STAGED_KNOWN = sa.text(
+    """
+    SELECT found.id, found.address, found.status, found.carrier_block, found.version
+    FROM bulk_opt_outs AS wanted CROSS JOIN LATERAL (
+        SELECT id, address, status, carrier_block, version FROM consent_states
+        -- (SELECT :org_id): planned blind, as database.org_is explains (statistics taken
+        -- before this import would send each probe through every row of the organization).
+        WHERE organization_id = (SELECT CAST(:org_id AS integer)) AND channel = :channel
+            AND address = wanted.address
+        FOR UPDATE
+    ) AS found
+    """
+)
+# The states that are new (ON CONFLICT DO NOTHING skips the known ones and any another
+# transaction created meanwhile), each with its event, both in address order (each index filled
+# page by page); the foreign key from a state to its event is checked at the end of the
+# statement, when both are in. The staging rows are deleted by the same statement.
+_PG_CREATE_STAGED = sa.text(
+    """
+    WITH created AS (
         INSERT INTO consent_states (
             organization_id, channel, address, sort_key, digits, status, carrier_block, source,
             changed_at, changed_by, changed_by_user_id, note, version, last_event_id
@@ -238,46 +251,130 @@ _PG_CREATE = sa.text(
         SELECT CAST(:org_id AS integer), CAST(:channel AS varchar), address, sort_key, digits,
             'opted_out', false, CAST(:source AS varchar), CAST(:now AS timestamp),
             CAST(:label AS varchar), CAST(:user_id AS integer), note, 1, id
-        FROM input
+        FROM bulk_opt_outs
         ORDER BY address
         ON CONFLICT (organization_id, channel, address) DO NOTHING
         RETURNING last_event_id
+    ), cleared AS (
+        DELETE FROM bulk_opt_outs
     )
     INSERT INTO consent_events (
         id, organization_id, channel, address, kind, from_status, to_status, carrier_block,
         source, actor, actor_user_id, actor_label, occurred_at, ip, user_agent, note, evidence,
         state_version
     )
-    SELECT input.id, CAST(:org_id AS integer), CAST(:channel AS varchar), input.address,
+    SELECT staged.id, CAST(:org_id AS integer), CAST(:channel AS varchar), staged.address,
         'change', NULL, 'opted_out', false, CAST(:source AS varchar), CAST(:actor AS varchar),
         CAST(:user_id AS integer), CAST(:actor_label AS varchar), CAST(:now AS timestamp),
-        CAST(:ip AS varchar), CAST(:user_agent AS varchar), input.note,
-        CAST(input.evidence AS json), 1
-    FROM input JOIN created ON created.last_event_id = input.id
-    ORDER BY input.address
+        CAST(:ip AS varchar), CAST(:user_agent AS varchar), staged.note, staged.evidence, 1
+    FROM bulk_opt_outs AS staged JOIN created ON created.last_event_id = staged.id
+    ORDER BY staged.address
     RETURNING address
     """
 )
+
+
 _PG_EVENT_IDS = sa.text(
     "SELECT nextval('consent_events_id_seq') FROM generate_series(1, :count) ORDER BY 1"
 )
+_EVENT_COLUMNS = (
+    "id, organization_id, channel, address, kind, from_status, to_status, carrier_block, "
+    "source, actor, actor_user_id, actor_label, occurred_at, ip, user_agent, note, evidence, "
+    "state_version"
+)
+_STATE_COLUMNS = (
+    "organization_id, channel, address, sort_key, digits, status, carrier_block, source, "
+    "changed_at, changed_by, changed_by_user_id, note, version, last_event_id"
+)
+# Set on the session when a call found known addresses: the next calls of that session (the
+# rest of a re-imported file) go straight to the staging path.
+_KNOWN_SEEN = "ledger_bulk_known_seen"
 
 
-def _create_many_postgresql(write: BulkWrite, rows: list[BulkRow]) -> set[str]:
-    # Event ids in the caller's (the file's) order; ids of rows another transaction created
-    # meanwhile are left unused.
+def _create_postgresql(write: BulkWrite, rows: list[BulkRow]) -> tuple[dict[str, sa.Row], set[str]]:
+    """(known states, locked; addresses created). Nearly every row of an import is an address
+    the organization has never seen: those go straight in by COPY (`_copy_new_postgresql`);
+    when any of them has a state already, nothing of that attempt stays, and the staging path
+    sorts the rows out under the ledger's rules."""
+    if not db.session.info.get(_KNOWN_SEEN) and _copy_new_postgresql(write, rows):
+        return {}, {row.address for row in rows}
+    known, created = _stage_and_create_postgresql(write, rows)
+    db.session.info[_KNOWN_SEEN] = bool(known)
+    return known, created
+
+
+def _copy_new_postgresql(write: BulkWrite, rows: list[BulkRow]) -> bool:
+    """Write every row as a new address, its event and its state (version 1), by COPY, under a
+    savepoint; False, with nothing written, when any of them has a state already (the unique
+    index refuses it; one created meanwhile by another transaction is refused the same way).
+
+    Event ids are taken from the sequence in the caller's order; the rows go in address order
+    (each index filled page by page), events first (each state points at its event)."""
+    import psycopg
+    from psycopg.copy import QueuedLibpqWriter
+
     ids = db.session.scalars(_PG_EVENT_IDS, {"count": len(rows)}).all()
-    fields = [sort_fields(write.channel, row.address) for row in rows]
+    numbered = sorted(zip(ids, rows, strict=True), key=lambda pair: pair[1].address)
     event = write.event(rows[0], None, False, 1)
-    params = {
-        "ids": pg_array(ids),
-        "addresses": pg_array(row.address for row in rows),
-        "sort_keys": pg_array(sort_key for sort_key, _digits in fields),
-        "digits": pg_array(digits for _sort_key, digits in fields),
-        "notes": pg_array(row.note for row in rows),
-        "evidence": pg_array(json.dumps(row.evidence) for row in rows),
-        "org_id": write.org_id,
-        "channel": write.channel.value,
+    org_id, channel, source = write.org_id, write.channel.value, write.source.value
+    actor, user_id, actor_label = event["actor"], write.user_id, event["actor_label"]
+    now, ip, user_agent, label = write.now, event["ip"], event["user_agent"], write.label
+    dumps = json.dumps
+    driver = db.session.connection().connection.driver_connection
+    with driver.cursor() as cursor:
+        cursor.execute("SAVEPOINT ledger_bulk_copy")
+        try:
+            # The queued writer sends from a thread: the rows are formatted here while the
+            # server takes the ones before.
+            events_sql = f"COPY consent_events ({_EVENT_COLUMNS}) FROM STDIN"  # noqa: S608
+            with cursor.copy(events_sql, writer=QueuedLibpqWriter(cursor)) as copy:
+                for event_id, row in numbered:
+                    copy.write_row(
+                        (
+                            event_id, org_id, channel, row.address, "change", None, "opted_out",
+                            False, source, actor, user_id, actor_label, now, ip, user_agent,
+                            row.note, dumps(row.evidence), 1,
+                        )
+                    )  # fmt: skip
+            states_sql = f"COPY consent_states ({_STATE_COLUMNS}) FROM STDIN"  # noqa: S608
+            with cursor.copy(states_sql, writer=QueuedLibpqWriter(cursor)) as copy:
+                for event_id, row in numbered:
+                    copy.write_row(
+                        (
+                            org_id, channel, row.address, *sort_fields(write.channel, row.address),
+                            "opted_out", False, source, now, label, user_id, row.note, 1, event_id,
+                        )
+                    )  # fmt: skip
+        except psycopg.errors.UniqueViolation:
+            cursor.execute("ROLLBACK TO SAVEPOINT ledger_bulk_copy")
+            return False
+        cursor.execute("RELEASE SAVEPOINT ledger_bulk_copy")
+    return True
+
+
+def _stage_and_create_postgresql(
+    write: BulkWrite, rows: list[BulkRow]
+) -> tuple[dict[str, sa.Row], set[str]]:
+    """COPY the rows into the session's staging table, lock the states already known (returned
+    by address), and create the others with their events. Returns (known, created)."""
+    connection = db.session.connection()
+    # Every time: a transaction rolled back takes the table it created with it.
+    connection.execute(_PG_STAGING)
+    driver = connection.connection.driver_connection
+    channel = write.channel
+    dumps = json.dumps
+    with driver.cursor() as cursor:
+        with cursor.copy(
+            "COPY bulk_opt_outs (address, sort_key, digits, note, evidence) FROM STDIN"
+        ) as copy:
+            for row in rows:
+                copy.write_row(
+                    (row.address, *sort_fields(channel, row.address), row.note, dumps(row.evidence))
+                )
+    params = {"org_id": write.org_id, "channel": channel.value}
+    known = {row.address: row for row in connection.execute(_PG_STAGED_KNOWN, params)}
+    event = write.event(rows[0], None, False, 1)
+    params |= {
         "source": write.source.value,
         "now": write.now,
         "label": write.label,
@@ -287,7 +384,8 @@ def _create_many_postgresql(write: BulkWrite, rows: list[BulkRow]) -> set[str]:
         "ip": event["ip"],
         "user_agent": event["user_agent"],
     }
-    return set(db.session.execute(_PG_CREATE, params).scalars())
+    created = set(connection.execute(_PG_CREATE_STAGED, params).scalars())
+    return known, created
 
 
 def _lock_many(org_id: int, channel: str, addresses: list[str]) -> dict[str, sa.Row]:
@@ -298,7 +396,7 @@ def _lock_many(org_id: int, channel: str, addresses: list[str]) -> dict[str, sa.
         stmt = sa.select(*columns).where(
             org_is(table.c.organization_id, org_id),
             table.c.channel == channel,
-            table.c.address.in_(addresses),
+            is_one_of(table.c.address, addresses),  # one parameter, not 5,000
         )
     else:
         # One index probe per listed address (a LATERAL subquery), whatever the statistics

@@ -39,7 +39,7 @@ from sqlalchemy.orm import selectinload
 
 from consent import jobs, ledger
 from consent.addresses import AddressError, normalize_email, normalize_phone
-from consent.database import begin_write, is_sqlite
+from consent.database import begin_write, is_one_of, is_sqlite
 from consent.extensions import db
 from consent.models import (
     ConsentEvent,
@@ -541,7 +541,7 @@ def _kinds_on_record(org_id: int, sids: set[str]) -> dict[str, str]:
             stmt = (
                 sa.select(model.sourced_id)
                 .join(Family, Family.id == model.family_id)
-                .where(Family.organization_id == org_id, model.sourced_id.in_(batch))
+                .where(Family.organization_id == org_id, is_one_of(model.sourced_id, batch))
             )
             for sid in db.session.scalars(stmt):
                 found.setdefault(sid, kind)
@@ -676,7 +676,7 @@ def _records(model, org_id: int, sids: list[str]) -> dict:
         stmt = (
             sa.select(model)
             .join(Family, Family.id == model.family_id)
-            .where(Family.organization_id == org_id, model.sourced_id.in_(batch))
+            .where(Family.organization_id == org_id, is_one_of(model.sourced_id, batch))
             .order_by(model.id)
             .options(*options)
         )

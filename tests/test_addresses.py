@@ -172,3 +172,34 @@ def test_fast_phone_path_agrees_on_us_numbers(text):
     except AddressError:
         slow = None
     assert normalize_phone(text) == slow if slow else fast is None
+
+
+_ATOM = st.text(alphabet="abcXYZ019!#$%&'*+/=?^_`{|}~-.", min_size=0, max_size=70)
+_LABEL = st.text(alphabet="abcxyz019-é", min_size=0, max_size=66)
+_DOMAIN = st.lists(_LABEL, min_size=1, max_size=4).map(".".join) | st.sampled_from(
+    ["example.org", "localhost", "a.test", "x.local", "mail.invalid", "123.45", "ex--ample.com"]
+)
+
+
+def _slow(text: str):
+    """What email_validator alone says of an address: the normalized one, or its reason."""
+    from email_validator import EmailNotValidError, validate_email
+
+    try:
+        return validate_email(text.strip(), check_deliverability=False).normalized.lower()
+    except EmailNotValidError as exc:
+        return ("refused", str(exc).rstrip("."))
+
+
+@settings(max_examples=400)
+@given(local=_ATOM, domain=_DOMAIN, upper=st.booleans())
+def test_email_fast_path_agrees_with_email_validator(local, domain, upper):
+    """The plain-ASCII shortcut of normalize_email gives email_validator's answer (address or
+    refusal, its words), for odd local parts, domains and special-use names too."""
+    text = f"{local}@{domain}"
+    text = text.upper() if upper else text
+    try:
+        ours = normalize_email(text)
+    except AddressError as exc:
+        ours = ("refused", exc.why)
+    assert ours == _slow(text)

@@ -216,3 +216,48 @@ def test_opt_out_many_returns_a_refusal_like_a_single_change(app, source, code):
     assert (result.code, result.reason) == (single.code, single.reason)
     assert result == {}
     assert ledger.current(org, "text", "+12025550170") is None
+
+
+def test_a_known_address_in_a_chunk_sends_the_whole_chunk_through_the_rules(app):
+    """A chunk with one known address among new ones (PostgreSQL: the straight COPY is refused
+    by the unique index and undone) and the next chunk of the same transaction, all new: each
+    new address gets its state and its one event, the opted-out one is "already" with no new
+    event, a carrier block stays; the feed and a subscribed webhook get every new event."""
+    from consent import feed, webhooks
+    from consent.models import WebhookDelivery
+
+    org = factories.make_org()
+    webhooks.create_endpoint(org, "https://hooks.example.org/in", ["consent.opted_out"])
+    system = ledger.Actor.system()
+    ledger.opt_out(org, "text", "+12025550150", source=Source.ADMIN, actor=system)
+    ledger.opt_out(
+        org, "text", "+12025550151", source=Source.SMS_KEYWORD, actor=system, carrier_block=True
+    )
+    ledger.opt_in(org, "text", "+12025550152", source=Source.PORTAL, actor=system)
+    db.session.commit()
+    events_before = db.session.scalar(sa.select(sa.func.count()).select_from(ConsentEvent))
+    deliveries_before = db.session.scalar(sa.select(sa.func.count()).select_from(WebhookDelivery))
+    known = ["+12025550150", "+12025550151", "+12025550152"]
+    first = [f"+1202555{n:04d}" for n in range(2000, 2010)] + known
+    second = [f"+1202555{n:04d}" for n in range(2100, 2110)]
+    results = {}
+    for chunk in (first, second):
+        rows = [ledger.BulkRow(a, {"file": "f.csv", "row": i}) for i, a in enumerate(chunk)]
+        results |= ledger.opt_out_many(org, "text", rows, source=Source.IMPORT, actor=system)
+    db.session.commit()
+    assert [results[a] for a in known] == ["already", "already", "imported"]
+    assert {results[a] for a in first[:10] + second} == {"imported"}
+    new_events = db.session.scalar(sa.select(sa.func.count()).select_from(ConsentEvent))
+    assert new_events == events_before + 21
+    blocked = ledger.current(org, "text", "+12025550151")
+    assert (blocked.status, blocked.carrier_block, blocked.version) == (Status.OPTED_OUT, True, 1)
+    was_in = ledger.current(org, "text", "+12025550152")
+    assert (was_in.status, was_in.version) == (Status.OPTED_OUT, 2)
+    for address in first[:10] + second:
+        state = ledger.current(org, "text", address)
+        event = db.session.get(ConsentEvent, state.last_event_id)
+        assert (state.version, event.address, event.evidence["file"]) == (1, address, "f.csv")
+    deliveries = db.session.scalar(sa.select(sa.func.count()).select_from(WebhookDelivery))
+    assert deliveries == deliveries_before + 21
+    changes, _cursor = feed.page(org.id, feed.Cursor())
+    assert {c["address"] for c in changes} >= set(first + second)
