@@ -41,7 +41,15 @@ from admin.base import (
 )
 from admin.exports import ExportJobs, job_rows_limit
 from admin.keyset import KeysetPaging
-from consent import export, export_jobs, ledger, notifications, optout_list, words
+from consent import (
+    activity_words,
+    export,
+    export_jobs,
+    ledger,
+    notifications,
+    optout_list,
+    words,
+)
 from consent.addresses import AddressError, format_phone, normalize_email
 from consent.extensions import db
 from consent.models import (
@@ -576,12 +584,16 @@ class OptOutListView(KeysetPaging, ExportJobs, SecureModelView):
                         "sent to the person.",
                         who=words.shown_address(event.address),
                         status=words.status_label(outcome.state.status),
-                        what=words.channel_words(event.channel),
+                        what=(
+                            activity_words.channel_of(event)
+                            if event.purpose_id is not None
+                            else words.channel_words(event.channel)
+                        ),
                     ),
                     "success",
                 )
                 return redirect(url_for("activity.index_view"))
-        state = ledger.current(org, event.channel, event.address)
+        state = ledger.state_of_event(org, event)
         refusal = ledger.check_revert(org, event, state, utcnow())
         return self.render(
             "admin/optouts/undo.html",
@@ -590,6 +602,7 @@ class OptOutListView(KeysetPaging, ExportJobs, SecureModelView):
             form=form,
             words=words,
             shown=words.shown_address(event.address),
+            about=activity_words.channel_of(event),
             batch=None,
             current_org=org,
         )

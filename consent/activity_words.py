@@ -40,9 +40,8 @@ def state_words(status) -> str:
     return str(STATE_WORDS.get(Status(status) if status else None, status))
 
 
-def change_words(event: ConsentEvent) -> str:
-    """The change of one event in words: "Texts: allowed → stopped by a STOP/START reply";
-    a choice for one message purpose names it: "Texts (General messages): …"."""
+def channel_of(event: ConsentEvent) -> str:
+    """What an event is about: "Texts", or for one message purpose "Texts (General messages)"."""
     channel = channel_name(event.channel)
     if event.purpose_id is not None and event.purpose is not None:
         channel = _(
@@ -50,6 +49,13 @@ def change_words(event: ConsentEvent) -> str:
             channel=channel,
             purpose=event.purpose.name(str(get_locale() or "en")),
         )
+    return str(channel)
+
+
+def change_words(event: ConsentEvent) -> str:
+    """The change of one event in words: "Texts: allowed → stopped by a STOP/START reply";
+    a choice for one message purpose names it: "Texts (General messages): …"."""
+    channel = channel_of(event)
     if event.kind == "request":
         return _(
             "%(channel)s: confirmation link sent (stays %(status)s until the person confirms)",

@@ -308,7 +308,8 @@ def check_revert(
 
     Only an opt-out recorded by an admin or an import, of this organization, within
     REVERT_DAYS, never one that set a carrier block, and only while it is still the address's
-    last change (nothing changed the address since)."""
+    last change (nothing changed the address since). `state` is the state the event moved:
+    the ConsentState, or for a per-purpose opt-out its PurposeState (`state_of_event`)."""
     if event is None or event.organization_id != org.id:
         return _refused("not_found", "There is no such change on record.", state)
     if event.kind != "change" or event.to_status != Status.OPTED_OUT:
@@ -351,12 +352,14 @@ def revert(
     that puts the address back to the status it had before (the reverted event's
     from_status; none on record reads as "no choice yet"). Sends nothing: no "you are
     subscribed" message, no notification. Refused (rules in `check_revert`) unless the event
-    is still the address's last change. The caller checks who may (the organization team).
+    is still the address's last change. A per-purpose opt-out (an admin's, on the contact
+    page) is undone the same way: its purpose's state goes back, the channel stays as it is.
+    The caller checks who may (the organization team).
     """
     event = db.session.get(ConsentEvent, event_id)
     if event is None or event.organization_id != org.id:
         return _refused("not_found", "There is no such change on record.")
-    state = _lock(org.id, event.channel, event.address)
+    state = state_of_event(org, event, lock=True)
     now = utcnow()
     refusal = check_revert(org, event, state, now)
     if refusal is not None:
@@ -368,6 +371,7 @@ def revert(
             org_is(ConsentEvent.organization_id, org.id),
             ConsentEvent.channel == event.channel,
             ConsentEvent.address == event.address,
+            _same_purpose(event),
             ConsentEvent.kind.in_(("change", "revert")),
             ConsentEvent.id < event.id,
         )
@@ -376,6 +380,9 @@ def revert(
     ).first()
     source = previous.source if previous is not None else Source.ADMIN
     version = (state.version or 0) + 1
+    moved = _state_values(to_status, False, source, actor, now, note, version, None)
+    if event.purpose_id is not None:  # a PurposeState keeps fewer columns
+        moved = {k: moved[k] for k in ("status", "source", "changed_at", "changed_by", "version")}
     reverted = _append_and_move(
         org,
         state,
@@ -392,12 +399,47 @@ def revert(
             origin=origin or Origin(),
             occurred_at=now,
             note=note,
-            evidence={**(evidence or {}), "reverts": event.id},
+            evidence={**(evidence or {}), "reverts": event.id, **_purpose_evidence(event)},
             version=version,
-        ),
-        _state_values(to_status, False, source, actor, now, note, version, None),
+        )
+        | {"purpose_id": event.purpose_id},
+        moved,
     )
     return Outcome(ok=True, changed=True, code="reverted", state=state, event=reverted)
+
+
+def _same_purpose(event: ConsentEvent):
+    """The events of the same fold as `event`: channel-wide ones, or its purpose's."""
+    if event.purpose_id is None:
+        return ConsentEvent.purpose_id.is_(None)
+    return ConsentEvent.purpose_id == event.purpose_id
+
+
+def _purpose_evidence(event: ConsentEvent) -> dict:
+    key = (event.evidence or {}).get("purpose")
+    return {"purpose": key} if event.purpose_id is not None and key else {}
+
+
+def state_of_event(org: Organization, event: ConsentEvent, *, lock: bool = False):
+    """The state an event moved, as it is now: the address's ConsentState, or for an event
+    that names a purpose that purpose's PurposeState (None: no state on record). With `lock`,
+    locked for a change (the way `change` and `change_purpose` lock)."""
+    if event.purpose_id is None:
+        if lock:
+            return _lock(org.id, event.channel, event.address)
+        return current(org, event.channel, event.address)
+    stmt = sa.select(PurposeState).where(
+        org_is(PurposeState.organization_id, org.id),
+        PurposeState.channel == event.channel,
+        PurposeState.address == event.address,
+        PurposeState.purpose_id == event.purpose_id,
+    )
+    if lock:
+        begin_write()
+        stmt = stmt.execution_options(populate_existing=True)
+        if not is_sqlite():
+            stmt = stmt.with_for_update()
+    return db.session.scalars(stmt).one_or_none()
 
 
 def batch_events(org: Organization, batch_id: int) -> list[ConsentEvent]:

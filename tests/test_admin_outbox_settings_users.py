@@ -45,6 +45,38 @@ def test_outbox_lists_status_attempts_and_last_error(client, world):
     assert "Body text" not in page
 
 
+def test_list_row_checkboxes_are_labelled_without_javascript(client, world):
+    """Each row checkbox (and the select-all one) sits in a <label> that names it in words,
+    in the HTML itself: no script copies a title into a label."""
+    import re
+
+    from consent import ledger
+    from consent.ledger import Actor
+    from consent.models import Channel, Source
+
+    _message(world)
+    ledger.opt_out(
+        world.org,
+        Channel.TEXT,
+        world.near.contacts[0].phones[0].number,
+        source=Source.ADMIN,
+        actor=Actor.system(),
+    )
+    db.session.commit()
+    world.login(client, "org")
+    for path in ("/admin/outbox/", "/admin/optouts/"):
+        page = client.get(path).get_data(as_text=True)
+        boxes = re.findall(r'<input type="checkbox" name="(rowid|rowtoggle)"', page)
+        assert "rowid" in boxes and "rowtoggle" in boxes, path
+        labelled = re.findall(
+            r'<label class="row-select[^"]*"><input type="checkbox" name="(rowid|rowtoggle)"'
+            r'[^>]*/><span class="sr-only">(Select record|Select all records)</span></label>',
+            page,
+        )
+        assert len(labelled) == len(boxes), path
+        assert "box.setAttribute('aria-label'" not in page
+
+
 def test_retry_action_sends_a_failed_message_again(client, world, mailbox):
     """Retry makes a failed message due now and sends it: it arrives and shows as sent."""
     message = _message(world)

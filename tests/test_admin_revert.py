@@ -236,3 +236,223 @@ def test_an_undo_reaches_the_change_feed_and_the_webhooks(world):
     assert settled(mine, lambda found: len(found) >= 3)[-2:] == ["opted_out", "opted_in"]
     queued = db.session.scalars(sa.select(WebhookDelivery.event_id)).all()
     assert outcome.event.id in queued
+
+
+# --- a per-purpose opt-out (issue 15 for purposes): the same undo, the purpose's state back ---
+
+
+def _purpose_opt_out(world, number, source=Source.ADMIN, purpose=None, org=None):
+    from consent import purposes
+
+    org = org or world.org
+    purpose = purpose or purposes.general(org)
+    actor = Actor.for_user(world.users["org"]) if source == Source.ADMIN else Actor.recipient()
+    outcome = ledger.change_purpose(
+        org, Channel.TEXT, number, purpose, Status.OPTED_OUT, source=source, actor=actor
+    )
+    db.session.commit()
+    assert outcome.ok, outcome.reason
+    return outcome.event.id
+
+
+def _purpose_status(world, number, purpose=None):
+    from consent import purposes
+    from consent.models import PurposeState
+
+    purpose = purpose or purposes.general(world.org)
+    db.session.expire_all()
+    state = db.session.scalars(
+        sa.select(PurposeState).filter_by(
+            organization_id=world.org.id,
+            channel=Channel.TEXT,
+            address=number,
+            purpose_id=purpose.id,
+        )
+    ).one_or_none()
+    return state.status if state else None
+
+
+def _eligible(world, number):
+    from consent import eligibility, purposes
+
+    general = purposes.general(world.org)
+    answer = eligibility.check_one(world.org, "text", number, general)
+    return answer.allowed, answer.reason
+
+
+def test_undo_a_purpose_opt_out_restores_its_state_sends_nothing_and_logs_both(client, world):
+    number = _cell(world)
+    before_answer = _eligible(world, number)
+    world.login(client, "org")
+    contact = world.near.contacts[0]
+    from consent import purposes
+
+    general = purposes.general(world.org)
+    path = f"/admin/contacts/{contact.id}/purpose"
+    data = {"address": number, "channel": "text", "purpose": str(general.id), "note": "asked"}
+    client.post(path, data=data | {"csrf_token": csrf_token(client), "confirm": "yes"})
+    assert _purpose_status(world, number) == Status.OPTED_OUT
+    assert _eligible(world, number) != before_answer
+    event_id = db.session.scalars(
+        sa.select(ConsentEvent.id).where(ConsentEvent.purpose_id == general.id)
+    ).one()
+    outbox_before = _outbox_count()
+    page = _text(client.get(f"/admin/optouts/undo/{event_id}/"))
+    assert "Texts (General messages)" in page and "Nothing is sent to the person" in page
+    assert "cannot be undone" not in page
+    response = _undo(client, event_id)
+    assert response.status_code == 302
+    assert _purpose_status(world, number) == Status.UNKNOWN  # no choice, as before
+    assert _eligible(world, number) == before_answer
+    assert state_of(world.org, Channel.TEXT, number).status == Status.OPTED_IN  # untouched
+    assert _outbox_count() == outbox_before
+    done = _text(client.get("/admin/activity/"))
+    assert "Texts (General messages): no choice yet → stopped by an admin" in done
+    assert "Texts (General messages): stopped → no choice yet (an opt-out undone)" in done
+    assert f"undoes the change #{event_id}" in done
+    assert "Undone:" in done and "Texts (General messages)" in done  # the flash
+    reverted = db.session.scalars(
+        sa.select(ConsentEvent).where(ConsentEvent.kind == "revert")
+    ).one()
+    assert reverted.purpose_id == general.id and reverted.note == "wrong person"
+
+
+def test_undo_a_purpose_opt_out_goes_back_to_the_persons_earlier_yes(world):
+    from consent import purposes
+
+    number = _cell(world)
+    general = purposes.general(world.org)
+    ledger.change_purpose(
+        world.org,
+        Channel.TEXT,
+        number,
+        general,
+        Status.OPTED_IN,
+        source=Source.PORTAL,
+        actor=Actor.recipient(),
+    )
+    db.session.commit()
+    before_answer = _eligible(world, number)
+    event_id = _purpose_opt_out(world, number)
+    outcome = ledger.revert(world.org, event_id, actor=Actor.system(), note="wrong family")
+    db.session.commit()
+    assert outcome.ok and outcome.code == "reverted"
+    assert _purpose_status(world, number) == Status.OPTED_IN
+    assert outcome.state.source == Source.PORTAL  # the earlier choice's source, as it was
+    assert _eligible(world, number) == before_answer
+
+
+@pytest.mark.parametrize("source", [Source.PORTAL, Source.EMAIL_LINK, Source.SMS_REPLY])
+def test_undo_refused_for_a_purpose_choice_from_the_person(client, world, source):
+    number = _cell(world)
+    event_id = _purpose_opt_out(world, number, source=source)
+    world.login(client, "org")
+    assert "came from the person themself" in _text(client.get(f"/admin/optouts/undo/{event_id}/"))
+    _undo(client, event_id)
+    assert _purpose_status(world, number) == Status.OPTED_OUT
+    outcome = ledger.revert(world.org, event_id, actor=Actor.system(), note="x")
+    assert outcome.refused and outcome.code == "from_the_person"
+
+
+@pytest.mark.parametrize("who", ["site", "staff"])
+def test_undo_of_a_purpose_opt_out_refused_to_site_teams(client, world, who):
+    number = _cell(world)
+    event_id = _purpose_opt_out(world, number)
+    world.login(client, who)
+    assert client.get(f"/admin/optouts/undo/{event_id}/").status_code == 403
+    response = client.post(
+        f"/admin/optouts/undo/{event_id}/",
+        data={"csrf_token": csrf_token(client, "/admin/"), "note": "x"},
+    )
+    assert response.status_code == 403
+    assert _purpose_status(world, number) == Status.OPTED_OUT
+
+
+def test_undo_of_another_organizations_purpose_opt_out_is_not_found(client, world):
+    from tests import factories
+
+    other = factories.make_org(name="Other District", texting_number="+12025550199")
+    db.session.commit()
+    number = factories.next_number()
+    event_id = _purpose_opt_out(world, number, org=other)
+    world.login(client, "org")
+    assert client.get(f"/admin/optouts/undo/{event_id}/").status_code == 404
+    assert _undo(client, event_id).status_code == 404
+    outcome = ledger.revert(world.org, event_id, actor=Actor.system(), note="x")
+    assert outcome.refused and outcome.code == "not_found"
+    db.session.rollback()
+    assert db.session.scalar(sa.select(sa.func.count()).where(ConsentEvent.kind == "revert")) == 0
+
+
+def test_undo_of_a_purpose_opt_out_refused_after_30_days(world):
+    number = _cell(world)
+    event_id = _purpose_opt_out(world, number)
+    table = ConsentEvent.__table__
+    event = db.session.get(ConsentEvent, event_id)
+    db.session.execute(
+        table.update()
+        .where(table.c.id == event_id)
+        .values(occurred_at=event.occurred_at - timedelta(days=31))
+    )
+    db.session.commit()
+    db.session.expire_all()
+    outcome = ledger.revert(world.org, event_id, actor=Actor.system(), note="late")
+    assert outcome.refused and outcome.code == "too_old"
+    db.session.rollback()
+    assert _purpose_status(world, number) == Status.OPTED_OUT
+
+
+def test_undo_of_a_purpose_opt_out_refused_after_a_later_choice(client, world):
+    from consent import purposes
+
+    number = _cell(world)
+    event_id = _purpose_opt_out(world, number)
+    ledger.change_purpose(
+        world.org,
+        Channel.TEXT,
+        number,
+        purposes.general(world.org),
+        Status.OPTED_IN,
+        source=Source.PORTAL,
+        actor=Actor.recipient(),
+    )
+    db.session.commit()
+    world.login(client, "org")
+    assert "changed after this opt-out" in _text(client.get(f"/admin/optouts/undo/{event_id}/"))
+    _undo(client, event_id)
+    assert _purpose_status(world, number) == Status.OPTED_IN
+    kinds = [e.kind for e in events_of(number, org=world.org, channel=Channel.TEXT)]
+    assert "revert" not in kinds
+
+
+def test_undo_of_a_purpose_opt_out_reaches_the_change_feed_and_the_webhooks(world):
+    from consent import feed, purposes, webhooks
+    from consent.models import WebhookDelivery
+    from tests.test_feed import settled
+
+    webhooks.create_endpoint(world.org, "https://hooks.example.org/consent", ["consent.opted_in"])
+    db.session.commit()
+    number = _cell(world)
+    ledger.change_purpose(
+        world.org,
+        Channel.TEXT,
+        number,
+        purposes.general(world.org),
+        Status.OPTED_IN,
+        source=Source.PORTAL,
+        actor=Actor.recipient(),
+    )
+    db.session.commit()
+    event_id = _purpose_opt_out(world, number)
+    outcome = ledger.revert(world.org, event_id, actor=Actor.system(), note="wrong family")
+    db.session.commit()
+    assert outcome.ok
+
+    def mine():
+        events, _next = feed.page(world.org.id, feed.Cursor(), 100)
+        return [(e["to"], e["purpose"]) for e in events if e["address"] == number]
+
+    found = settled(mine, lambda found: ("opted_in", "general") in found[-1:])
+    assert found[-2:] == [("opted_out", "general"), ("opted_in", "general")]
+    queued = db.session.scalars(sa.select(WebhookDelivery.event_id)).all()
+    assert outcome.event.id in queued

@@ -143,22 +143,99 @@ ADMIN_PAGES = {
     "settings": "/admin/settings/",
     "settings-purposes": "/admin/settings/purposes",
     "import": "/admin/optouts/import/",
+    "reports": "/admin/reports/",
+    "integrations": "/admin/integrations/",
+    "roster": "/admin/roster/",
+    "outbox": "/admin/outbox/",
+    "users": "/admin/users/",
+    "invitations-job": "/admin/invitations/jobs/{invite_job}",
+    "import-job": "/admin/optouts/import/jobs/{import_job}",
 }
 
 
+def _running_job(org, kind: str, **params) -> int:
+    """A job part-way through (leased to a worker far in the future, so no worker of the live
+    server takes it): the page shows its progress bar."""
+    from datetime import timedelta
+
+    from consent.models import Job, utcnow
+
+    now = utcnow()
+    job = Job(
+        kind=kind,
+        organization_id=org.id,
+        status="running",
+        total=200,
+        done=80,
+        params=params,
+        started_at=now - timedelta(seconds=40),
+        heartbeat_at=now,
+        locked_until=now + timedelta(hours=1),
+        worker="elsewhere",
+    )
+    db.session.add(job)
+    db.session.commit()
+    return job.id
+
+
+@pytest.fixture
+def part_way(world):
+    """An invitations job and an import job part-way through, and a webhook endpoint (so the
+    integrations page has its table): the ids the job pages' paths need."""
+    from consent import accounts, imports, webhooks
+
+    webhooks.create_endpoint(world.org, "https://hooks.example.org/consent", ["consent.opted_out"])
+    db.session.commit()
+    return {
+        "invite_job": _running_job(world.org, accounts.INVITE_JOB),
+        "import_job": _running_job(world.org, imports.JOB_KIND, filename="optouts.csv"),
+    }
+
+
 @pytest.mark.parametrize("language", ["en", "es"])
-def test_admin_pages_are_axe_clean_as_whole_pages(family, live_server, browser_page, language):
+def test_admin_pages_are_axe_clean_as_whole_pages(
+    family, part_way, live_server, browser_page, language
+):
     """The admin's pages, whole (Flask-Admin's menu and buttons too), at desktop and 390 px:
     no serious or critical axe violation, `<html lang>` the staff member's language."""
     page = browser_page
     page.context.set_extra_http_headers({"Accept-Language": language})
+    ids = {"ana_id": family.ana_id, **part_way}
     sign_in_page(page, live_server, "org@example.org", PASSWORD)
     problems = []
     for name, path in ADMIN_PAGES.items():
-        page.goto(live_server.url(path.format(ana_id=family.ana_id)))
+        page.goto(live_server.url(path.format(**ids)))
         assert page.locator("html").get_attribute("lang") == language, name
         look(page, f"admin-whole-{name}-{language}", axe=False, portal=False)
         for width, viewport in (("desktop", DESKTOP), ("phone", PHONE)):
             page.set_viewport_size(viewport)
             problems += [f"{name} at {width}: {v}" for v in axe_violations(page)]
     assert problems == [], "\n".join(problems)
+
+
+def test_a_job_page_follows_the_job_in_place_without_a_meta_refresh(
+    part_way, live_server, browser_page
+):
+    """With JavaScript the job's page updates its words and bar where they are (no reload, no
+    meta refresh for axe to flag), and loads again once the job is done."""
+    from consent.models import Job
+
+    page = browser_page
+    sign_in_page(page, live_server, "org@example.org", PASSWORD)
+    page.goto(live_server.url(f"/admin/invitations/jobs/{part_way['invite_job']}"))
+    assert page.locator('meta[http-equiv="refresh"]').count() == 0
+    assert "80 of 200" in page.locator("#job-progress [role=status]").inner_text()
+    page.evaluate("window.__same_page = true")
+    with live_server.app.app_context():
+        job = db.session.get(Job, part_way["invite_job"])
+        job.done = 150
+        db.session.commit()
+        page.locator("#job-progress [role=status]").filter(has_text="150 of 200").wait_for()
+        assert page.evaluate("window.__same_page") is True  # updated in place, not reloaded
+        assert page.evaluate("document.getElementById('job-bar').value") == 150
+        job = db.session.get(Job, part_way["invite_job"])
+        job.status, job.done, job.result = "done", 200, {"sent": 200}
+        db.session.commit()
+    page.locator("#totals").wait_for()
+    assert "Done: 200 of 200" in page.inner_text("main")
+    assert axe_violations(page) == []
