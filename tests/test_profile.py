@@ -192,7 +192,10 @@ def test_add_a_phone_to_each_person(client, auth, family, who, kind):
     assert phone.kind == kind and phone.verified_at is None
     section = text.split(f'id="addr-phone-{phone.id}"', 1)[1].split("</section>", 1)[0]
     assert "Not confirmed yet" in section and "Confirm" in section
-    assert section.count("disabled") == (2 if kind == "cell" else 1)
+    toggles, _, purposes = section.partition('class="purposes"')
+    assert toggles.count("disabled") == (2 if kind == "cell" else 1)
+    # the kinds of messages too: every button there waits for the confirmation
+    assert purposes.count("<button") == purposes.count(" disabled ") > 0
     assert events_for(STRANGER_CELL) == []
     assert all_outbox() == []
 
