@@ -50,29 +50,26 @@ def test_pg_array_of_numbers_casts_to_bigint(pg_engine):
 
 
 def _plans(app, action) -> list[str]:
-    """EXPLAIN of every consent_states SELECT that `action` sends."""
-    sent: list[tuple[str, object]] = []
+    """EXPLAIN of every consent_states SELECT that `action` sends, taken on its own connection
+    just before it runs (a bulk lookup may read a temporary staging table of that
+    transaction)."""
+    plans: list[str] = []
 
-    def keep(conn, cursor, statement, parameters, context, executemany):
+    def explain(conn, cursor, statement, parameters, context, executemany):
         if statement.lstrip().startswith("SELECT") and "consent_states" in statement:
-            sent.append((statement, parameters))
+            raw = cursor.connection.cursor()
+            try:
+                raw.execute("EXPLAIN " + statement, parameters)
+                plans.append("\n".join(row[0] for row in raw.fetchall()))
+            finally:
+                raw.close()
 
-    sa.event.listen(db.engine, "before_cursor_execute", keep)
+    sa.event.listen(db.engine, "before_cursor_execute", explain)
     try:
         action()
     finally:
-        sa.event.remove(db.engine, "before_cursor_execute", keep)
+        sa.event.remove(db.engine, "before_cursor_execute", explain)
     db.session.rollback()
-    plans = []
-    raw = db.engine.raw_connection()
-    try:
-        cursor = raw.cursor()
-        for statement, parameters in sent:
-            cursor.execute("EXPLAIN " + statement, parameters)
-            plans.append("\n".join(row[0] for row in cursor.fetchall()))
-        raw.rollback()
-    finally:
-        raw.close()
     return plans
 
 
