@@ -248,8 +248,15 @@ def _toggle(org, channel, state, waiting_since=None) -> Toggle:
 
 
 # Built once (each call would build, and key for the cache, the same statement again): the
-# lists go in as expanding parameters.
-_STATES = sa.select(ConsentState).where(
+# lists go in as expanding parameters. Tuples, not entities: the page reads these columns of a
+# state (status_words, is_allowed, pending_confirmations, the purpose cells) and changes none.
+_STATES = sa.select(
+    ConsentState.channel,
+    ConsentState.address,
+    ConsentState.status,
+    ConsentState.carrier_block,
+    ConsentState.changed_at,
+).where(
     ConsentState.organization_id == sa.bindparam("org_id"),
     ConsentState.channel.in_(list(Channel)),
     ConsentState.address.in_(sa.bindparam("addresses", expanding=True)),
@@ -261,7 +268,7 @@ def _states(org, numbers: list[str], emails: list[str]) -> dict:
         return {}
     # One IN per column of the unique index (no OR, which SQLite answers with a scan); a phone
     # number is never an email address, so the channels cannot mix up.
-    rows = db.session.scalars(_STATES, {"org_id": org.id, "addresses": [*numbers, *emails]})
+    rows = db.session.execute(_STATES, {"org_id": org.id, "addresses": [*numbers, *emails]})
     return {(Channel(s.channel), s.address): s for s in rows}
 
 
