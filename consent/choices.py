@@ -62,18 +62,26 @@ def text_disclosure(org: Organization) -> str:
     return words
 
 
+# Branches, not a dict of every translation: only the words shown are looked up (a page calls
+# these for each address and channel).
+
+
 def toggle_label(channel: str) -> str:
-    return {
-        Channel.TEXT: _("Allow text messaging"),
-        Channel.VOICE: _("Allow calls"),
-        Channel.EMAIL: _("Allow email"),
-    }[Channel(channel)]
+    channel = Channel(channel)
+    if channel == Channel.TEXT:
+        return _("Allow text messaging")
+    if channel == Channel.VOICE:
+        return _("Allow calls")
+    return _("Allow email")
 
 
 def kind_words(kind: str) -> str:
-    return {PhoneKind.CELL: _("Cell"), PhoneKind.HOME: _("Home"), PhoneKind.WORK: _("Work")}[
-        PhoneKind(kind)
-    ]
+    kind = PhoneKind(kind)
+    if kind == PhoneKind.CELL:
+        return _("Cell")
+    if kind == PhoneKind.HOME:
+        return _("Home")
+    return _("Work")
 
 
 def status_words(channel: str, state: ConsentState | None) -> tuple[str, str]:
@@ -90,12 +98,14 @@ def status_words(channel: str, state: ConsentState | None) -> tuple[str, str]:
             return "unknown", _("No choice yet: email allowed")
         return "unknown", str(status_label(status))
     on = status == Status.OPTED_IN
-    words = {
-        Channel.TEXT: (_("Texts allowed"), _("Texts off")),
-        Channel.VOICE: (_("Calls allowed"), _("Calls off")),
-        Channel.EMAIL: (_("Email allowed"), _("Email off")),
-    }[Channel(channel)]
-    return status.value, words[0] if on else words[1]
+    channel = Channel(channel)
+    if channel == Channel.TEXT:
+        words = _("Texts allowed") if on else _("Texts off")
+    elif channel == Channel.VOICE:
+        words = _("Calls allowed") if on else _("Calls off")
+    else:
+        words = _("Email allowed") if on else _("Email off")
+    return status.value, words
 
 
 def is_allowed(org: Organization, channel: str, state: ConsentState | None) -> bool:
