@@ -62,18 +62,26 @@ def text_disclosure(org: Organization) -> str:
     return words
 
 
+# Branches, not a dict of every translation: only the words shown are looked up (a page calls
+# these for each address and channel).
+
+
 def toggle_label(channel: str) -> str:
-    return {
-        Channel.TEXT: _("Allow text messaging"),
-        Channel.VOICE: _("Allow calls"),
-        Channel.EMAIL: _("Allow email"),
-    }[Channel(channel)]
+    channel = Channel(channel)
+    if channel == Channel.TEXT:
+        return _("Allow text messaging")
+    if channel == Channel.VOICE:
+        return _("Allow calls")
+    return _("Allow email")
 
 
 def kind_words(kind: str) -> str:
-    return {PhoneKind.CELL: _("Cell"), PhoneKind.HOME: _("Home"), PhoneKind.WORK: _("Work")}[
-        PhoneKind(kind)
-    ]
+    kind = PhoneKind(kind)
+    if kind == PhoneKind.CELL:
+        return _("Cell")
+    if kind == PhoneKind.HOME:
+        return _("Home")
+    return _("Work")
 
 
 def status_words(channel: str, state: ConsentState | None) -> tuple[str, str]:
@@ -90,12 +98,14 @@ def status_words(channel: str, state: ConsentState | None) -> tuple[str, str]:
             return "unknown", _("No choice yet: email allowed")
         return "unknown", str(status_label(status))
     on = status == Status.OPTED_IN
-    words = {
-        Channel.TEXT: (_("Texts allowed"), _("Texts off")),
-        Channel.VOICE: (_("Calls allowed"), _("Calls off")),
-        Channel.EMAIL: (_("Email allowed"), _("Email off")),
-    }[Channel(channel)]
-    return status.value, words[0] if on else words[1]
+    channel = Channel(channel)
+    if channel == Channel.TEXT:
+        words = _("Texts allowed") if on else _("Texts off")
+    elif channel == Channel.VOICE:
+        words = _("Calls allowed") if on else _("Calls off")
+    else:
+        words = _("Email allowed") if on else _("Email off")
+    return status.value, words
 
 
 def is_allowed(org: Organization, channel: str, state: ConsentState | None) -> bool:
@@ -154,33 +164,37 @@ def find_person(family: Family, kind: str, person_id: int) -> Contact | Student 
 
 def rows_for(org: Organization, person: Contact | Student) -> list[AddressRow]:
     """Every address of a person with its toggles: a fixed number of queries (the family's
-    people, their phones and emails, the person's consent states), however big the family."""
-    family = person.family
-    family_phones, family_emails = _family_addresses(family)
-    phones = [p for p in family_phones if p.owner is person]
-    emails = [e for e in family_emails if e.owner is person]
-    states = _states(org, [p.number for p in phones], [e.address for e in emails])
+    phones and emails with their owners' names, the person's consent states), however big the
+    family."""
+    me = ("student" if isinstance(person, Student) else "contact", person.id)
+    addresses = _family_addresses(person.family_id)
+    phones = [a for a in addresses if a.source == "phone" and (a.owner_kind, a.owner_id) == me]
+    emails = [a for a in addresses if a.source == "email" and (a.owner_kind, a.owner_id) == me]
+    states = _states(org, [p.address for p in phones], [e.address for e in emails])
     waiting = pending_confirmations(
-        org.id, states, [p.number for p in phones] + [e.address for e in emails]
+        org.id, states, [p.address for p in phones] + [e.address for e in emails]
     )
-    owners: dict[str, list[Contact | Student]] = {}
-    for item in family_phones:
-        _add_owner(owners, item.number, item.owner)
-    for item in family_emails:
-        _add_owner(owners, item.address, item.owner)
+    owners: dict[str, list[str]] = {}  # address -> the names of the others who have it
+    seen: set[tuple[str, tuple[str, int]]] = set()
+    for item in addresses:
+        key = (item.owner_kind, item.owner_id)
+        if key == me or (item.address, key) in seen:
+            continue
+        seen.add((item.address, key))
+        owners.setdefault(item.address, []).append(f"{item.first_name} {item.last_name}".strip())
     rows = []
     for phone in phones:
         channels = phone_channels(phone)
         rows.append(
             AddressRow(
                 target=f"phone-{phone.id}",
-                shown=format_phone(phone.number),
+                shown=format_phone(phone.address),
                 kind=kind_words(phone.kind),
                 toggles=[
-                    _toggle(org, c, states.get((c, phone.number)), waiting.get((c, phone.number)))
+                    _toggle(org, c, states.get((c, phone.address)), waiting.get((c, phone.address)))
                     for c in channels
                 ],
-                shared_with=[p.name for p in owners.get(phone.number, []) if p is not person],
+                shared_with=owners.get(phone.address, []),
                 record_id=phone.id,
                 verified=verification.is_verified(phone),
                 channels=channels,
@@ -200,13 +214,13 @@ def rows_for(org: Organization, person: Contact | Student) -> list[AddressRow]:
                         waiting.get(("email", email.address)),
                     )
                 ],
-                shared_with=[p.name for p in owners.get(email.address, []) if p is not person],
+                shared_with=owners.get(email.address, []),
                 record_id=email.id,
                 verified=verification.is_verified(email),
                 channels=[Channel.EMAIL],
             )
         )
-    _add_purposes(org, rows, states, [p.number for p in phones], [e.address for e in emails])
+    _add_purposes(org, rows, states, [p.address for p in phones], [e.address for e in emails])
     return rows
 
 
@@ -244,8 +258,15 @@ def _toggle(org, channel, state, waiting_since=None) -> Toggle:
 
 
 # Built once (each call would build, and key for the cache, the same statement again): the
-# lists go in as expanding parameters.
-_STATES = sa.select(ConsentState).where(
+# lists go in as expanding parameters. Tuples, not entities: the page reads these columns of a
+# state (status_words, is_allowed, pending_confirmations, the purpose cells) and changes none.
+_STATES = sa.select(
+    ConsentState.channel,
+    ConsentState.address,
+    ConsentState.status,
+    ConsentState.carrier_block,
+    ConsentState.changed_at,
+).where(
     ConsentState.organization_id == sa.bindparam("org_id"),
     ConsentState.channel.in_(list(Channel)),
     ConsentState.address.in_(sa.bindparam("addresses", expanding=True)),
@@ -257,34 +278,47 @@ def _states(org, numbers: list[str], emails: list[str]) -> dict:
         return {}
     # One IN per column of the unique index (no OR, which SQLite answers with a scan); a phone
     # number is never an email address, so the channels cannot mix up.
-    rows = db.session.scalars(_STATES, {"org_id": org.id, "addresses": [*numbers, *emails]})
+    rows = db.session.execute(_STATES, {"org_id": org.id, "addresses": [*numbers, *emails]})
     return {(Channel(s.channel), s.address): s for s in rows}
 
 
-def _owned_by(model):
-    # A UNION, not an OR: each half uses its own index (SQLite scans the table for the OR).
-    both = sa.union_all(
-        sa.select(model).where(model.contact_id.in_(sa.bindparam("contacts", expanding=True))),
-        sa.select(model).where(model.student_id.in_(sa.bindparam("students", expanding=True))),
-    ).order_by("id")
-    return sa.select(model).from_statement(both)
+def _addresses_of(model, table: str, address, kind):
+    """The model's rows owned by the family's contacts and by its students, with the owner's
+    name: tuples, not entities (the page only reads them)."""
+    columns = (sa.literal(table).label("source"), model.id.label("id"), address.label("address"))
+    columns += (kind.label("kind"), model.verified_at)
+    branches = []
+    for owner_kind, owner, fk in (
+        ("contact", Contact, model.contact_id),
+        ("student", Student, model.student_id),
+    ):
+        branches.append(
+            sa.select(
+                *columns,
+                sa.literal(owner_kind).label("owner_kind"),
+                owner.id.label("owner_id"),
+                owner.first_name,
+                owner.last_name,
+            )
+            .join(owner, owner.id == fk)
+            .where(owner.family_id == sa.bindparam("family_id"))
+        )
+    return branches
 
 
-_FAMILY_ADDRESSES = (_owned_by(Phone), _owned_by(EmailAddress))
+# One statement, built once: the family's phones and then its emails, each in id order. A UNION
+# of joins, not an OR: each branch uses its own index (SQLite scans the table for the OR).
+_FAMILY_ADDRESSES = sa.union_all(
+    *_addresses_of(Phone, "phone", Phone.number, Phone.kind),
+    *_addresses_of(EmailAddress, "email", EmailAddress.address, sa.null()),
+).order_by(sa.column("source").desc(), sa.column("id"))
 
 
-def _family_addresses(family: Family) -> tuple[list[Phone], list[EmailAddress]]:
-    """The phones and emails of every contact and student of the family, in id order, with
-    their owners loaded (the family's contacts and students: two queries; then two more)."""
-    ids = {"contacts": [c.id for c in family.contacts], "students": [s.id for s in family.students]}
-    phones, emails = (db.session.scalars(stmt, ids).all() for stmt in _FAMILY_ADDRESSES)
-    return phones, emails
-
-
-def _add_owner(owners: dict, address: str, person: Contact | Student) -> None:
-    people = owners.setdefault(address, [])
-    if person not in people:
-        people.append(person)
+def _family_addresses(family_id: int) -> list:
+    """The phones and emails of every contact and student of the family (phones first, each
+    in id order) as rows: source, id, address, kind, verified_at, owner_kind, owner_id,
+    first_name, last_name. One query."""
+    return db.session.execute(_FAMILY_ADDRESSES, {"family_id": family_id}).all()
 
 
 # --- changing ---------------------------------------------------------------------------------

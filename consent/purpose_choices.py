@@ -52,17 +52,19 @@ def channel_off_words(channel: str, status: str | None) -> str:
     """Why a purpose is not sent when the whole channel keeps it away."""
     if status == Status.BOUNCED:
         return _("Off: this address cannot be reached")
+    # Branches, not a dict of every translation: only the words shown are looked up.
+    channel = Channel(channel)
     if status is None or status == Status.UNKNOWN:
-        return {
-            Channel.TEXT: _("Off until texts are turned on"),
-            Channel.VOICE: _("Off until calls are turned on"),
-            Channel.EMAIL: _("Off until email is turned on"),
-        }[Channel(channel)]
-    return {
-        Channel.TEXT: _("Off: all texts are off"),
-        Channel.VOICE: _("Off: all calls are off"),
-        Channel.EMAIL: _("Off: all email is off"),
-    }[Channel(channel)]
+        if channel == Channel.TEXT:
+            return _("Off until texts are turned on")
+        if channel == Channel.VOICE:
+            return _("Off until calls are turned on")
+        return _("Off until email is turned on")
+    if channel == Channel.TEXT:
+        return _("Off: all texts are off")
+    if channel == Channel.VOICE:
+        return _("Off: all calls are off")
+    return _("Off: all email is off")
 
 
 def cell_for(

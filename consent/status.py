@@ -159,6 +159,18 @@ def address_rows(person: Contact | Student, book: StatusBook) -> list[AddressRow
     return rows
 
 
+# Built once (a page asks on every view): the addresses go in as an expanding parameter.
+_REQUESTS = (
+    sa.select(ConsentEvent.channel, ConsentEvent.address, ConsentEvent.occurred_at)
+    .where(
+        ConsentEvent.organization_id == sa.bindparam("org_id"),
+        ConsentEvent.kind == "request",
+        ConsentEvent.address.in_(sa.bindparam("addresses", expanding=True)),
+    )
+    .order_by(ConsentEvent.id)
+)
+
+
 def pending_confirmations(
     org_id: int, states: dict[tuple[str, str], ConsentState | None], addresses: Iterable[str]
 ) -> dict[tuple[str, str], object]:
@@ -171,13 +183,7 @@ def pending_confirmations(
     pending: dict[tuple[str, str], object] = {}
     for start in range(0, len(wanted), 1000):
         rows = db.session.execute(
-            sa.select(ConsentEvent.channel, ConsentEvent.address, ConsentEvent.occurred_at)
-            .where(
-                ConsentEvent.organization_id == org_id,
-                ConsentEvent.kind == "request",
-                ConsentEvent.address.in_(wanted[start : start + 1000]),
-            )
-            .order_by(ConsentEvent.id)
+            _REQUESTS, {"org_id": org_id, "addresses": wanted[start : start + 1000]}
         )
         for channel, address, when in rows:
             state = states.get((Channel(channel), address))

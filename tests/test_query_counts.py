@@ -70,7 +70,7 @@ def test_activity_log_filter_by_address_takes_the_same_queries_for_more_events(
     assert many.count == few.count, (few.statements, many.statements[:8])
 
 
-SETTINGS_PAGE_QUERIES = 12  # README.md, "Settings page"
+SETTINGS_PAGE_QUERIES = 9  # README.md, "Settings page"
 
 
 def test_account_settings_takes_the_same_queries_for_a_bigger_family(client, world, count_queries):
@@ -97,8 +97,8 @@ def test_account_settings_takes_the_same_queries_for_a_bigger_family(client, wor
         page = client.get("/account/settings")
     assert page.status_code == 200
     # The README's figure: the user, their contact, the family, the organization, the family's
-    # contacts, students, phones, emails, consent states, pending confirmations, the purposes
-    # and the purpose choices.
+    # phones and emails with their owners (one query), consent states, pending confirmations,
+    # the purposes and the purpose choices.
     assert few.count == SETTINGS_PAGE_QUERIES, few.statements
     # A new query on every portal page would show here first.
     assert many.count == few.count, many.statements
