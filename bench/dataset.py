@@ -372,10 +372,15 @@ def ensure(app, scale: float, rebuild: bool = False, quiet: bool = False) -> Dat
         engine = db.engine
         marker = _marker(engine)
         if not rebuild and marker == {"scale": scale, "version": VERSION}:
+            missing = _missing_columns(db)
+            if not missing:
+                if not quiet:
+                    print(f"reusing the data set of scale {scale:g} in {engine.url.database}")
+                db.metadata.create_all(engine)  # tables the models gained since: empty
+                _add_missing_indexes(db, quiet)
+                return _handles(db, layout)
             if not quiet:
-                print(f"reusing the data set of scale {scale:g} in {engine.url.database}")
-            _add_missing_indexes(db, quiet)
-            return _handles(db, layout)
+                print(f"rebuilding the data set: the models have columns it lacks ({missing})")
         started = time.perf_counter()
         _build(db, layout)
         if not quiet:
@@ -384,6 +389,27 @@ def ensure(app, scale: float, rebuild: bool = False, quiet: bool = False) -> Dat
                 f"{layout.events:,} events) in {time.perf_counter() - started:.0f} s"
             )
         return _handles(db, layout)
+
+
+def _missing_columns(db) -> str:
+    """Columns of the models that the data set's existing tables lack, or required columns the
+    models dropped (a migration since it was built), as "table.column, ..."; empty when none."""
+    inspector = sa.inspect(db.engine)
+    tables = set(inspector.get_table_names())
+    missing = []
+    for table in db.metadata.sorted_tables:
+        if table.name not in tables:
+            continue
+        columns = inspector.get_columns(table.name)
+        have = {column["name"] for column in columns}
+        missing += [f"{table.name}.{c.name}" for c in table.columns if c.name not in have]
+        # a column the models dropped that would refuse their inserts
+        missing += [
+            f"{table.name}.{c['name']} (dropped)"
+            for c in columns
+            if c["name"] not in table.columns and not c["nullable"] and c.get("default") is None
+        ]
+    return ", ".join(missing)
 
 
 def _add_missing_indexes(db, quiet: bool) -> None:
