@@ -90,6 +90,19 @@ def organization() -> Organization | None:
     return org
 
 
+def organization_and_purpose(key: str | None):
+    """(the caller's organization, its purpose with this key) in one query (see organization;
+    the purpose None when the key is None or unknown)."""
+    from consent.purposes import organization_with
+
+    who = caller()
+    if who is None:
+        return None, None
+    org, purpose = organization_with(who.organization_id, key)
+    g.organization = org
+    return org, purpose
+
+
 def require(scope: str):
     """The view needs a key with `scope`: 401 without a valid key, 403 without the scope."""
 

@@ -20,12 +20,13 @@ from api.auth import (
     json_errors,
     limited,
     organization,
+    organization_and_purpose,
     require,
     string_field,
 )
 from api.openapi import MAX_ADDRESSES, document
 from consent.addresses import CHANNELS
-from consent.database import read_only, reads_without_transaction
+from consent.database import read_only, reads_without_transaction, retry_on_disconnect
 from consent.eligibility import (
     REASONS,
     Eligibility,
@@ -36,7 +37,7 @@ from consent.eligibility import (
     uses_snapshot,
 )
 from consent.extensions import csrf
-from consent.purposes import UnknownPurpose, by_key, of
+from consent.purposes import of
 from consent.tenant import current_organization
 
 bp = Blueprint("api", __name__, url_prefix="/api/v1")
@@ -69,6 +70,7 @@ def openapi():
 
 @bp.post("/eligibility")
 @read_only
+@retry_on_disconnect
 @require("eligibility:read")
 def eligibility_many():
     """Eligibility of up to 100,000 addresses on one channel, in the order given."""
@@ -86,10 +88,7 @@ def eligibility_many():
             if not isinstance(address, str):
                 return error(f"addresses[{index}] must be a string.", 400, "addresses")
     with reads_without_transaction():
-        org = organization()
-        if org is None:
-            return error("No organization is set up yet.", 503)
-        purpose, problem = _purpose(org, body.get("purpose"))
+        org, purpose, problem = _organization_and_purpose(body.get("purpose"))
         if problem is not None:
             return problem
         if uses_snapshot(channel):
@@ -101,6 +100,7 @@ def eligibility_many():
 
 
 @bp.get("/eligibility")
+@retry_on_disconnect
 @require("eligibility:read")
 def eligibility_one():
     """Eligibility of one address: ?channel=text&address=…"""
@@ -111,10 +111,7 @@ def eligibility_one():
     if address is None:
         return error("address is required.", 400, "address")
     with reads_without_transaction():
-        org = organization()
-        if org is None:
-            return error("No organization is set up yet.", 503)
-        purpose, problem = _purpose(org, request.args.get("purpose"))
+        org, purpose, problem = _organization_and_purpose(request.args.get("purpose"))
         if problem is not None:
             return problem
         if uses_snapshot(channel):
@@ -125,21 +122,23 @@ def eligibility_one():
     return jsonify(answer.as_dict())
 
 
-def _purpose(org, key):
-    """(purpose, None) for a key of the organization's purposes (None when not given), or
-    (None, a 400 answer naming the field)."""
-    if key is None:
-        return None, None
-    if not isinstance(key, str):
-        return None, error("purpose must be the key of one of the organization's purposes.", 400)
-    try:
-        return by_key(org, key), None
-    except UnknownPurpose:
-        return None, error(
+def _organization_and_purpose(key):
+    """(org, purpose, None) in one query (purpose None when not given), or (None, None, the
+    answer: 503 without an organization, 400 for a purpose that is not one of the
+    organization's keys)."""
+    if key is not None and not isinstance(key, str):
+        message = "purpose must be the key of one of the organization's purposes."
+        return None, None, error(message, 400)
+    org, purpose = organization_and_purpose(key)
+    if org is None:
+        return None, None, error("No organization is set up yet.", 503)
+    if key is not None and purpose is None:
+        message = (
             "purpose must be the key of one of the organization's purposes "
-            "(GET /api/v1/purposes lists them).",
-            400,
+            "(GET /api/v1/purposes lists them)."
         )
+        return None, None, error(message, 400)
+    return org, purpose, None
 
 
 @bp.get("/purposes")

@@ -44,6 +44,25 @@ def by_key(org: Organization | int, key: str) -> MessagePurpose:
     return found
 
 
+def organization_with(org_id: int | None, key: str | None):
+    """(organization, its purpose with this key) in one query: the organization by id (None:
+    the deployment's, the first one; None when there is none), the purpose None when the key
+    is None or names none of its purposes."""
+    if key is None:
+        stmt = sa.select(Organization, sa.null())
+    else:
+        stmt = sa.select(Organization, MessagePurpose).outerjoin(
+            MessagePurpose,
+            sa.and_(MessagePurpose.organization_id == Organization.id, MessagePurpose.key == key),
+        )
+    if org_id is None:
+        stmt = stmt.order_by(Organization.id).limit(1)
+    else:
+        stmt = stmt.where(Organization.id == org_id)
+    row = db.session.execute(stmt).first()
+    return (None, None) if row is None else (row[0], row[1])
+
+
 def by_id(org: Organization | int, purpose_id: int) -> MessagePurpose | None:
     org_id = org if isinstance(org, int) else org.id
     purpose = db.session.get(MessagePurpose, purpose_id)
