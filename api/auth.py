@@ -90,17 +90,17 @@ def organization() -> Organization | None:
     return org
 
 
-def organization_and_purpose(key: str | None):
-    """(the caller's organization, its purpose with this key) in one query (see organization;
-    the purpose None when the key is None or unknown)."""
-    from consent.purposes import organization_with
+def organization_for_check(key: str | None, channel: str):
+    """(the caller's organization, its purpose with this key, the organization's snapshot of
+    the channel or None) in one round trip (consent.eligibility.organization_for_check)."""
+    from consent.eligibility import organization_for_check as fetch
 
     who = caller()
     if who is None:
-        return None, None
-    org, purpose = organization_with(who.organization_id, key)
+        return None, None, None
+    org, purpose, snap = fetch(who.organization_id, key, channel)
     g.organization = org
-    return org, purpose
+    return org, purpose, snap
 
 
 def require(scope: str):

@@ -20,7 +20,7 @@ from api.auth import (
     json_errors,
     limited,
     organization,
-    organization_and_purpose,
+    organization_for_check,
     require,
     string_field,
 )
@@ -88,11 +88,11 @@ def eligibility_many():
             if not isinstance(address, str):
                 return error(f"addresses[{index}] must be a string.", 400, "addresses")
     with reads_without_transaction():
-        org, purpose, problem = _organization_and_purpose(body.get("purpose"))
+        org, purpose, snap, problem = _organization_and_purpose(body.get("purpose"), channel)
         if problem is not None:
             return problem
         if uses_snapshot(channel):
-            packed = check_packed(org, channel, addresses, purpose)
+            packed = check_packed(org, channel, addresses, purpose, snap)
             del body, addresses  # the answer below is written from `packed` alone
             return Response(packed_json(packed), mimetype="application/json")
         rows = check_rows(org, channel, addresses, purpose)
@@ -111,34 +111,37 @@ def eligibility_one():
     if address is None:
         return error("address is required.", 400, "address")
     with reads_without_transaction():
-        org, purpose, problem = _organization_and_purpose(request.args.get("purpose"))
+        org, purpose, snap, problem = _organization_and_purpose(
+            request.args.get("purpose"), channel
+        )
         if problem is not None:
             return problem
         if uses_snapshot(channel):
-            (row,) = check_packed(org, channel, [address], purpose).rows()
+            (row,) = check_packed(org, channel, [address], purpose, snap).rows()
             answer = Eligibility(*row)
         else:
             answer = check_one(org, channel, address, purpose)
     return jsonify(answer.as_dict())
 
 
-def _organization_and_purpose(key):
-    """(org, purpose, None) in one query (purpose None when not given), or (None, None, the
+def _organization_and_purpose(key, channel):
+    """(org, purpose, snapshot, None) in one round trip (purpose None when not given; the
+    snapshot None when the check must bring it up to date itself), or (None, None, None, the
     answer: 503 without an organization, 400 for a purpose that is not one of the
     organization's keys)."""
     if key is not None and not isinstance(key, str):
         message = "purpose must be the key of one of the organization's purposes."
-        return None, None, error(message, 400)
-    org, purpose = organization_and_purpose(key)
+        return None, None, None, error(message, 400)
+    org, purpose, snap = organization_for_check(key, channel)
     if org is None:
-        return None, None, error("No organization is set up yet.", 503)
+        return None, None, None, error("No organization is set up yet.", 503)
     if key is not None and purpose is None:
         message = (
             "purpose must be the key of one of the organization's purposes "
             "(GET /api/v1/purposes lists them)."
         )
-        return None, None, error(message, 400)
-    return org, purpose, None
+        return None, None, None, error(message, 400)
+    return org, purpose, snap, None
 
 
 @bp.get("/purposes")

@@ -44,10 +44,9 @@ def by_key(org: Organization | int, key: str) -> MessagePurpose:
     return found
 
 
-def organization_with(org_id: int | None, key: str | None):
-    """(organization, its purpose with this key) in one query: the organization by id (None:
-    the deployment's, the first one; None when there is none), the purpose None when the key
-    is None or names none of its purposes."""
+def organization_statement(org_id: int | None, key: str | None) -> sa.Select:
+    """SELECT the organization (by id; None: the deployment's, the first one) and its purpose
+    with this key (NULL when the key is None or names none of its purposes)."""
     if key is None:
         stmt = sa.select(Organization, sa.null())
     else:
@@ -56,10 +55,16 @@ def organization_with(org_id: int | None, key: str | None):
             sa.and_(MessagePurpose.organization_id == Organization.id, MessagePurpose.key == key),
         )
     if org_id is None:
-        stmt = stmt.order_by(Organization.id).limit(1)
-    else:
-        stmt = stmt.where(Organization.id == org_id)
-    row = db.session.execute(stmt).first()
+        first = sa.select(sa.func.min(Organization.id)).scalar_subquery()
+        return stmt.where(Organization.id == first)
+    return stmt.where(Organization.id == org_id)
+
+
+def organization_with(org_id: int | None, key: str | None):
+    """(organization, its purpose with this key) in one query (organization_statement): the
+    organization None when there is none, the purpose None when the key is None or names none
+    of its purposes."""
+    row = db.session.execute(organization_statement(org_id, key)).first()
     return (None, None) if row is None else (row[0], row[1])
 
 
