@@ -368,6 +368,21 @@ def uses_snapshot(channel: str) -> bool:
     )
 
 
+def _around(org_id, key):
+    def around(refresh):
+        stmt = purposes.organization_statement(org_id, key)
+        return stmt.add_columns(*refresh.c).join(refresh, sa.true()).order_by(refresh.c.id)
+
+    return around
+
+
+# The organization's statement joined with the refresh, by (the deployment's organization?,
+# no purpose?): four statements, each built once (consent.snapshot.of_joined keeps them).
+_AROUND = {
+    (deployment, no_purpose): _around(None if deployment else 0, None if no_purpose else "")
+    for deployment in (True, False)
+    for no_purpose in (True, False)
+}
 _DEPLOYMENT_ORG: dict[str, int] = {}  # database URL -> its first organization's id, last seen
 
 
@@ -381,12 +396,9 @@ def organization_for_check(org_id: int | None, key: str | None, channel: str):
     hint = org_id if org_id is not None else _DEPLOYMENT_ORG.get(url)
     snap = rows = None
     if hint is not None and uses_snapshot(channel):
-
-        def around(refresh):
-            stmt = purposes.organization_statement(org_id, key)
-            return stmt.add_columns(*refresh.c).join(refresh, sa.true()).order_by(refresh.c.id)
-
-        snap, rows = snapshot.of_joined(hint, channel, around)
+        around = _AROUND[(org_id is None, key is None)]
+        params = purposes.organization_parameters(org_id, key)
+        snap, rows = snapshot.of_joined(hint, channel, around, params)
     if rows:
         org, purpose = rows[0][0], rows[0][1]
     else:

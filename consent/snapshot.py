@@ -163,12 +163,17 @@ _REFRESH_COLUMNS = (
 )  # fmt: skip
 
 
-def of_joined(org_id: int, channel: str, around):
+_JOINED: dict = {}  # (around, PostgreSQL?) -> the statement it made (built once)
+
+
+def of_joined(org_id: int, channel: str, around, params: dict):
     """`of`, with the refresh's statement joined into the caller's (one round trip for both):
-    around(refresh) -> a SELECT of the caller's columns and every column of `refresh` (a
-    subquery of one row or more: the changes since). Returns (the snapshot, the rows), or
-    (None, rows) when the snapshot is not built yet, or the rows are none (the caller's
-    statement found nothing; the snapshot is left as it was): then `of` as usual."""
+    around(refresh) -> a SELECT of the caller's columns and every column of `refresh` (built
+    once per `around`, kept: its values go in `params`, beside the refresh's own) (a
+    subquery of one row or more: the changes since, in id order when the caller orders by
+    `refresh.c.id`). Returns (the snapshot, up to date, and the rows); (None, None) when the
+    snapshot is not built yet (nothing was asked); (None, []) when the caller's statement found
+    nothing (the snapshot is left as it was). In both cases the caller uses `of`."""
     channel = str(channel)
     if channel not in PHONE_CHANNELS:
         raise ValueError(f"no snapshot of the {channel} channel")
@@ -179,10 +184,13 @@ def of_joined(org_id: int, channel: str, around):
         return None, None
     postgres = bind.dialect.name == "postgresql"
     with snap.lock:
-        statement, params = _refresh_statement(snap, postgres)
-        names = _REFRESH_COLUMNS + (("snap",) if postgres else ())
-        refresh = statement.columns(*(sa.column(n) for n in names)).subquery("refresh")
-        rows = session.execute(around(refresh), params).all()
+        statement, own = _refresh_statement(snap, postgres)
+        joined = _JOINED.get((around, postgres))
+        if joined is None:
+            names = _REFRESH_COLUMNS + (("snap",) if postgres else ())
+            refresh = statement.columns(*(sa.column(n) for n in names)).subquery("refresh")
+            joined = _JOINED[(around, postgres)] = around(refresh)
+        rows = session.execute(joined, {**params, **own}).all()
         if not rows:
             return None, rows
         if not _apply(snap, rows, postgres):
