@@ -182,3 +182,23 @@ def test_settings_and_purposes_changed_in_another_connection_count_at_once(
                                          "purpose": "attendance"}, headers=ENV_KEY)  # fmt: skip
     assert gone.status_code == 400 and "purpose" in gone.json["error"]
     assert ask(client, OUT, purpose="roll_call") == "ok"
+
+
+def test_a_wrong_guess_of_the_deployments_organization_still_answers_for_it(app, org, client):
+    """The joined statement refreshes the snapshot of the organization last seen as the
+    deployment's; when that is another one now, the answer is still the deployment's (its
+    own snapshot refreshed apart)."""
+    from consent import eligibility
+    from tests.factories import make_org
+
+    other = make_org(name="Other District", texting_number="+12025550199")
+    _row, theirs = api_keys.create(other, "Theirs", SCOPES)
+    db.session.commit()
+    other_id, our_id = other.id, org.id
+    assert ask(client, OUT, headers=bearer(theirs)) != "opted_out"  # their snapshot is built
+    assert ask(client, OUT) == "opted_out"  # ours: the first organization
+    url = str(db.session.get_bind().url)
+    assert eligibility._DEPLOYMENT_ORG[url] == our_id
+    eligibility._DEPLOYMENT_ORG[url] = other_id  # as if the first organization had changed
+    assert ask(client, OUT) == "opted_out"
+    assert eligibility._DEPLOYMENT_ORG[url] == our_id
