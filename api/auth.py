@@ -90,6 +90,19 @@ def organization() -> Organization | None:
     return org
 
 
+def organization_for_check(key: str | None, channel: str):
+    """(the caller's organization, its purpose with this key, the organization's snapshot of
+    the channel or None) in one round trip (consent.eligibility.organization_for_check)."""
+    from consent.eligibility import organization_for_check as fetch
+
+    who = caller()
+    if who is None:
+        return None, None, None
+    org, purpose, snap = fetch(who.organization_id, key, channel)
+    g.organization = org
+    return org, purpose, snap
+
+
 def require(scope: str):
     """The view needs a key with `scope`: 401 without a valid key, 403 without the scope."""
 

@@ -20,12 +20,13 @@ from api.auth import (
     json_errors,
     limited,
     organization,
+    organization_for_check,
     require,
     string_field,
 )
 from api.openapi import MAX_ADDRESSES, document
 from consent.addresses import CHANNELS
-from consent.database import read_only, reads_without_transaction
+from consent.database import read_only, reads_without_transaction, retry_on_disconnect
 from consent.eligibility import (
     REASONS,
     Eligibility,
@@ -36,7 +37,7 @@ from consent.eligibility import (
     uses_snapshot,
 )
 from consent.extensions import csrf
-from consent.purposes import UnknownPurpose, by_key, of
+from consent.purposes import of
 from consent.tenant import current_organization
 
 bp = Blueprint("api", __name__, url_prefix="/api/v1")
@@ -69,6 +70,7 @@ def openapi():
 
 @bp.post("/eligibility")
 @read_only
+@retry_on_disconnect
 @require("eligibility:read")
 def eligibility_many():
     """Eligibility of up to 100,000 addresses on one channel, in the order given."""
@@ -86,14 +88,11 @@ def eligibility_many():
             if not isinstance(address, str):
                 return error(f"addresses[{index}] must be a string.", 400, "addresses")
     with reads_without_transaction():
-        org = organization()
-        if org is None:
-            return error("No organization is set up yet.", 503)
-        purpose, problem = _purpose(org, body.get("purpose"))
+        org, purpose, snap, problem = _organization_and_purpose(body.get("purpose"), channel)
         if problem is not None:
             return problem
         if uses_snapshot(channel):
-            packed = check_packed(org, channel, addresses, purpose)
+            packed = check_packed(org, channel, addresses, purpose, snap)
             del body, addresses  # the answer below is written from `packed` alone
             return Response(packed_json(packed), mimetype="application/json")
         rows = check_rows(org, channel, addresses, purpose)
@@ -101,6 +100,7 @@ def eligibility_many():
 
 
 @bp.get("/eligibility")
+@retry_on_disconnect
 @require("eligibility:read")
 def eligibility_one():
     """Eligibility of one address: ?channel=text&address=…"""
@@ -111,35 +111,37 @@ def eligibility_one():
     if address is None:
         return error("address is required.", 400, "address")
     with reads_without_transaction():
-        org = organization()
-        if org is None:
-            return error("No organization is set up yet.", 503)
-        purpose, problem = _purpose(org, request.args.get("purpose"))
+        org, purpose, snap, problem = _organization_and_purpose(
+            request.args.get("purpose"), channel
+        )
         if problem is not None:
             return problem
         if uses_snapshot(channel):
-            (row,) = check_packed(org, channel, [address], purpose).rows()
+            (row,) = check_packed(org, channel, [address], purpose, snap).rows()
             answer = Eligibility(*row)
         else:
             answer = check_one(org, channel, address, purpose)
     return jsonify(answer.as_dict())
 
 
-def _purpose(org, key):
-    """(purpose, None) for a key of the organization's purposes (None when not given), or
-    (None, a 400 answer naming the field)."""
-    if key is None:
-        return None, None
-    if not isinstance(key, str):
-        return None, error("purpose must be the key of one of the organization's purposes.", 400)
-    try:
-        return by_key(org, key), None
-    except UnknownPurpose:
-        return None, error(
+def _organization_and_purpose(key, channel):
+    """(org, purpose, snapshot, None) in one round trip (purpose None when not given; the
+    snapshot None when the check must bring it up to date itself), or (None, None, None, the
+    answer: 503 without an organization, 400 for a purpose that is not one of the
+    organization's keys)."""
+    if key is not None and not isinstance(key, str):
+        message = "purpose must be the key of one of the organization's purposes."
+        return None, None, None, error(message, 400)
+    org, purpose, snap = organization_for_check(key, channel)
+    if org is None:
+        return None, None, None, error("No organization is set up yet.", 503)
+    if key is not None and purpose is None:
+        message = (
             "purpose must be the key of one of the organization's purposes "
-            "(GET /api/v1/purposes lists them).",
-            400,
+            "(GET /api/v1/purposes lists them)."
         )
+        return None, None, None, error(message, 400)
+    return org, purpose, snap, None
 
 
 @bp.get("/purposes")

@@ -19,7 +19,7 @@ from dataclasses import dataclass
 import sqlalchemy as sa
 
 from consent import audit
-from consent.database import PENDING_WRITE
+from consent.database import PENDING_WRITE, lost_connection, without_ping
 from consent.extensions import db
 from consent.models import SCOPES, ApiKey, Organization, utcnow
 
@@ -96,13 +96,33 @@ def authenticate(presented: str, env_keys) -> Caller | None:
     # A connection of its own, before the request's session begins: on SQLite the request may
     # go on to hold the write lock, and the last-use write must not wait for it. (The request's
     # pending write lock is kept for the request: this connection's BEGIN must not take it.)
+    # PostgreSQL: in autocommit (no BEGIN and ROLLBACK round trips) and without the pool's
+    # ping, the read tried once more on a new connection when the pooled one was lost.
+    try:
+        with without_ping():
+            row = _look_up(presented)
+    except sa.exc.DBAPIError as exc:
+        if not lost_connection(exc):
+            raise
+        row = _look_up(presented)
+    if row is None:
+        return None
+    scopes = row.scopes if isinstance(row.scopes, list) else []
+    return Caller(row.id, row.name, row.organization_id, frozenset(scopes))
+
+
+def _look_up(presented: str):
+    """The key's row (None: unknown or revoked), its last use written when due."""
+    key_hash = digest(presented)
     with _keeping_pending_write(), db.engine.connect() as conn:
+        if conn.dialect.name == "postgresql":
+            conn = conn.execution_options(isolation_level="AUTOCOMMIT")
         row = conn.execute(
             sa.select(ApiKey.id, ApiKey.name, ApiKey.organization_id, ApiKey.scopes).where(
-                ApiKey.key_hash == digest(presented), ApiKey.revoked_at.is_(None)
+                ApiKey.key_hash == key_hash, ApiKey.revoked_at.is_(None)
             )
         ).first()
-        if row is not None and due_for_last_use(digest(presented)):
+        if row is not None and due_for_last_use(key_hash):
             conn.rollback()
             with conn.begin():
                 conn.execute(
@@ -110,10 +130,7 @@ def authenticate(presented: str, env_keys) -> Caller | None:
                 )
         else:
             conn.rollback()
-    if row is None:
-        return None
-    scopes = row.scopes if isinstance(row.scopes, list) else []
-    return Caller(row.id, row.name, row.organization_id, frozenset(scopes))
+    return row
 
 
 @contextmanager

@@ -33,7 +33,12 @@ def create_app(test_config: dict | None = None) -> Flask:
 
     import consent.database  # noqa: F401  (engine event listeners)
 
+    pinging = consent.database.take_pre_ping(app.config)
     db.init_app(app)
+    if pinging:
+        with app.app_context():
+            for engine in db.engines.values():
+                consent.database.ping_on_checkout(engine)
     migrate.init_app(
         app,
         db,

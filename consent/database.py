@@ -6,10 +6,12 @@ writers queue instead of failing. PostgreSQL: ordinary transactions; the ledger 
 
 from __future__ import annotations
 
+import contextvars
 import json
 import sqlite3
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
+from functools import wraps
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
@@ -216,3 +218,78 @@ def read_only(view):
     """Mark a POST view that only reads (no write lock needed on SQLite)."""
     view.read_only = True
     return view
+
+
+# --- pre-ping, but not on the eligibility API's hot path -------------------------------------
+
+_NO_PING = contextvars.ContextVar("consent_no_ping", default=False)
+_FRESH = "consent_fresh"
+
+
+def take_pre_ping(config) -> bool:
+    """SQLALCHEMY_ENGINE_OPTIONS's pool_pre_ping, taken over by ping_on_checkout (so that a
+    read that retries on a lost connection, `retry_on_disconnect`, can skip the ping's round
+    trip). True when the engine options asked for it."""
+    options = dict(config.get("SQLALCHEMY_ENGINE_OPTIONS") or {})
+    pinging = bool(options.pop("pool_pre_ping", False))
+    config["SQLALCHEMY_ENGINE_OPTIONS"] = options
+    return pinging
+
+
+def ping_on_checkout(engine: Engine) -> None:
+    """SQLAlchemy's pool_pre_ping (a connection taken from the pool is pinged first; a dead one
+    is replaced), except inside `without_ping()`, where the caller retries instead."""
+    dialect = engine.dialect
+
+    @sa.event.listens_for(engine, "connect")
+    def _fresh(_dbapi_connection, record):
+        record.info[_FRESH] = True
+
+    @sa.event.listens_for(engine, "checkout")
+    def _ping(dbapi_connection, record, _proxy):
+        if record.info.pop(_FRESH, False) or _NO_PING.get():
+            return
+        try:
+            alive = dialect.do_ping(dbapi_connection)
+        except Exception as exc:  # noqa: BLE001 - any failure of the ping: a new connection
+            raise sa.exc.DisconnectionError(str(exc)) from exc
+        if alive is False:
+            raise sa.exc.DisconnectionError("ping failed")
+
+
+@contextmanager
+def without_ping() -> Iterator[None]:
+    """Connections taken from the pool inside the block are not pinged: the caller must retry
+    its work once when the connection turns out lost (`retry_on_disconnect`)."""
+    token = _NO_PING.set(True)
+    try:
+        yield
+    finally:
+        _NO_PING.reset(token)
+
+
+def lost_connection(exc: BaseException) -> bool:
+    """The statement failed because the connection was lost (SQLAlchemy invalidated it)."""
+    return isinstance(exc, sa.exc.DBAPIError) and bool(exc.connection_invalidated)
+
+
+def retry_on_disconnect(view):
+    """A view that only reads: run without the pool's ping (one round trip fewer), and once
+    more, with it, when the connection turns out lost (a restarted or killed server
+    connection: SQLAlchemy then invalidates the pool's older connections too)."""
+
+    @wraps(view)
+    def wrapped(*args, **kwargs):
+        from flask import g
+
+        try:
+            with without_ping():
+                return view(*args, **kwargs)
+        except sa.exc.DBAPIError as exc:
+            if not lost_connection(exc):
+                raise
+        db.session.rollback()
+        g.pop("organization", None)
+        return view(*args, **kwargs)
+
+    return wrapped

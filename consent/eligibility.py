@@ -16,7 +16,7 @@ from operator import or_
 import sqlalchemy as sa
 from sqlalchemy.dialects.postgresql import ARRAY
 
-from consent import snapshot
+from consent import purposes, snapshot
 from consent.addresses import AddressError, normalize
 from consent.database import org_is, pg_array
 from consent.e164 import SHAPE as E164_SHAPE
@@ -368,21 +368,68 @@ def uses_snapshot(channel: str) -> bool:
     )
 
 
+def _around(org_id, key):
+    def around(refresh):
+        stmt = purposes.organization_statement(org_id, key)
+        return stmt.add_columns(*refresh.c).join(refresh, sa.true()).order_by(refresh.c.id)
+
+    return around
+
+
+# The organization's statement joined with the refresh, by (the deployment's organization?,
+# no purpose?): four statements, each built once (consent.snapshot.of_joined keeps them).
+_AROUND = {
+    (deployment, no_purpose): _around(None if deployment else 0, None if no_purpose else "")
+    for deployment in (True, False)
+    for no_purpose in (True, False)
+}
+_DEPLOYMENT_ORG: dict[str, int] = {}  # database URL -> its first organization's id, last seen
+
+
+def organization_for_check(org_id: int | None, key: str | None, channel: str):
+    """(organization, purpose, snapshot or None) for an eligibility check: the organization by
+    id (None: the deployment's, the first one), its purpose with this key (None when the key
+    is None or names none), and, for a channel of the snapshot already built, the snapshot
+    brought up to date by the same statement (consent.snapshot.of_joined: one round trip for
+    the three). The organization None when there is none."""
+    url = str(db.session.get_bind().url)
+    hint = org_id if org_id is not None else _DEPLOYMENT_ORG.get(url)
+    snap = rows = None
+    if hint is not None and uses_snapshot(channel):
+        around = _AROUND[(org_id is None, key is None)]
+        params = purposes.organization_parameters(org_id, key)
+        snap, rows = snapshot.of_joined(hint, channel, around, params)
+    if rows:
+        org, purpose = rows[0][0], rows[0][1]
+    else:
+        org, purpose = purposes.organization_with(org_id, key)
+    if org is None:
+        return None, None, None
+    if org_id is None:
+        _DEPLOYMENT_ORG[url] = org.id
+    if org.id != hint:
+        snap = None  # the deployment's first organization is another one now
+    return org, purpose, snap
+
+
 def check_packed(
     org: Organization,
     channel: str,
     addresses: Sequence[str],
     purpose: MessagePurpose | None = None,
+    snap: snapshot.Snapshot | None = None,
 ) -> Packed:
     """check_rows's answers from the organization's snapshot of a phone channel (one query:
-    its refresh), packed. The same answers as the database path (check_rows).
+    its refresh; none when `snap`, the organization's snapshot of the channel, is given up to
+    date: organization_for_check), packed. The same answers as the database path (check_rows).
 
     When every address is an E.164-looking string (what a messaging system sends), each step
     is one pass in C over all of them (map, bytes.translate, one regular expression): no
     Python statement per address but for the numbers with no state; otherwise one address at
     a time."""
     channel = Channel(channel)
-    snap = snapshot.of(org.id, channel)
+    if snap is None:
+        snap = snapshot.of(org.id, channel)
     table = _tables(org, channel, purpose)
     states = snap.states.get
     chosen = snap.purposes.get(purpose.id) if purpose is not None else None

@@ -44,6 +44,40 @@ def by_key(org: Organization | int, key: str) -> MessagePurpose:
     return found
 
 
+def organization_statement(org_id: int | None, key: str | None) -> sa.Select:
+    """SELECT the organization (by id; None: the deployment's, the first one) and its purpose
+    with this key (NULL when the key is None or names none of its purposes). The statement
+    is the same for every id and key (bound parameters `org_id` and `purpose_key`; see
+    organization_parameters)."""
+    if key is None:
+        stmt = sa.select(Organization, sa.null())
+    else:
+        stmt = sa.select(Organization, MessagePurpose).outerjoin(
+            MessagePurpose,
+            sa.and_(
+                MessagePurpose.organization_id == Organization.id,
+                MessagePurpose.key == sa.bindparam("purpose_key", type_=sa.String),
+            ),
+        )
+    if org_id is None:
+        first = sa.select(sa.func.min(Organization.id)).scalar_subquery()
+        return stmt.where(Organization.id == first)
+    return stmt.where(Organization.id == sa.bindparam("org_id", type_=sa.Integer))
+
+
+def organization_parameters(org_id: int | None, key: str | None) -> dict:
+    return {"org_id": org_id, "purpose_key": key}
+
+
+def organization_with(org_id: int | None, key: str | None):
+    """(organization, its purpose with this key) in one query (organization_statement): the
+    organization None when there is none, the purpose None when the key is None or names none
+    of its purposes."""
+    stmt = organization_statement(org_id, key)
+    row = db.session.execute(stmt, organization_parameters(org_id, key)).first()
+    return (None, None) if row is None else (row[0], row[1])
+
+
 def by_id(org: Organization | int, purpose_id: int) -> MessagePurpose | None:
     org_id = org if isinstance(org, int) else org.id
     purpose = db.session.get(MessagePurpose, purpose_id)

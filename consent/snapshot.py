@@ -157,6 +157,47 @@ def of(org_id: int, channel: str) -> Snapshot:
     return snap
 
 
+_REFRESH_COLUMNS = (
+    "anchor", "id", "channel", "address", "to_status", "carrier_block", "purpose_id",
+    "occurred_at", "txid",
+)  # fmt: skip
+
+
+_JOINED: dict = {}  # (around, PostgreSQL?) -> the statement it made (built once)
+
+
+def of_joined(org_id: int, channel: str, around, params: dict):
+    """`of`, with the refresh's statement joined into the caller's (one round trip for both):
+    around(refresh) -> a SELECT of the caller's columns and every column of `refresh` (built
+    once per `around`, kept: its values go in `params`, beside the refresh's own) (a
+    subquery of one row or more: the changes since, in id order when the caller orders by
+    `refresh.c.id`). Returns (the snapshot, up to date, and the rows); (None, None) when the
+    snapshot is not built yet (nothing was asked); (None, []) when the caller's statement found
+    nothing (the snapshot is left as it was). In both cases the caller uses `of`."""
+    channel = str(channel)
+    if channel not in PHONE_CHANNELS:
+        raise ValueError(f"no snapshot of the {channel} channel")
+    session = db.session
+    bind = session.get_bind()
+    snap = _SNAPSHOTS.get((str(bind.url), org_id, channel))
+    if snap is None or snap.anchor is _UNBUILT:
+        return None, None
+    postgres = bind.dialect.name == "postgresql"
+    with snap.lock:
+        statement, own = _refresh_statement(snap, postgres)
+        joined = _JOINED.get((around, postgres))
+        if joined is None:
+            names = _REFRESH_COLUMNS + (("snap",) if postgres else ())
+            refresh = statement.columns(*(sa.column(n) for n in names)).subquery("refresh")
+            joined = _JOINED[(around, postgres)] = around(refresh)
+        rows = session.execute(joined, {**params, **own}).all()
+        if not rows:
+            return None, rows
+        if not _apply(snap, rows, postgres):
+            _build(session, snap, postgres)
+    return snap, rows
+
+
 def forget() -> None:
     """Drop every snapshot of this process (the next use builds them again)."""
     with _REGISTRY_LOCK:
@@ -192,12 +233,19 @@ def _build(session, snap: Snapshot, postgres: bool) -> None:
 def _refresh(session, snap: Snapshot, postgres: bool) -> bool:
     """Apply the changes committed since; False when the database no longer holds the last
     event applied (emptied or restored): the snapshot must be built again."""
+    statement, params = _refresh_statement(snap, postgres)
+    return _apply(snap, session.execute(statement, params).all(), postgres)
+
+
+def _refresh_statement(snap: Snapshot, postgres: bool):
     if postgres:
-        rows = session.execute(
-            _PG_REFRESH, {"org": snap.org_id, "last": snap.last_id, "xmin": str(snap.pg.xmin)}
-        ).all()
-    else:
-        rows = session.execute(_SQLITE_REFRESH, {"org": snap.org_id, "last": snap.last_id}).all()
+        params = {"org": snap.org_id, "last": snap.last_id, "xmin": str(snap.pg.xmin)}
+        return _PG_REFRESH, params
+    return _SQLITE_REFRESH, {"org": snap.org_id, "last": snap.last_id}
+
+
+def _apply(snap: Snapshot, rows, postgres: bool) -> bool:
+    """Apply the refresh's rows (any order of rows but the events' own: by id)."""
     if snap.last_id and rows[0].anchor != snap.anchor:
         return False
     seen = snap.pg
