@@ -145,3 +145,18 @@ def settled(read, done, seconds: float = 30.0):
             return result
         db.session.rollback()
         time.sleep(0.05)
+
+
+def statements_sent(call):
+    """(call()'s result, every SQL statement it sent, transaction control included)."""
+    statements: list[str] = []
+
+    def keep(conn, cursor, statement, *args):
+        statements.append(statement)
+
+    sa.event.listen(db.engine, "before_cursor_execute", keep)
+    try:
+        result = call()
+    finally:
+        sa.event.remove(db.engine, "before_cursor_execute", keep)
+    return result, statements

@@ -9,7 +9,6 @@ import math
 import phonenumbers
 import pytest
 import schemathesis
-import sqlalchemy as sa
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 from phonenumbers.phonenumberutil import COUNTRY_CODE_TO_REGION_CODE
@@ -19,6 +18,7 @@ from consent.extensions import db
 from consent.ledger import Actor, BulkRow
 from consent.models import Channel, Source
 from tests.factories import make_org
+from tests.helpers import statements_sent
 
 KEY = {"Authorization": "Bearer test-api-key"}
 URL = "/api/v1/eligibility"
@@ -166,17 +166,7 @@ def test_body_over_the_size_limit_gets_413_json(app, org, client):
 
 
 def _count_queries(app, call):
-    statements = []
-
-    def count(conn, cursor, statement, *args):
-        statements.append(statement)
-
-    sa.event.listen(db.engine, "before_cursor_execute", count)
-    try:
-        result = call()
-    finally:
-        sa.event.remove(db.engine, "before_cursor_execute", count)
-    return result, statements
+    return statements_sent(call)
 
 
 def _before_and_after_1500_opt_outs(app, org, client, body):

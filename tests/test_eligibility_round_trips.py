@@ -13,6 +13,7 @@ from consent.extensions import db
 from consent.ledger import Actor
 from consent.models import SCOPES, Channel, Source
 from tests.api_helpers import ENV_KEY, bearer
+from tests.helpers import statements_sent
 
 URL = "/api/v1/eligibility"
 OUT = "+12025550111"  # opted out of texts (no carrier block)
@@ -51,19 +52,13 @@ def ask(client, address, headers=ENV_KEY, purpose=None):
 
 
 def _statements_and_pings(monkeypatch, call):
-    statements, pings = [], []
+    pings = []
     dialect = db.engine.dialect
     real_ping = dialect.do_ping
     monkeypatch.setattr(dialect, "do_ping", lambda conn: pings.append(1) or real_ping(conn))
-
-    def count(conn, cursor, statement, *args):
-        statements.append(statement)
-
-    sa.event.listen(db.engine, "before_cursor_execute", count)
     try:
-        result = call()
+        result, statements = statements_sent(call)
     finally:
-        sa.event.remove(db.engine, "before_cursor_execute", count)
         monkeypatch.undo()
     if db.engine.dialect.name == "postgresql":  # no transaction: no BEGIN, no ROLLBACK
         assert not [s for s in statements if s.strip().upper() in ("BEGIN", "ROLLBACK")]
