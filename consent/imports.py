@@ -540,8 +540,7 @@ def enqueue(
             "choice": choice,
             "layout": layout or {},
             "note": note or "",
-            "ip": origin.ip,
-            "user_agent": (origin.user_agent or "")[:500],
+            **origin.as_params(),
         },
         created_by_user_id=user.id if user else None,
         file=stored,
@@ -558,7 +557,7 @@ def _run_job(job_run: jobs.JobRun) -> dict:
     org = db.session.get(Organization, job.organization_id)
     user = db.session.get(User, job.created_by_user_id) if job.created_by_user_id else None
     actor = ledger.Actor.for_user(user) if user else ledger.Actor.system("opt-out import")
-    origin = ledger.Origin(ip=params.get("ip"), user_agent=params.get("user_agent"))
+    origin = ledger.Origin.of_params(params)
     filename = params.get("filename") or "import"
     choice = params.get("choice") or "all"
     layout = params.get("layout") or None

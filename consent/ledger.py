@@ -102,6 +102,14 @@ class Origin:
     ip: str | None = None
     user_agent: str | None = None
 
+    def as_params(self) -> dict:
+        """As a background job keeps it (JSON), for the job's events: Origin.of_params."""
+        return {"ip": self.ip, "user_agent": (self.user_agent or "")[:500]}
+
+    @classmethod
+    def of_params(cls, params: dict) -> Origin:
+        return cls(ip=params.get("ip"), user_agent=params.get("user_agent"))
+
 
 @dataclass
 class Outcome:

@@ -986,8 +986,7 @@ def enqueue(
         params={
             "dry_run": dry_run,
             "filename": filename,
-            "ip": origin.ip,
-            "user_agent": (origin.user_agent or "")[:500],
+            **origin.as_params(),
         },
         created_by_user_id=user.id if user else None,
         file=stored,
@@ -1003,7 +1002,7 @@ def _run_job(job_run: jobs.JobRun) -> dict:
     org = db.session.get(Organization, job.organization_id)
     user = db.session.get(User, job.created_by_user_id) if job.created_by_user_id else None
     actor = ledger.Actor.for_user(user) if user else ledger.Actor.system("roster import")
-    origin = ledger.Origin(ip=params.get("ip"), user_agent=params.get("user_agent"))
+    origin = ledger.Origin.of_params(params)
     filename = params.get("filename") or "roster"
     dry_run = bool(params.get("dry_run"))
     try:
