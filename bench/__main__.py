@@ -61,7 +61,12 @@ def main(argv: list[str]) -> int:
         if not hasattr(module, "main"):
             continue
         print(f"\n== bench.{name}", flush=True)
-        failed |= bool(module.main(argv))
+        try:
+            failed |= bool(module.main(argv))
+        except (Exception, SystemExit) as error:  # noqa: BLE001 - one bench's failure ends only it
+            print(f"bench.{name} failed: {error!r}", flush=True)
+            _report.RECORDED.append(("errors", _report.Figure(f"bench.{name} failed", 0, "")))
+            failed = 1
     summary = [f"machine at the end: {machine()}", f"took {time.time() - started:.0f} s", ""]
     for engine in dict.fromkeys(engine for engine, _f in _report.RECORDED):
         summary.append(f"### {engine}\n")

@@ -353,14 +353,36 @@ def app_for(url: str):
 
 
 def database_url(value: str | None, scale: float) -> str:
-    """A SQLAlchemy URL: "sqlite" (or nothing) is instance/bench-<scale>.sqlite3."""
+    """A SQLAlchemy URL: "sqlite" (or nothing) is instance/bench-<scale>.sqlite3. A PostgreSQL
+    database holds the data set of scale 1; another scale goes in a database of its own beside
+    it, `<name>_s<scale>` (created when missing), so that a bench run at a small scale (as
+    bench.export_jobs_memory's) never drops the large data set for the next run to rebuild."""
     if not value or value == "sqlite":
         (ROOT / "instance").mkdir(exist_ok=True)
         return f"sqlite:///{ROOT / 'instance' / f'bench-{scale:g}.sqlite3'}"
     for prefix in ("postgresql://", "postgres://"):
         if value.startswith(prefix):
-            return "postgresql+psycopg://" + value[len(prefix) :]
+            value = "postgresql+psycopg://" + value[len(prefix) :]
+    if value.startswith("postgresql") and scale != 1:
+        url = sa.engine.make_url(value)
+        name = f"{url.database}_s{scale:g}".replace(".", "_")
+        _create_database(url, name)
+        value = url.set(database=name).render_as_string(hide_password=False)
     return value
+
+
+def _create_database(url, name: str) -> None:
+    """CREATE DATABASE `name` on url's server unless it is there (through url's database)."""
+    engine = sa.create_engine(url, isolation_level="AUTOCOMMIT")
+    try:
+        with engine.connect() as conn:
+            found = conn.scalar(
+                sa.text("SELECT 1 FROM pg_database WHERE datname = :name"), {"name": name}
+            )
+            if not found:
+                conn.execute(sa.text(f'CREATE DATABASE "{name}"'))
+    finally:
+        engine.dispose()
 
 
 def ensure(app, scale: float, rebuild: bool = False, quiet: bool = False) -> Dataset:

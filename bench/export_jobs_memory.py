@@ -160,23 +160,33 @@ def _run(*args: str) -> dict:
 
 def main(argv: list[str] | None = None) -> None:
     from bench import dataset
-    from bench._report import engine_name
 
     parser = argparse.ArgumentParser(prog="bench.export_jobs_memory", description=__doc__)
-    parser.add_argument("--database", default="sqlite")
+    parser.add_argument("--database", action="append", help="URL or 'sqlite' (repeatable)")
     parser.add_argument("--scale", type=float, default=0.05)
     parser.add_argument("--exports", default=",".join(EXPORTS), help="comma-separated")
     parser.add_argument("--formats", default="csv,xlsx", help="comma-separated")
     parser.add_argument("--job", nargs=2, metavar=("EXPORT", "FORMAT"))
     parser.add_argument("--baseline", nargs=2, metavar=("FORMAT", "ROWS"))
-    args = parser.parse_args(argv)
-    url = dataset.database_url(args.database, args.scale)
+    # `python -m bench` passes its own options (--seconds, --repeat) to every bench.
+    args, _rest = parser.parse_known_args(argv)
+    databases = args.database or ["sqlite"]
     if args.job:
+        url = dataset.database_url(databases[0], args.scale)
         print(json.dumps(child_job(url, args.scale, *args.job)))
         return
     if args.baseline:
         print(json.dumps(child_baseline(args.baseline[0], int(args.baseline[1]))))
         return
+    for database in databases:
+        _measure(database, args)
+
+
+def _measure(database: str, args) -> None:
+    from bench import dataset
+    from bench._report import engine_name
+
+    url = dataset.database_url(database, args.scale)
     dataset.ensure(dataset.app_for(url), args.scale)
     print(f"database: {engine_name(url)}, scale {args.scale:g}")
     print(
@@ -186,7 +196,7 @@ def main(argv: list[str] | None = None) -> None:
     print("|---|---|---:|---:|---:|---:|---:|---:|---:|")
     for name in args.exports.split(","):
         for fmt in args.formats.split(","):
-            job = _run("--database", args.database, "--scale", str(args.scale), "--job", name, fmt)
+            job = _run("--database", database, "--scale", str(args.scale), "--job", name, fmt)
             _print(job)
             _print(
                 {

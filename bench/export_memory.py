@@ -63,7 +63,9 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="bench.export_memory", description=__doc__)
     parser.add_argument("--rows", type=int, default=1_000_000)
     parser.add_argument("--child", choices=("csv", "xlsx"))
-    args = parser.parse_args(argv)
+    # `python -m bench` passes every bench its own options (--database, --scale, ...): this one
+    # reads no database, and ignores them.
+    args, _rest = parser.parse_known_args(argv)
     if args.child:
         print(json.dumps(child(args.child, args.rows)))
         return
