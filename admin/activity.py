@@ -8,8 +8,6 @@ from datetime import datetime, timedelta
 from flask import abort, request, url_for
 from flask_admin import expose
 from flask_admin.contrib.sqla.filters import BaseSQLAFilter, FilterEqual, FilterLike
-from flask_babel import gettext as _
-from flask_babel import lazy_gettext as _l
 from markupsafe import Markup
 
 from admin.base import ORG
@@ -18,6 +16,8 @@ from admin.keyset import KeysetPaging
 from admin.readonly import ReadOnlyModelView
 from consent import activity_log, activity_words, export_jobs, ledger, words
 from consent.extensions import db
+from consent.i18n import gettext as _
+from consent.i18n import lazy_gettext as _l
 from consent.models import Channel, ConsentEvent, Source, Status
 from consent.tenant import current_organization
 

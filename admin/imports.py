@@ -17,8 +17,6 @@ from pathlib import Path
 import sqlalchemy as sa
 from flask import abort, current_app, flash, redirect, request, url_for
 from flask_admin import expose
-from flask_babel import gettext as _
-from flask_babel import lazy_gettext as _l
 from flask_login import current_user
 from flask_wtf.file import FileField, FileRequired
 from werkzeug.exceptions import RequestEntityTooLarge
@@ -29,6 +27,8 @@ from admin.base import ORG, AdminPageForm, SecureView, admin_origin
 from admin.optouts import CHANNEL_CHOICES
 from consent import import_reader, imports, jobs
 from consent.extensions import db
+from consent.i18n import gettext as _
+from consent.i18n import lazy_gettext as _l
 from consent.import_reader import ImportFileError
 from consent.models import ImportBatch, Job
 from consent.tenant import current_organization

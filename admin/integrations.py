@@ -7,8 +7,6 @@ from __future__ import annotations
 import sqlalchemy as sa
 from flask import abort, flash, redirect, url_for
 from flask_admin import expose
-from flask_babel import gettext as _
-from flask_babel import lazy_gettext as _l
 from flask_login import current_user
 from wtforms import SelectMultipleField, StringField, widgets
 from wtforms.validators import DataRequired, Length
@@ -16,6 +14,8 @@ from wtforms.validators import DataRequired, Length
 from admin.base import ORG, AdminPageForm, SecureView
 from consent import api_keys, webhooks
 from consent.extensions import db
+from consent.i18n import gettext as _
+from consent.i18n import lazy_gettext as _l
 from consent.models import (
     SCOPES,
     WEBHOOK_EVENT_TYPES,

@@ -8,13 +8,13 @@ from __future__ import annotations
 import sqlalchemy as sa
 from flask import abort, flash, redirect, url_for
 from flask_admin import expose
-from flask_babel import gettext as _
-from flask_babel import lazy_gettext as _l
 from flask_login import current_user
 
 from admin.base import ORG, ORG_AND_SITE, AdminPageForm, SecureView, has_role, require_role
 from consent import accounts, jobs, people
 from consent.extensions import db
+from consent.i18n import gettext as _
+from consent.i18n import lazy_gettext as _l
 from consent.models import Job
 from consent.tenant import current_organization
 

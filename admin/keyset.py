@@ -23,7 +23,8 @@ from datetime import datetime
 
 import sqlalchemy as sa
 from flask import flash, g, request, url_for
-from flask_babel import gettext as _
+
+from consent.i18n import gettext as _
 
 CURSOR_ARGS = ("after", "before", "last", "page")
 _PAGE = "keyset_page"

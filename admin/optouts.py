@@ -20,8 +20,6 @@ from flask import abort, flash, g, redirect, request, url_for
 from flask_admin import expose
 from flask_admin.actions import action
 from flask_admin.contrib.sqla import filters as sqla_filters
-from flask_babel import gettext as _
-from flask_babel import lazy_gettext as _l
 from flask_login import current_user
 from markupsafe import Markup
 from wtforms import BooleanField, RadioField, SelectChoice, StringField, TextAreaField
@@ -52,6 +50,8 @@ from consent import (
 )
 from consent.addresses import AddressError, format_phone, normalize_email
 from consent.extensions import db
+from consent.i18n import gettext as _
+from consent.i18n import lazy_gettext as _l
 from consent.models import (
     Channel,
     ConsentEvent,

@@ -9,13 +9,13 @@ from __future__ import annotations
 
 from flask import abort, flash
 from flask_admin.actions import action
-from flask_babel import gettext as _
-from flask_babel import lazy_gettext as _l
 
 from admin.base import ORG
 from admin.readonly import ReadOnlyModelView
 from consent import outbox, words
 from consent.extensions import db
+from consent.i18n import gettext as _
+from consent.i18n import lazy_gettext as _l
 from consent.models import OutboxMessage
 from consent.tenant import current_organization
 

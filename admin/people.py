@@ -7,8 +7,6 @@ from __future__ import annotations
 from flask import abort, flash, redirect, request, url_for
 from flask_admin import expose
 from flask_babel import get_locale
-from flask_babel import gettext as _
-from flask_babel import lazy_gettext as _l
 from flask_login import current_user
 from wtforms import BooleanField, HiddenField, TextAreaField
 from wtforms.validators import AnyOf, DataRequired, Length, Optional, Regexp
@@ -35,6 +33,8 @@ from consent import (
 )
 from consent.addresses import format_phone
 from consent.extensions import db
+from consent.i18n import gettext as _
+from consent.i18n import lazy_gettext as _l
 from consent.models import Channel, Role, Source, Status
 from consent.status import StatusBook, address_rows, pending_confirmations
 from consent.tenant import current_organization

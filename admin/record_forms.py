@@ -4,12 +4,12 @@ prefix, so one page holds many of them."""
 
 from __future__ import annotations
 
-from flask_babel import lazy_gettext as _l
 from wtforms import BooleanField, SelectChoice, SelectField, StringField
 from wtforms.validators import DataRequired, Length, Optional
 
 from admin.base import AdminPageForm
 from consent.addresses import format_phone
+from consent.i18n import lazy_gettext as _l
 from consent.models import Phone, PhoneKind, Status
 
 KIND_CHOICES = [

@@ -5,12 +5,12 @@ from __future__ import annotations
 
 from flask import abort, request
 from flask_admin import expose
-from flask_babel import lazy_gettext as _l
 
 from admin.base import ORG, SecureView
 from admin.exports import ExportJobs, job_rows_limit
 from consent import export_jobs, reports
 from consent.addresses import format_phone
+from consent.i18n import lazy_gettext as _l
 from consent.tenant import current_organization
 
 FORMATS = ("csv", "xlsx")

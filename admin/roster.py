@@ -12,13 +12,13 @@ import os
 import sqlalchemy as sa
 from flask import abort, current_app, redirect, url_for
 from flask_admin import expose
-from flask_babel import lazy_gettext as _l
 from flask_login import current_user
 from flask_wtf.file import MultipleFileField
 
 from admin.base import ORG, AdminPageForm, SecureView, admin_origin
 from consent import jobs, roster
 from consent.extensions import db
+from consent.i18n import lazy_gettext as _l
 from consent.models import Job
 from consent.tenant import current_organization
 

@@ -7,8 +7,6 @@ from urllib.parse import urlsplit
 
 from flask import abort, flash, redirect, request, url_for
 from flask_admin import expose
-from flask_babel import gettext as _
-from flask_babel import lazy_gettext as _l
 from flask_login import current_user
 from wtforms import BooleanField, SelectField, StringField
 from wtforms.validators import DataRequired, Length, Optional, ValidationError
@@ -17,6 +15,8 @@ from admin.base import ORG, AdminPageForm, SecureView
 from consent import purpose_settings, purposes, settings, words
 from consent.addresses import AddressError, format_phone, normalize_email, normalize_phone
 from consent.extensions import db
+from consent.i18n import gettext as _
+from consent.i18n import lazy_gettext as _l
 from consent.models import Organization
 from consent.tenant import current_organization
 

@@ -5,8 +5,6 @@ from __future__ import annotations
 
 import sqlalchemy as sa
 from flask_admin.contrib.sqla.fields import QuerySelectField
-from flask_babel import gettext as _
-from flask_babel import lazy_gettext as _l
 from flask_login import current_user
 from wtforms import BooleanField, PasswordField, SelectChoice, SelectField, StringField
 from wtforms.validators import DataRequired, Length, Optional, ValidationError
@@ -15,6 +13,8 @@ from admin.base import ORG, AdminForm, SecureModelView
 from consent import audit
 from consent.addresses import AddressError, normalize_email
 from consent.extensions import db
+from consent.i18n import gettext as _
+from consent.i18n import lazy_gettext as _l
 from consent.models import Role, Site, User, utcnow
 from consent.tenant import current_organization
 

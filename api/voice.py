@@ -10,13 +10,13 @@ from __future__ import annotations
 
 from flask import Blueprint, Response, request
 from flask_babel import force_locale
-from flask_babel import gettext as _
 from twilio.twiml.voice_response import VoiceResponse
 
 from api.sms import check_signature
 from consent import ledger, sms
 from consent.addresses import AddressError, format_phone, normalize_phone
 from consent.extensions import csrf, db
+from consent.i18n import gettext as _
 from consent.ledger import Actor
 from consent.models import Channel, Organization, Source
 from consent.notifications import language_for

@@ -5,9 +5,9 @@ opt-outs-nov.xlsx, row 12"). Built once here; the admin's pages use it."""
 from __future__ import annotations
 
 from flask_babel import get_locale
-from flask_babel import gettext as _
-from flask_babel import lazy_gettext as _l
 
+from consent.i18n import gettext as _
+from consent.i18n import lazy_gettext as _l
 from consent.models import ConsentEvent, Source, Status
 from consent.words import channel_name, source_words
 

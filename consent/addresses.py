@@ -186,8 +186,10 @@ def phone_digits(e164: str) -> str:
     return phonenumbers.national_significant_number(parsed)
 
 
+@lru_cache(maxsize=4096)
 def format_phone(e164: str) -> str:
-    """An E.164 number the way people read it: +1 202-555-0100."""
+    """An E.164 number the way people read it: +1 202-555-0100. Remembered (a page shows the
+    same few numbers on every view, and phonenumbers parses each one again)."""
     try:
         parsed = phonenumbers.parse(e164, None)
     except phonenumbers.NumberParseException:

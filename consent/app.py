@@ -6,12 +6,12 @@ import os
 from pathlib import Path
 
 from flask import Flask
-from flask_babel import gettext
 from werkzeug.middleware.proxy_fix import ProxyFix
 
 from consent import config as config_module
 from consent import errors, i18n, web
 from consent.extensions import csrf, db, limiter, login_manager, mail, migrate
+from consent.i18n import gettext
 
 ROOT = Path(__file__).resolve().parent.parent
 

@@ -12,14 +12,15 @@ from dataclasses import dataclass, field
 
 import sqlalchemy as sa
 from flask_babel import get_locale
-from flask_babel import gettext as _
 
 from consent import ledger, notifications, purpose_choices, purposes, verification
 from consent.addresses import format_phone
 from consent.extensions import db
+from consent.i18n import gettext as _
 from consent.ledger import Actor, Origin, Outcome
 from consent.models import (
     Channel,
+    ConsentEvent,
     ConsentState,
     Contact,
     EmailAddress,
@@ -27,12 +28,13 @@ from consent.models import (
     Organization,
     Phone,
     PhoneKind,
+    PurposeState,
     Source,
     Status,
     Student,
     User,
 )
-from consent.status import pending_confirmations
+from consent.status import waiting_since
 from consent.words import (
     carrier_block_words,
     channel_name,
@@ -163,17 +165,14 @@ def find_person(family: Family, kind: str, person_id: int) -> Contact | Student 
 
 
 def rows_for(org: Organization, person: Contact | Student) -> list[AddressRow]:
-    """Every address of a person with its toggles: a fixed number of queries (the family's
-    phones and emails with their owners' names, the person's consent states), however big the
-    family."""
+    """Every address of a person with its toggles: two queries (the family's phones and emails
+    with their owners' names; the person's consent states, waiting confirmations and purpose
+    choices) and the organization's purposes, however big the family."""
     me = ("student" if isinstance(person, Student) else "contact", person.id)
     addresses = _family_addresses(person.family_id)
     phones = [a for a in addresses if a.source == "phone" and (a.owner_kind, a.owner_id) == me]
     emails = [a for a in addresses if a.source == "email" and (a.owner_kind, a.owner_id) == me]
-    states = _states(org, [p.address for p in phones], [e.address for e in emails])
-    waiting = pending_confirmations(
-        org.id, states, [p.address for p in phones] + [e.address for e in emails]
-    )
+    states, waiting, chosen = _facts(org, [p.address for p in phones], [e.address for e in emails])
     owners: dict[str, list[str]] = {}  # address -> the names of the others who have it
     seen: set[tuple[str, tuple[str, int]]] = set()
     for item in addresses:
@@ -220,7 +219,9 @@ def rows_for(org: Organization, person: Contact | Student) -> list[AddressRow]:
                 channels=[Channel.EMAIL],
             )
         )
-    _add_purposes(org, rows, states, [p.address for p in phones], [e.address for e in emails])
+    _add_purposes(
+        org, rows, states, chosen, [p.address for p in phones], [e.address for e in emails]
+    )
     return rows
 
 
@@ -228,15 +229,15 @@ def phone_channels(phone: Phone) -> list[Channel]:
     return [Channel.TEXT, Channel.VOICE] if phone.kind == PhoneKind.CELL else [Channel.VOICE]
 
 
-def _add_purposes(org, rows: list[AddressRow], states, numbers, emails) -> None:
-    """Each row's purposes table (two queries for the whole page: the purposes, the choices)."""
+def _add_purposes(org, rows: list[AddressRow], states, chosen, numbers, emails) -> None:
+    """Each row's purposes table (one query for the whole page: the purposes)."""
     if not rows:
         return
     locale = str(get_locale() or "en")
     addresses = [*numbers, *emails]
     cells = [(c, a) for row, a in zip(rows, addresses, strict=True) for c in row.channels]
     org_purposes = purposes.of(org)
-    table = purpose_choices.table_for(org, cells, states, locale, org_purposes)
+    table = purpose_choices.table_for(org, cells, states, locale, org_purposes, chosen)
     for row, address in zip(rows, addresses, strict=True):
         row.purposes = purpose_choices.rows_for_address(
             org, row.channels, address, table, org_purposes, locale
@@ -258,28 +259,77 @@ def _toggle(org, channel, state, waiting_since=None) -> Toggle:
 
 
 # Built once (each call would build, and key for the cache, the same statement again): the
-# lists go in as expanding parameters. Tuples, not entities: the page reads these columns of a
-# state (status_words, is_allowed, pending_confirmations, the purpose cells) and changes none.
-_STATES = sa.select(
-    ConsentState.channel,
-    ConsentState.address,
-    ConsentState.status,
-    ConsentState.carrier_block,
-    ConsentState.changed_at,
-).where(
-    ConsentState.organization_id == sa.bindparam("org_id"),
-    ConsentState.channel.in_(list(Channel)),
-    ConsentState.address.in_(sa.bindparam("addresses", expanding=True)),
-)
+# addresses go in as an expanding parameter. One statement, three branches of the same columns
+# (what, channel, address, status, carrier_block, changed_at, purpose_id, seq): the consent states of
+# the addresses, the confirmations asked for them (consent.status.waiting_since, oldest first)
+# and their per-purpose choices. Each branch an IN per column of its unique index (no OR,
+# which SQLite answers with a scan); a phone number is never an email address, so the
+# channels cannot mix up. Tuples, not entities: the page reads these columns and changes none.
+_CHANNELS = [c.value for c in Channel]
+_FACTS = sa.union_all(
+    sa.select(
+        sa.literal("state").label("what"),
+        ConsentState.channel,
+        ConsentState.address,
+        ConsentState.status,
+        ConsentState.carrier_block,
+        ConsentState.changed_at,
+        sa.cast(sa.null(), sa.Integer).label("purpose_id"),
+        ConsentState.id.label("seq"),
+    ).where(
+        ConsentState.organization_id == sa.bindparam("org_id"),
+        ConsentState.channel.in_(_CHANNELS),
+        ConsentState.address.in_(sa.bindparam("addresses", expanding=True)),
+    ),
+    sa.select(
+        sa.literal("request"),
+        ConsentEvent.channel,
+        ConsentEvent.address,
+        sa.null(),
+        sa.null(),
+        ConsentEvent.occurred_at,
+        sa.null(),
+        ConsentEvent.id,
+    ).where(
+        ConsentEvent.organization_id == sa.bindparam("org_id"),
+        ConsentEvent.kind == "request",
+        ConsentEvent.address.in_(sa.bindparam("addresses", expanding=True)),
+    ),
+    sa.select(
+        sa.literal("purpose"),
+        PurposeState.channel,
+        PurposeState.address,
+        PurposeState.status,
+        sa.null(),
+        sa.null(),
+        PurposeState.purpose_id,
+        PurposeState.id,
+    ).where(
+        PurposeState.organization_id == sa.bindparam("org_id"),
+        PurposeState.channel.in_(_CHANNELS),
+        PurposeState.address.in_(sa.bindparam("addresses", expanding=True)),
+    ),
+).order_by(sa.column("seq"))
 
 
-def _states(org, numbers: list[str], emails: list[str]) -> dict:
-    if not numbers and not emails:
-        return {}
-    # One IN per column of the unique index (no OR, which SQLite answers with a scan); a phone
-    # number is never an email address, so the channels cannot mix up.
-    rows = db.session.execute(_STATES, {"org_id": org.id, "addresses": [*numbers, *emails]})
-    return {(Channel(s.channel), s.address): s for s in rows}
+def _facts(org, numbers: list[str], emails: list[str]) -> tuple[dict, dict, dict]:
+    """(states, waiting, chosen) of these addresses, in one query: {(Channel, address): state
+    row}, consent.status.pending_confirmations' {(channel, address): since} and
+    consent.purposes.choices' {(channel, address, purpose_id): Status}."""
+    addresses = [*numbers, *emails]
+    if not addresses:
+        return {}, {}, {}
+    states, requests, choices = {}, [], []
+    for row in db.session.execute(_FACTS, {"org_id": org.id, "addresses": addresses}):
+        if row.what == "state":
+            states[(Channel(row.channel), row.address)] = row
+        elif row.what == "request":
+            requests.append((row.channel, row.address, row.changed_at))
+        else:
+            choices.append((row.channel, row.address, row.purpose_id, row.status))
+    cells = [(c, a) for a in numbers for c in (Channel.TEXT, Channel.VOICE)]
+    cells += [(Channel.EMAIL, a) for a in emails]
+    return states, waiting_since(requests, states), purposes.choices_of(choices, cells)
 
 
 def _addresses_of(model, table: str, address, kind):

@@ -14,12 +14,12 @@ from functools import lru_cache
 import sqlalchemy as sa
 from flask import Flask, g, jsonify, make_response, render_template, request
 from flask_babel import get_locale
-from flask_babel import lazy_gettext as _l
 from flask_login import current_user
 from werkzeug.exceptions import HTTPException, InternalServerError
 from werkzeug.routing import IntegerConverter
 
 from consent.extensions import db
+from consent.i18n import lazy_gettext as _l
 
 log = logging.getLogger(__name__)
 

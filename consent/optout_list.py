@@ -20,13 +20,13 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 
 import sqlalchemy as sa
-from flask_babel import gettext as _
 
 from consent import ledger
 from consent.addresses import AddressError, normalize_any, normalize_phone
 from consent.export import csv_chunks, write_xlsx
 from consent.export import when as _when
 from consent.extensions import db
+from consent.i18n import gettext as _
 from consent.imports import CHANNEL_CHOICES, channels_for
 from consent.models import (
     Channel,

@@ -8,11 +8,10 @@ consent: that is a fact about the address, kept in the ledger. The caller commit
 
 from __future__ import annotations
 
-from flask_babel import gettext as _
-
 from consent import audit, verification
 from consent.addresses import AddressError, format_phone, normalize_email, normalize_phone
 from consent.extensions import db
+from consent.i18n import gettext as _
 from consent.models import (
     Contact,
     EmailAddress,

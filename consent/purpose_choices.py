@@ -12,9 +12,8 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-from flask_babel import gettext as _
-
 from consent import eligibility, ledger, purposes
+from consent.i18n import gettext as _
 from consent.ledger import Actor, Origin, Outcome
 from consent.models import Channel, ConsentState, MessagePurpose, Organization, Source, Status
 from consent.words import channel_words, shown_address

@@ -9,10 +9,10 @@ from __future__ import annotations
 import re
 
 import sqlalchemy as sa
-from flask_babel import gettext as _
 
 from consent import audit, purposes
 from consent.extensions import db
+from consent.i18n import gettext as _
 from consent.models import Channel, ConsentEvent, MessagePurpose, Organization, PurposeState
 
 KEY = re.compile(r"^[a-z][a-z0-9_]{0,39}$")

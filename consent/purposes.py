@@ -22,13 +22,25 @@ class UnknownPurpose(LookupError):
 def of(org: Organization | int) -> list[MessagePurpose]:
     """The organization's purposes, in their order."""
     org_id = org if isinstance(org, int) else org.id
-    return list(
-        db.session.scalars(
+    return list(db.session.scalars(_of_statement(), {"org_id": org_id}))
+
+
+_OF: dict[str, sa.Select] = {}
+
+
+def _of_statement() -> sa.Select:
+    """`of`'s statement, built once per database kind (every portal page asks)."""
+    dialect = db.session.get_bind().dialect.name
+    if dialect not in _OF:
+        org_id = sa.bindparam("org_id", type_=sa.Integer)
+        if dialect == "postgresql":  # planned blind, as consent.database.org_is says
+            org_id = sa.select(org_id).scalar_subquery()
+        _OF[dialect] = (
             sa.select(MessagePurpose)
-            .where(org_is(MessagePurpose.organization_id, org_id))
+            .where(MessagePurpose.organization_id == org_id)
             .order_by(MessagePurpose.position, MessagePurpose.id)
         )
-    )
+    return _OF[dialect]
 
 
 def by_key(org: Organization | int, key: str) -> MessagePurpose:
@@ -107,7 +119,15 @@ def choices(
             PurposeState.channel, PurposeState.address, PurposeState.purpose_id, PurposeState.status
         ).where(org_is(PurposeState.organization_id, org_id), PurposeState.address.in_(addresses))
     )
-    wanted = set(cells)
+    return choices_of(rows, cells)
+
+
+def choices_of(
+    rows: Iterable[tuple[str, str, int, str]], cells: Iterable[tuple[str, str]]
+) -> dict[tuple[str, str, int], Status]:
+    """choices' answer from (channel, address, purpose_id, status) rows of purpose states,
+    however they were read: the rows of these cells only."""
+    wanted = {(Channel(c).value, a) for c, a in cells}
     return {
         (Channel(ch).value, addr, pid): Status(st)
         for ch, addr, pid, st in rows

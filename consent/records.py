@@ -15,11 +15,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from flask_babel import gettext as _
-
 from consent import ledger
 from consent.addresses import AddressError, format_phone, normalize_email, normalize_phone
 from consent.extensions import db
+from consent.i18n import gettext as _
 from consent.ledger import Actor, Origin
 from consent.models import (
     Channel,

@@ -11,11 +11,11 @@ from dataclasses import dataclass, field
 from datetime import datetime, time
 
 import sqlalchemy as sa
-from flask_babel import gettext as _
 
 from consent import ledger, notifications, purpose_choices, purposes, tokens
 from consent.addresses import format_phone
 from consent.extensions import db
+from consent.i18n import gettext as _
 from consent.ledger import Actor, Origin, Outcome
 from consent.models import (
     Channel,

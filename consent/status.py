@@ -178,16 +178,23 @@ def pending_confirmations(
     after the state's last change, the earliest such request: "Waiting for confirmation since
     …". One query for all the addresses."""
     wanted = sorted(set(addresses))
-    if not wanted:
-        return {}
-    pending: dict[tuple[str, str], object] = {}
+    rows = []
     for start in range(0, len(wanted), 1000):
-        rows = db.session.execute(
+        rows += db.session.execute(
             _REQUESTS, {"org_id": org_id, "addresses": wanted[start : start + 1000]}
         )
-        for channel, address, when in rows:
-            state = states.get((Channel(channel), address))
-            if state is not None and state.changed_at and when < state.changed_at:
-                continue
-            pending.setdefault((Channel(channel).value, address), when)
+    return waiting_since(rows, states)
+
+
+def waiting_since(
+    requests: Iterable[tuple[str, str, object]], states: dict
+) -> dict[tuple[str, str], object]:
+    """pending_confirmations' answer from the (channel, address, occurred_at) of the requests,
+    oldest first, however they were read."""
+    pending: dict[tuple[str, str], object] = {}
+    for channel, address, when in requests:
+        state = states.get((Channel(channel), address))
+        if state is not None and state.changed_at and when < state.changed_at:
+            continue
+        pending.setdefault((Channel(channel).value, address), when)
     return pending

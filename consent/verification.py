@@ -21,11 +21,11 @@ from datetime import datetime, timedelta
 
 import sqlalchemy as sa
 from flask import current_app
-from flask_babel import gettext as _
 
 from consent import notifications, tokens
 from consent.addresses import format_phone
 from consent.extensions import db
+from consent.i18n import gettext as _
 from consent.ledger import current
 from consent.models import (
     AddressVerification,

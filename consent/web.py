@@ -10,11 +10,11 @@ from flask import Flask, current_app, request
 from jinja2.utils import urlize
 from markupsafe import Markup
 
-from consent import i18n, outbox
+from consent import i18n, outbox, tenant
 from consent.database import begin_write_on_first_use
 from consent.extensions import db, login_manager
 from consent.ledger import Origin
-from consent.models import Contact, User
+from consent.models import Contact, Organization, User
 from consent.tenant import current_organization
 from consent.words import org_words
 
@@ -43,7 +43,9 @@ def linked(text: str) -> Markup:
 
 
 def load_user(session_id: str):
-    """The signed-in user, with a parent's contact and family (every portal page needs them).
+    """The signed-in user, with a parent's contact and family (every portal page needs them),
+    and the deployment's organization in the same statement (every page needs that too: one
+    round trip, not two; consent.tenant keeps it for the request).
 
     The session names "<id>:<auth_version>" (User.get_id): a session from before a sign-out or
     a new password names an older version, and is signed in no more."""
@@ -54,12 +56,24 @@ def load_user(session_id: str):
         return None
     if not (0 < user_id < 2**31):
         return None
-    user = db.session.get(
-        User, user_id, options=[sa.orm.joinedload(User.contact).joinedload(Contact.family)]
-    )
-    if user is None or (user.auth_version or 0) != version or not user.active:
+    row = db.session.execute(_USER_AND_ORGANIZATION, {"user_id": user_id}).first()
+    if row is None:
+        return None
+    user, organization = row
+    tenant.remember_organization(organization)
+    if (user.auth_version or 0) != version or not user.active:
         return None
     return user
+
+
+# Built once: the user by id with contact and family joined, and the deployment's
+# organization (the first one; NULL when there is none) beside it.
+_USER_AND_ORGANIZATION = (
+    sa.select(User, Organization)
+    .outerjoin(Organization, Organization.id == tenant.FIRST_ORGANIZATION_ID)
+    .where(User.id == sa.bindparam("user_id", type_=sa.Integer))
+    .options(sa.orm.joinedload(User.contact).joinedload(Contact.family))
+)
 
 
 def _write_lock_for_posts():

@@ -8,11 +8,11 @@ use it as it is. The functions give the words in the reader's language, translat
 
 from __future__ import annotations
 
-from flask_babel import LazyString, gettext, lazy_gettext
+from flask_babel import LazyString
 from markupsafe import Markup
 
 from consent.addresses import format_phone
-from consent.i18n import N_
+from consent.i18n import N_, gettext, lazy_gettext
 from consent.models import Channel, Organization, Source, Status
 
 # A channel in a sentence: "opted out of text messages".

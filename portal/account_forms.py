@@ -1,10 +1,11 @@
 """The forms of the account pages: the toggle behind every switch, and the profile edits
 (a phone with its type, an email, a confirmation code, the saved language)."""
 
-from flask_babel import lazy_gettext as _l
 from flask_wtf import FlaskForm
 from wtforms import EmailField, HiddenField, SelectChoice, SelectField, StringField, TelField
 from wtforms.validators import AnyOf, DataRequired, Length, Regexp
+
+from consent.i18n import lazy_gettext as _l
 
 
 class ToggleForm(FlaskForm):

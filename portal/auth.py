@@ -5,11 +5,11 @@ from __future__ import annotations
 from urllib.parse import urlsplit
 
 from flask import Blueprint, flash, g, redirect, render_template, request, session, url_for
-from flask_babel import gettext as _
 from flask_login import current_user, login_required, login_user, logout_user
 
 from consent import accounts
 from consent.extensions import db, limiter
+from consent.i18n import gettext as _
 from consent.models import User
 from consent.tenant import current_organization
 from portal.auth_forms import LoginForm

@@ -1,9 +1,10 @@
 """Forms for sign-in."""
 
-from flask_babel import lazy_gettext as _l
 from flask_wtf import FlaskForm
 from wtforms import EmailField, HiddenField, PasswordField, SubmitField
 from wtforms.validators import DataRequired, Length
+
+from consent.i18n import lazy_gettext as _l
 
 
 class LoginForm(FlaskForm):

@@ -5,13 +5,13 @@ from __future__ import annotations
 
 from flask import Blueprint, abort, flash, redirect, render_template, request, session, url_for
 from flask_babel import get_locale
-from flask_babel import gettext as _
 
 from consent import choices
 from consent.addresses import format_phone
 from consent.enrollment import EnrollmentRefused
 from consent.enrollment import enroll as enroll_family
 from consent.extensions import db, limiter
+from consent.i18n import gettext as _
 from consent.tenant import current_organization
 from consent.web import request_origin
 from portal.enroll_forms import NO, YES, EnrollForm, collect

@@ -4,8 +4,6 @@ or puts each error at its field."""
 
 from __future__ import annotations
 
-from flask_babel import gettext as _
-from flask_babel import lazy_gettext as _l
 from flask_wtf import FlaskForm
 from wtforms import (
     EmailField,
@@ -23,6 +21,8 @@ from wtforms.validators import Length, Optional
 
 from consent.addresses import AddressError, normalize_email, normalize_phone
 from consent.enrollment import Enrollment, GuardianEntry, PhoneEntry, StudentEntry
+from consent.i18n import gettext as _
+from consent.i18n import lazy_gettext as _l
 from consent.models import Organization
 
 GUARDIANS = 4

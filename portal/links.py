@@ -5,11 +5,11 @@ from __future__ import annotations
 
 from flask import Blueprint, abort, flash, render_template, request
 from flask_babel import get_locale
-from flask_babel import gettext as _
 
 from consent import choices, signed_links
 from consent.addresses import format_phone
 from consent.extensions import csrf, db, limiter
+from consent.i18n import gettext as _
 from consent.tenant import current_organization
 from consent.tokens import TokenError
 from consent.web import request_origin

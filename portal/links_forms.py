@@ -1,6 +1,5 @@
 """Forms of the signed-link pages and the public opt-back-in page."""
 
-from flask_babel import lazy_gettext as _l
 from flask_wtf import FlaskForm
 from wtforms import HiddenField, RadioField, SelectChoice, StringField, SubmitField
 from wtforms.validators import (
@@ -14,6 +13,7 @@ from wtforms.validators import (
 )
 
 from consent.addresses import AddressError, is_email_like, normalize
+from consent.i18n import lazy_gettext as _l
 
 CHANNEL_CHOICES = [
     SelectChoice("text", _l("Text messages")),

@@ -70,7 +70,7 @@ def test_activity_log_filter_by_address_takes_the_same_queries_for_more_events(
     assert many.count == few.count, (few.statements, many.statements[:8])
 
 
-SETTINGS_PAGE_QUERIES = 9  # README.md, "Settings page"
+SETTINGS_PAGE_QUERIES = 4  # README.md, "Settings page"
 
 
 def test_account_settings_takes_the_same_queries_for_a_bigger_family(client, world, count_queries):
@@ -96,9 +96,9 @@ def test_account_settings_takes_the_same_queries_for_a_bigger_family(client, wor
     with count_queries() as many:
         page = client.get("/account/settings")
     assert page.status_code == 200
-    # The README's figure: the user, their contact, the family, the organization, the family's
-    # phones and emails with their owners (one query), consent states, pending confirmations,
-    # the purposes and the purpose choices.
+    # The README's figure: the user with their contact, family and the organization (one
+    # query); the family's phones and emails with their owners (one); the consent states,
+    # pending confirmations and purpose choices of the parent's addresses (one); the purposes.
     assert few.count == SETTINGS_PAGE_QUERIES, few.statements
     # A new query on every portal page would show here first.
     assert many.count == few.count, many.statements
