@@ -121,7 +121,7 @@ def set_password(user: User, password: str) -> None:
 
 def password_problem(password: str, again: str) -> str | None:
     """Why a new password cannot be used, in words; None when it can."""
-    from flask_babel import gettext as _
+    from consent.i18n import gettext as _
 
     if len(password or "") < MIN_PASSWORD:
         return _("Use at least %(n)d characters for the password.", n=MIN_PASSWORD)
@@ -613,8 +613,3 @@ def change_password(user: User, current: str, new: str) -> bool:
         return False
     set_password(user, new)
     return True
-
-
-def set_language(contact: Contact, language: str) -> None:
-    """The language we write to this person in (emails, texts, the portal by default)."""
-    contact.language = language

@@ -16,13 +16,13 @@ from flask import (
     session,
     url_for,
 )
-from flask_babel import get_locale
-from flask_babel import gettext as _
+from flask_babel import get_locale, refresh
 from flask_login import current_user, login_required
 
 from consent import choices, profile, verification
 from consent.addresses import format_phone
 from consent.extensions import db, limiter
+from consent.i18n import gettext as _
 from consent.models import Student
 from consent.tenant import current_organization
 from consent.tokens import TokenError
@@ -350,6 +350,8 @@ def language():
     profile.set_language(current_user, form.language.data)
     db.session.commit()
     session["lang"] = form.language.data  # this session reads it too, at once
+    refresh()  # the words below are in the language just saved
+    flash(_("Your language is saved."), "success")
     return redirect(url_for("account.settings"))
 
 

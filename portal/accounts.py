@@ -7,21 +7,18 @@ a button and only its POST changes anything. The work is in consent/accounts.py.
 
 from __future__ import annotations
 
-from flask import Blueprint, abort, flash, redirect, render_template, request, session, url_for
-from flask_babel import gettext as _
+from flask import Blueprint, abort, flash, redirect, render_template, request, url_for
 from flask_login import current_user, login_required
 
 from consent import accounts
 from consent.extensions import db, limiter
-from consent.i18n import LANGUAGES
+from consent.i18n import gettext as _
 from consent.tenant import current_organization
 from consent.tokens import TokenError
-from portal.account import parent_only
 from portal.accounts_forms import (
     ButtonForm,
     ChangePasswordForm,
     EmailForm,
-    LanguageForm,
     NewPasswordForm,
 )
 from portal.auth import home_for, start_session
@@ -216,17 +213,3 @@ def password():
             return redirect(home_for(user))
         form.current.errors = [*list(form.current.errors or []), _("That is not your password.")]
     return render_template("portal/account_password.html", form=form), (422 if form.errors else 200)
-
-
-@bp.post("/language")
-@parent_only
-def language():
-    """Save the language we write to the parent in (a GET with ?lang= changes only the page)."""
-    form = LanguageForm()
-    if not form.validate_on_submit() or form.language.data not in LANGUAGES:
-        abort(400)
-    accounts.set_language(current_user.contact, form.language.data)
-    db.session.commit()
-    session["lang"] = form.language.data
-    flash(_("Your language is saved."), "success")
-    return redirect(url_for("account.settings"))

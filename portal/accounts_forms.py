@@ -1,14 +1,12 @@
-"""Forms of the account pages: ask for a link by email, set a password, change it, the
-language, and the one-button forms behind signed links."""
+"""Forms of the account pages: ask for a link by email, set a password, change it, and the
+one-button forms behind signed links (the saved language is portal.account_forms')."""
 
-from flask_babel import lazy_gettext as _l
 from flask_wtf import FlaskForm
-from wtforms import EmailField, PasswordField, SelectChoice, SelectField
+from wtforms import EmailField, PasswordField
 from wtforms.validators import DataRequired, Length, ValidationError
 
 from consent.addresses import AddressError, normalize_email
-
-LANGUAGE_CHOICES = [SelectChoice("en", "English"), SelectChoice("es", "Español")]
+from consent.i18n import lazy_gettext as _l
 
 
 class EmailForm(FlaskForm):
@@ -43,7 +41,3 @@ class ChangePasswordForm(NewPasswordForm):
 
 class ButtonForm(FlaskForm):
     """A button with nothing but the CSRF token."""
-
-
-class LanguageForm(FlaskForm):
-    language = SelectField(_l("Language for our messages to you"), choices=LANGUAGE_CHOICES)

@@ -427,6 +427,25 @@ def test_saved_language_is_kept_and_shown(client, auth, family):
     assert 'lang="es"' in page(client, "/account/settings")
 
 
+def test_the_settings_page_has_one_language_form_and_says_it_saved(client, auth, family, caplog):
+    """One form saves the language (two blueprints once both answered POST /account/language,
+    and the page showed two selects with the same id); after saving, the page says so in the
+    language just chosen, and the change is audited."""
+    import logging
+    import re
+
+    login(auth)
+    text = page(client, "/account/settings")
+    assert text.count('action="/account/language"') == 1
+    assert text.count('name="language"') == 1
+    ids = re.findall(r'\sid="([^"]+)"', text)
+    assert len(ids) == len(set(ids)), sorted({i for i in ids if ids.count(i) > 1})
+    with caplog.at_level(logging.INFO, logger="consent.audit"):
+        response = post(client, "/account/language", {"language": "es"}, follow_redirects=True)
+    assert "Se guardó su idioma." in response.get_data(as_text=True)
+    assert any("language: 'en' -> 'es'" in r.getMessage() for r in caplog.records)
+
+
 def test_unknown_language_is_refused(client, auth, family):
     """Only the languages we have: anything else is a 400 and nothing is saved."""
     login(auth)
