@@ -4,7 +4,10 @@ The spec: {"host", "port", "seconds", "threads", "requests": [[method, path, hea
 ...], "pause": [low, high] (optional)}. Each thread keeps one HTTP/1.1 connection (http.client,
 reopened when the server closes it, as gunicorn's sync workers do after each response) and sends
 the requests in turn until the time is up, with a random pause of `pause` seconds between two
-(a person reading the page: locust's `wait_time = between(low, high)`) when given. Prints
+(a person reading the page: locust's `wait_time = between(low, high)`) when given; with a
+pause, each thread also starts after a random wait of up to `high` (people arrive one by one,
+as locust spawns its users over time, not all in the same millisecond: a start in step would
+queue every thread behind the others once and put that one queue in the percentiles). Prints
 {"requests", "errors", "seconds", "rps", "p50_ms", "p95_ms", "p99_ms"}.
 """
 
@@ -38,6 +41,8 @@ def run(spec: dict) -> dict:
         index = offset
         start_gate.wait()
         deadline = deadline_box["deadline"]
+        if pause:
+            time.sleep(random.uniform(0, pause[1]))
         while True:
             method, path, headers, body = requests[index % len(requests)]
             index += 1
