@@ -366,8 +366,10 @@ def _lines(text: io.TextIOWrapper) -> Iterator[str]:
 
 
 def _sniff_delimiter(lines: list[str]) -> str:
-    """The delimiter that splits the most sample lines into the same number (>1) of fields."""
-    best, best_score = ",", 0
+    """The delimiter that splits the most sample lines into the same number (>1) of fields;
+    between two that do it as often, the one that splits more lines at all (a comma file whose
+    cells hold a tab splits every line by comma, a few by tab); then _DELIMITERS' order."""
+    best, best_score = ",", (0, 0)
     for delimiter in _DELIMITERS:
         try:
             widths = [len(r) for r in csv.reader(lines, delimiter=delimiter) if r]
@@ -377,7 +379,7 @@ def _sniff_delimiter(lines: list[str]) -> str:
         if not split:
             continue
         common = max(set(split), key=split.count)
-        score = split.count(common)
+        score = (split.count(common), len(split))
         if score > best_score:
             best, best_score = delimiter, score
     return best

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 import sqlalchemy as sa
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from consent import imports, jobs, ledger
@@ -322,6 +322,9 @@ cell = st.one_of(
     title=st.booleans(),
     rows=st.lists(st.lists(cell, min_size=0, max_size=4), max_size=25),
 )
+# Found by hypothesis in a full run: a cell holding a tab made the tab the delimiter (a tie with
+# the comma, broken by order), and a quoted newline then split a row of the file in two.
+@example(title=False, rows=[["", "", "\t"], ["", "\n"]])
 def test_the_counts_add_up_to_the_rows_of_the_file(org, title, rows):
     buffer = io.StringIO()
     writer = csv.writer(buffer)
