@@ -8,17 +8,25 @@ and sends no message (an import tells nobody).
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime
 
+import msgspec
 import sqlalchemy as sa
 
 from consent.addresses import sort_fields
 from consent.database import begin_write, is_one_of, is_sqlite, org_is, pg_array
 from consent.extensions import db
 from consent.models import Channel, ConsentEvent, ConsentState, Source, Status
+
+_ENCODE_JSON = msgspec.json.Encoder().encode
+
+
+def evidence_json(value) -> str:
+    """An event's evidence as JSON text, the same values json.dumps writes (compact, UTF-8 as
+    is): msgspec takes a fifth of a microsecond where json.dumps takes four, once per row."""
+    return _ENCODE_JSON(value).decode()
 
 
 @dataclass
@@ -148,7 +156,7 @@ def _sqlite_insert_many(
 ) -> None:
     """sqlite3's executemany of INSERTs: the `shared` values, converted once, then each
     row's `varying` values, each converted by its column's own type (what SQLAlchemy would
-    send, without its per-row bookkeeping)."""
+    send, without its per-row bookkeeping; the evidence by evidence_json)."""
     dialect = db.session.get_bind().dialect
 
     def processor(name: str):
@@ -157,7 +165,11 @@ def _sqlite_insert_many(
     fixed = tuple(
         convert(value) if (convert := processor(name)) else value for name, value in shared.items()
     )
-    converters = [(i, convert) for i, name in enumerate(varying) if (convert := processor(name))]
+    converters = [
+        (i, evidence_json if name == "evidence" else convert)
+        for i, name in enumerate(varying)
+        if (convert := processor(name))
+    ]
 
     def driver_row(values: tuple) -> tuple:
         if converters:
@@ -319,7 +331,7 @@ def _copy_new_postgresql(write: BulkWrite, rows: list[BulkRow]) -> bool:
     org_id, channel, source = write.org_id, write.channel.value, write.source.value
     actor, user_id, actor_label = event["actor"], write.user_id, event["actor_label"]
     now, ip, user_agent, label = write.now, event["ip"], event["user_agent"], write.label
-    dumps = json.dumps
+    dumps = evidence_json
     driver = db.session.connection().connection.driver_connection
     with driver.cursor() as cursor:
         cursor.execute("SAVEPOINT ledger_bulk_copy")
@@ -362,7 +374,7 @@ def _stage_and_create_postgresql(
     connection.execute(_PG_STAGING)
     driver = connection.connection.driver_connection
     channel = write.channel
-    dumps = json.dumps
+    dumps = evidence_json
     with driver.cursor() as cursor:
         with cursor.copy(
             "COPY bulk_opt_outs (address, sort_key, digits, note, evidence) FROM STDIN"

@@ -6,6 +6,8 @@ import time
 import phonenumbers
 import pytest
 import sqlalchemy as sa
+from hypothesis import given
+from hypothesis import strategies as st
 
 from consent import eligibility, ledger
 from consent.addresses import phone_digits
@@ -261,3 +263,19 @@ def test_a_known_address_in_a_chunk_sends_the_whole_chunk_through_the_rules(app)
     assert deliveries == deliveries_before + 21
     changes, _cursor = feed.page(org.id, feed.Cursor())
     assert {c["address"] for c in changes} >= set(first + second)
+
+
+@given(
+    evidence=st.dictionaries(
+        st.text(max_size=8),
+        st.one_of(st.none(), st.booleans(), st.integers(-(2**53), 2**53), st.text(max_size=20)),
+        max_size=5,
+    )
+)
+def test_evidence_json_reads_back_as_json_dumps_does(evidence):
+    """The bulk writers' JSON (msgspec) holds the same evidence as json.dumps wrote, any text."""
+    import json
+
+    from consent.ledger_bulk import evidence_json
+
+    assert json.loads(evidence_json(evidence)) == json.loads(json.dumps(evidence)) == evidence
