@@ -92,8 +92,7 @@ def _person_page(person, template: str, **context):
 @parent_only
 def settings():
     """The parent's own details and the toggles of their own addresses."""
-    form = LanguageForm(language=current_user.contact.language)
-    return _person_page(current_user.contact, "portal/account_settings.html", language_form=form)
+    return _person_page(current_user.contact, "portal/account_settings.html")
 
 
 @bp.get("/contacts")
