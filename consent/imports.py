@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import hashlib
 import io
+from collections import Counter
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from functools import cache
@@ -213,13 +214,16 @@ class ImportReport:
         """Count a chunk's results, one outcome per row of the file (results of one row are
         next to each other)."""
         by_row: dict[int, str] = {}
+        rank = _RANK
         for result in results:
-            by_row[result.row_number] = min(
-                by_row.get(result.row_number, IGNORED), result.outcome, key=_RANK.__getitem__
-            )
-            self.keep(result, keep_good)
-        for outcome in by_row.values():
-            self.count_row(outcome)
+            number, outcome = result.row_number, result.outcome
+            before = by_row.get(number)
+            if before is None or rank[outcome] < rank[before]:
+                by_row[number] = outcome
+            if outcome == REJECTED or (outcome != IGNORED and self.shown_good < keep_good):
+                self.keep(result, keep_good)  # (keep's own test, asked only when it may keep)
+        for outcome, rows in Counter(by_row.values()).items():
+            setattr(self, outcome, getattr(self, outcome) + rows)
         if by_row:
             self.last_row = max(self.last_row, max(by_row))
 

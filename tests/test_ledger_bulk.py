@@ -14,6 +14,7 @@ from consent.addresses import phone_digits
 from consent.extensions import db
 from consent.models import Channel, ConsentEvent, ConsentState, Organization, Role, Source, Status
 from tests import factories
+from tests.helpers import settled
 
 
 def test_opt_out_many_writes_one_event_per_changed_address(app):
@@ -261,7 +262,11 @@ def test_a_known_address_in_a_chunk_sends_the_whole_chunk_through_the_rules(app)
         assert (state.version, event.address, event.evidence["file"]) == (1, address, "f.csv")
     deliveries = db.session.scalar(sa.select(sa.func.count()).select_from(WebhookDelivery))
     assert deliveries == deliveries_before + 21
-    changes, _cursor = feed.page(org.id, feed.Cursor())
+    # The feed waits for the server's older open transactions (tests.helpers.settled).
+    changes, _cursor = settled(
+        lambda: feed.page(org.id, feed.Cursor()),
+        lambda page: {c["address"] for c in page[0]} >= set(first + second),
+    )
     assert {c["address"] for c in changes} >= set(first + second)
 
 
