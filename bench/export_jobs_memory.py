@@ -69,6 +69,26 @@ def _reset_peak() -> None:
         pass
 
 
+def _measured(action, prefix: str = "") -> tuple[object, dict]:
+    """action()'s result and what it cost, in MB and seconds, each key after `prefix`: the
+    seconds, the resident set before it and its peak during it (VmHWM, reset just before), the
+    anonymous memory before it and its peak (AnonPeak)."""
+    before, anon_before = _kib("VmRSS"), _kib("RssAnon")
+    _reset_peak()
+    start = time.perf_counter()
+    with AnonPeak() as anon:
+        result = action()
+    seconds = time.perf_counter() - start
+    figures = {
+        "seconds": round(seconds, 1),
+        "rss_before_mb": round(before / 1024, 1),
+        "peak_rss_mb": round(_kib("VmHWM") / 1024, 1),
+        "anon_before_mb": round(anon_before / 1024, 1),
+        "peak_anon_mb": round(anon.peak / 1024, 1),
+    }
+    return result, {prefix + name: value for name, value in figures.items()}
+
+
 def child_job(url: str, scale: float, name: str, fmt: str) -> dict:
     from bench import dataset
     from consent import export_jobs, jobs
@@ -84,67 +104,42 @@ def child_job(url: str, scale: float, name: str, fmt: str) -> dict:
         db.session.commit()
         job_id = job.id
         db.session.remove()
-        before = _kib("VmRSS")
-        anon_before = _kib("RssAnon")
-        _reset_peak()
-        start = time.perf_counter()
-        with AnonPeak() as anon:
-            jobs.run_one()
-        seconds = time.perf_counter() - start
-        peak = _kib("VmHWM")
+        _ran, job_figures = _measured(jobs.run_one)
         done = db.session.get(Job, job_id)
         result = done.result or {}
         if done.status != "done":
             raise SystemExit(f"job {job_id} {done.status}: {done.error}")
         # The download: the parts read back one at a time (what the response streams).
         db.session.remove()
-        read_before = _kib("VmRSS")
-        read_anon_before = _kib("RssAnon")
-        _reset_peak()
-        read_start = time.perf_counter()
-        with AnonPeak() as read_anon:
-            read = sum(len(part) for part in jobs.file_parts(result["file_id"]))
-        read_seconds = time.perf_counter() - read_start
-        read_peak = _kib("VmHWM")
+        read, download_figures = _measured(
+            lambda: sum(len(part) for part in jobs.file_parts(result["file_id"])), "download_"
+        )
         assert read == result["size"], (read, result["size"])
     return {
-        "anon_before_mb": round(anon_before / 1024, 1),
-        "peak_anon_mb": round(anon.peak / 1024, 1),
-        "download_anon_before_mb": round(read_anon_before / 1024, 1),
-        "download_peak_anon_mb": round(read_anon.peak / 1024, 1),
-        "download_peak_rss_mb": round(read_peak / 1024, 1),
-        "download_rss_before_mb": round(read_before / 1024, 1),
-        "download_seconds": round(read_seconds, 1),
         "what": f"{name} job",
         "format": fmt,
         "rows": result.get("rows", 0),
-        "seconds": round(seconds, 1),
-        "rss_before_mb": round(before / 1024, 1),
-        "peak_rss_mb": round(peak / 1024, 1),
         "file_mb": round((result.get("size") or 0) / 1024 / 1024, 1),
+        **job_figures,
+        **download_figures,
     }
 
 
 def child_baseline(fmt: str, rows: int) -> dict:
     from consent.export_jobs import write
 
-    before = _kib("VmRSS")
-    anon_before = _kib("RssAnon")
-    _reset_peak()
-    start = time.perf_counter()
-    with AnonPeak() as anon, tempfile.TemporaryFile() as target:
-        write(_rows(rows), fmt, target, "Baseline")
-        size = target.tell()
+    def written() -> int:
+        with tempfile.TemporaryFile() as target:
+            write(_rows(rows), fmt, target, "Baseline")
+            return target.tell()
+
+    size, figures = _measured(written)
     return {
-        "anon_before_mb": round(anon_before / 1024, 1),
-        "peak_anon_mb": round(anon.peak / 1024, 1),
         "what": "baseline: generated rows to a file",
         "format": fmt,
         "rows": rows,
-        "seconds": round(time.perf_counter() - start, 1),
-        "rss_before_mb": round(before / 1024, 1),
-        "peak_rss_mb": round(_kib("VmHWM") / 1024, 1),
         "file_mb": round(size / 1024 / 1024, 1),
+        **figures,
     }
 
 
