@@ -220,8 +220,7 @@ class ImportReport:
             before = by_row.get(number)
             if before is None or rank[outcome] < rank[before]:
                 by_row[number] = outcome
-            if outcome == REJECTED or (outcome != IGNORED and self.shown_good < keep_good):
-                self.keep(result, keep_good)  # (keep's own test, asked only when it may keep)
+            self.keep(result, keep_good)
         for outcome, rows in Counter(by_row.values()).items():
             setattr(self, outcome, getattr(self, outcome) + rows)
         if by_row:
