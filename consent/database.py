@@ -150,8 +150,9 @@ def include_object(dialect_name: str):
     return include
 
 
-def org_is(column: sa.ColumnElement, org_id: int) -> sa.ColumnElement[bool]:
-    """`column = org_id`, planned on PostgreSQL as if for an average organization.
+def org_is(column: sa.ColumnElement, org_id: int | sa.BindParameter) -> sa.ColumnElement[bool]:
+    """`column = org_id`, planned on PostgreSQL as if for an average organization. `org_id`
+    may be a bound parameter, for a statement built once and run for any organization.
 
     The value goes in as `(SELECT org_id)`, a parameter the planner does not see when it plans.
     Otherwise it trusts statistics taken before the organization's latest import: told "this
@@ -161,7 +162,8 @@ def org_is(column: sa.ColumnElement, org_id: int) -> sa.ColumnElement[bool]:
     one average per index prefix, never a figure per organization: the plain value.
     """
     if db.session.get_bind().dialect.name == "postgresql":
-        return column == sa.select(sa.literal(org_id, sa.Integer)).scalar_subquery()
+        value = org_id if isinstance(org_id, sa.BindParameter) else sa.literal(org_id, sa.Integer)
+        return column == sa.select(value).scalar_subquery()
     return column == org_id
 
 

@@ -33,11 +33,9 @@ def _of_statement() -> sa.Select:
     dialect = db.session.get_bind().dialect.name
     if dialect not in _OF:
         org_id = sa.bindparam("org_id", type_=sa.Integer)
-        if dialect == "postgresql":  # planned blind, as consent.database.org_is says
-            org_id = sa.select(org_id).scalar_subquery()
         _OF[dialect] = (
             sa.select(MessagePurpose)
-            .where(MessagePurpose.organization_id == org_id)
+            .where(org_is(MessagePurpose.organization_id, org_id))
             .order_by(MessagePurpose.position, MessagePurpose.id)
         )
     return _OF[dialect]
