@@ -8,6 +8,7 @@ from pathlib import Path
 from flask import Flask
 from werkzeug.middleware.proxy_fix import ProxyFix
 
+import consent.database  # engine event listeners, and the page reads' dispatch
 from consent import config as config_module
 from consent import errors, i18n, web
 from consent.extensions import csrf, db, limiter, login_manager, mail, migrate
@@ -16,9 +17,16 @@ from consent.i18n import gettext
 ROOT = Path(__file__).resolve().parent.parent
 
 
+class ConsentDesk(Flask):
+    """Flask, with pages that only read dispatched as page reads (consent.database)."""
+
+    def full_dispatch_request(self):
+        return consent.database.dispatch_page_read(self, super().full_dispatch_request)
+
+
 def create_app(test_config: dict | None = None) -> Flask:
     """Build the app: settings from the environment (or `test_config`), extensions bound here."""
-    app = Flask(
+    app = ConsentDesk(
         __name__,
         instance_path=str(ROOT / "instance"),
         instance_relative_config=True,
@@ -30,8 +38,6 @@ def create_app(test_config: dict | None = None) -> Flask:
     if test_config:
         app.config.update(test_config)
     os.makedirs(app.instance_path, exist_ok=True)
-
-    import consent.database  # noqa: F401  (engine event listeners)
 
     pinging = consent.database.take_pre_ping(app.config)
     db.init_app(app)

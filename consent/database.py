@@ -295,3 +295,74 @@ def retry_on_disconnect(view):
         return view(*args, **kwargs)
 
     return wrapped
+
+
+# --- a page that only reads: the whole request without ping, BEGIN and ROLLBACK ---------------
+
+_PAGE_READ = contextvars.ContextVar("consent_page_read", default=False)
+
+
+class LostConnection(Exception):
+    """A page read without the pool's ping met a connection the server had closed: the
+    request runs once more, pinged (`dispatch_page_read`)."""
+
+
+def reads_on_get(view):
+    """Mark a view whose GET and HEAD only read (a portal page: the signed-in parent's
+    addresses and choices). The whole request, its before_request hooks and the user's loading
+    included, then runs without the pool's ping and, on PostgreSQL, without BEGIN and ROLLBACK
+    (three round trips of a page of four statements); a statement that would write refuses to
+    run; a lost connection runs the request once more, as any other request runs."""
+    view.reads_on_get = True
+    return view
+
+
+def page_read_in_progress() -> bool:
+    return _PAGE_READ.get()
+
+
+@contextmanager
+def page_read() -> Iterator[None]:
+    """Inside the block the session refuses to write (a page read commits nothing, and on
+    PostgreSQL runs in autocommit: a write would not wait for a commit)."""
+    token = _PAGE_READ.set(True)
+    try:
+        yield
+    finally:
+        _PAGE_READ.reset(token)
+
+
+def dispatch_page_read(app, dispatch):
+    """Flask's full_dispatch_request (`dispatch`) for this request: as a page read when its
+    view is marked `reads_on_get` and the method is GET or HEAD."""
+    from flask import g, request
+
+    view = app.view_functions.get(request.endpoint) if request.endpoint else None
+    if request.method not in ("GET", "HEAD") or not getattr(view, "reads_on_get", False):
+        return dispatch()
+    with page_read():
+        try:
+            with without_ping(), reads_without_transaction():
+                return dispatch()
+        except LostConnection:
+            pass  # from the database error handler (consent.errors), the session rolled back
+        except sa.exc.DBAPIError:
+            # The session could not take a connection (an error inside the request is answered
+            # by its handler, or is not about the connection): the request as any other.
+            pass
+        db.session.rollback()
+        for name in ("organization", "_login_user", "family"):
+            g.pop(name, None)
+        return dispatch()
+
+
+@sa.event.listens_for(sa.orm.Session, "do_orm_execute")
+def _refuse_writes_in_page_reads(state):
+    if _PAGE_READ.get() and (state.is_insert or state.is_update or state.is_delete):
+        raise RuntimeError("a page marked reads_on_get tried to write")
+
+
+@sa.event.listens_for(sa.orm.Session, "before_flush")
+def _refuse_flushes_in_page_reads(session, _context, _instances):
+    if _PAGE_READ.get() and (session.new or session.dirty or session.deleted):
+        raise RuntimeError("a page marked reads_on_get tried to write")

@@ -18,6 +18,7 @@ from flask_login import current_user
 from werkzeug.exceptions import HTTPException, InternalServerError
 from werkzeug.routing import IntegerConverter
 
+from consent import database
 from consent.extensions import db
 from consent.i18n import lazy_gettext as _l
 
@@ -173,6 +174,9 @@ def register(app: Flask) -> None:
     @app.errorhandler(sa.exc.OperationalError)
     @app.errorhandler(sa.exc.InterfaceError)
     def _database_unavailable(error):
+        if database.page_read_in_progress() and database.lost_connection(error):
+            _roll_back()
+            raise database.LostConnection from error  # run once more, pinged
         log.warning("database unavailable: %s", str(error).splitlines()[0])
         _forget_database_work()
         if request.path == "/healthz":  # failed before the check itself (loading the user)

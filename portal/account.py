@@ -21,6 +21,7 @@ from flask_login import current_user, login_required
 
 from consent import choices, profile, verification
 from consent.addresses import format_phone
+from consent.database import reads_on_get
 from consent.extensions import db, limiter
 from consent.i18n import gettext as _
 from consent.models import Student
@@ -89,6 +90,7 @@ def _person_page(person, template: str, **context):
 
 
 @bp.route("/settings", methods=["GET", "POST"])
+@reads_on_get
 @parent_only
 def settings():
     """The parent's own details and the toggles of their own addresses."""
@@ -96,6 +98,7 @@ def settings():
 
 
 @bp.get("/contacts")
+@reads_on_get
 @parent_only
 def contacts():
     """The family's other contacts, each with their addresses and statuses."""
@@ -106,6 +109,7 @@ def contacts():
 
 
 @bp.route("/contacts/<int:contact_id>", methods=["GET", "POST"])
+@reads_on_get
 @parent_only
 def contact(contact_id: int):
     """One contact of the family: details and toggles."""
@@ -116,6 +120,7 @@ def contact(contact_id: int):
 
 
 @bp.get("/students")
+@reads_on_get
 @parent_only
 def students():
     """The family's students, each with their addresses and statuses."""
@@ -125,6 +130,7 @@ def students():
 
 
 @bp.route("/students/<int:student_id>", methods=["GET", "POST"])
+@reads_on_get
 @parent_only
 def student(student_id: int):
     """One student of the family: school, grade and the toggles of the student's addresses."""
