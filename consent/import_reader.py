@@ -28,6 +28,7 @@ from datetime import date, datetime, time
 from itertools import chain
 from typing import BinaryIO
 
+from consent import e164
 from consent.addresses import AddressError, normalize_email, normalize_phone
 
 __all__ = ["ImportFileError", "ImportRow", "Layout", "inspect", "read_rows", "sniff_format"]
@@ -632,11 +633,29 @@ def _clean(raw: str) -> str:
     return text
 
 
+# A North American number as most cells hold it once cleaned: "(202) 555-0123",
+# "202-555-0123", "202.555.0123", "2025550123", "1-202-555-0123", "+1 202 555 0123". What
+# matches is given to consent.e164 at once (one pattern, not the eight of normalize_phone's
+# general path); a number it cannot vouch for takes the general path.
+# tests/test_import_fixtures.py checks that both ways agree.
+_NANP_CELL = re.compile(r"(\+1|1)?[ .-]?\(?([0-9]{3})\)?[ .-]?([0-9]{3})[ .-]?([0-9]{4})")
+
+
 def _normalize(raw: str, region: str) -> tuple[str | None, str | None, str | None]:
     """Return (kind, address, None), or (None, None, problem) for an invalid cell."""
     text = _clean(raw)
     if not text:
         return None, None, "Empty"
+    nanp = _NANP_CELL.fullmatch(text)
+    if nanp is not None and (region == "US" or (nanp[1] == "+1" and text[0] == "+")):
+        candidate = "+1" + nanp[2] + nanp[3] + nanp[4]
+        if e164.verdict(candidate) is True:
+            return "phone", candidate, None
+    return _normalize_slowly(text, region)
+
+
+def _normalize_slowly(text: str, region: str) -> tuple[str | None, str | None, str | None]:
+    """_normalize of a cleaned, non-empty cell, every kind of address it may hold."""
     if "\ufffd" in text:
         return None, None, _UNREADABLE
     if "@" in text:

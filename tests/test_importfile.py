@@ -8,7 +8,7 @@ import io
 import tracemalloc
 
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 from openpyxl import Workbook
 
@@ -344,3 +344,41 @@ def test_arbitrary_text_rows_never_crash(table, delimiter, encoding):
             assert row.kind in ("phone", "email") and row.address
         elif not row.problem.startswith("Duplicate of row "):
             assert row.kind is None and row.address is None
+
+
+# --- the North American fast path agrees with the general one -------------------------------
+
+_digits = st.text(alphabet="0123456789", min_size=1, max_size=5)
+_separator = st.sampled_from(["", "", " ", "-", ".", "(", ")", "  ", "/"])
+
+
+@settings(max_examples=400, deadline=None)
+@given(
+    lead=st.sampled_from(["", "", "1", "+1", "+", "+ 1", "01", "11", "+11", "1 "]),
+    parts=st.one_of(
+        st.tuples(*(st.text(alphabet="0123456789", min_size=n, max_size=n) for n in (3, 3, 4))),
+        st.tuples(st.from_regex(r"[2-9][0-9]{2}", fullmatch=True),
+                  st.from_regex(r"[2-9][0-9]{2}", fullmatch=True),
+                  st.from_regex(r"[0-9]{4}", fullmatch=True)),  # fmt: skip
+        st.lists(_digits, min_size=1, max_size=4),
+    ),
+    seps=st.lists(_separator, min_size=4, max_size=4),
+    wrap=st.sampled_from(["{}", " {} ", '"{}"', '="{}"', "'{}", "{}.0", "tel:{}", "\u00a0{}"]),
+    region=st.sampled_from(["US", "US", "CA", "GB", "MX"]),
+)
+@example(lead="", parts=["202", "555", "0123"], seps=["(", ") ", "-", ""], wrap="{}", region="US")
+@example(lead="+1", parts=["202555", "0000"], seps=["", "", ".", ""], wrap="{}", region="US")
+@example(lead="", parts=["202", "555", "0123"], seps=["", " ", " ", ""], wrap="{}", region="GB")
+def test_the_fast_path_for_north_american_numbers_agrees_with_the_general_path(
+    lead, parts, seps, wrap, region
+):
+    """A cell the reader reads through its one-pattern path ("(202) 555-0123", "+1 202 555
+    0123" …) comes out as the general path (normalize_phone, through consent.e164 or
+    phonenumbers) would have it: the same number, or the same refusal."""
+    from consent.import_reader import _clean, _normalize, _normalize_slowly
+
+    body = lead + "".join(s + p for s, p in zip(seps, parts))
+    raw = wrap.format(body)
+    text = _clean(raw)
+    expected = _normalize_slowly(text, region) if text else (None, None, "Empty")
+    assert _normalize(raw, region) == expected
