@@ -436,9 +436,14 @@ def _missing_columns(db) -> str:
 
 def _add_missing_indexes(db, quiet: bool) -> None:
     """Indexes the models gained since the data set was built (a new migration's)."""
-    from consent.database import include_object
+    from consent.database import create_email_search, has_email_search, include_object
 
     engine = db.engine
+    with engine.begin() as conn:
+        if engine.dialect.name == "sqlite" and not has_email_search(conn):
+            if not quiet:
+                print("adding SQLite's trigram index of the emails")
+            create_email_search(conn)
     inspector = sa.inspect(engine)
     here = include_object(engine.dialect.name)
     if engine.dialect.name == "postgresql":

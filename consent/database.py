@@ -136,11 +136,74 @@ def _extensions(metadata, connection, **_kw):
         connection.exec_driver_sql("CREATE EXTENSION IF NOT EXISTS pg_trgm")
 
 
+# --- SQLite: a trigram index of the email states, for part-of-an-email search --------------
+# PostgreSQL has pg_trgm (above); SQLite's FTS5 trigram tokenizer (3.34 and later) serves the
+# same search: consent.optout_list asks it for the ids of the emails holding a term. An external
+# content table (the addresses stay in consent_states), kept up to date by triggers, so every
+# writer (the ledger, the bulk import's executemany) updates it in its own transaction.
+
+EMAIL_SEARCH = "consent_states_email_fts"
+_EMAIL_SEARCH_DDL = (
+    "CREATE VIRTUAL TABLE consent_states_email_fts USING fts5(address, content='consent_states', "
+    "content_rowid='id', tokenize='trigram')",
+    "CREATE TRIGGER consent_states_email_fts_insert AFTER INSERT ON consent_states "
+    "WHEN new.channel = 'email' BEGIN "
+    "INSERT INTO consent_states_email_fts(rowid, address) VALUES (new.id, new.address); END",
+    "CREATE TRIGGER consent_states_email_fts_delete AFTER DELETE ON consent_states "
+    "WHEN old.channel = 'email' BEGIN "
+    "INSERT INTO consent_states_email_fts(consent_states_email_fts, rowid, address) "
+    "VALUES ('delete', old.id, old.address); END",
+    "CREATE TRIGGER consent_states_email_fts_update AFTER UPDATE OF address, channel ON consent_states "
+    "WHEN old.channel = 'email' OR new.channel = 'email' BEGIN "
+    "INSERT INTO consent_states_email_fts(consent_states_email_fts, rowid, address) "
+    "SELECT 'delete', old.id, old.address WHERE old.channel = 'email'; "
+    "INSERT INTO consent_states_email_fts(rowid, address) "
+    "SELECT new.id, new.address WHERE new.channel = 'email'; END",
+    "INSERT INTO consent_states_email_fts(rowid, address) "
+    "SELECT id, address FROM consent_states WHERE channel = 'email'",
+)
+
+
+def create_email_search(connection) -> bool:
+    """SQLite: the email states' trigram index, its triggers, and the emails already there.
+    Nothing when it exists already, on PostgreSQL, or on a SQLite built without FTS5's trigram
+    tokenizer (the search then reads the list index, as before). True when it is there."""
+    if connection.dialect.name != "sqlite":
+        return False
+    if has_email_search(connection):
+        return True
+    try:
+        with connection.begin_nested():
+            for statement in _EMAIL_SEARCH_DDL:
+                connection.exec_driver_sql(statement)
+    except sa.exc.OperationalError:  # no fts5, or no trigram tokenizer (SQLite < 3.34)
+        return False
+    return True
+
+
+def drop_email_search(connection) -> None:
+    if connection.dialect.name != "sqlite":
+        return
+    for trigger in ("insert", "delete", "update"):
+        connection.exec_driver_sql(f"DROP TRIGGER IF EXISTS {EMAIL_SEARCH}_{trigger}")
+    connection.exec_driver_sql(f"DROP TABLE IF EXISTS {EMAIL_SEARCH}")
+
+
+def has_email_search(connection) -> bool:
+    return connection.dialect.name == "sqlite" and bool(
+        connection.exec_driver_sql(
+            "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?", (EMAIL_SEARCH,)
+        ).first()
+    )
+
+
 def include_object(dialect_name: str):
     """An Alembic `include_object` hook: leave out what the models create only on another
     database (`.ddl_if(dialect=...)`), so autogenerate compares like with like."""
 
     def include(obj, name, type_, reflected, compare_to):
+        if type_ == "table" and name and name.startswith(EMAIL_SEARCH):
+            return False  # SQLite's FTS5 table and its shadow tables: not models
         condition = getattr(obj, "_ddl_if", None)
         wanted = getattr(condition, "dialect", None)
         if wanted is None:

@@ -505,6 +505,20 @@ class ConsentState(db.Model):
         return self.status in (Status.OPTED_OUT, Status.BOUNCED)
 
 
+@sa.event.listens_for(ConsentState.__table__, "after_create")
+def _create_email_search(_table, connection, **_kw):
+    from consent.database import create_email_search
+
+    create_email_search(connection)  # SQLite: its trigram index of the emails (pg_trgm's part)
+
+
+@sa.event.listens_for(ConsentState.__table__, "before_drop")
+def _drop_email_search(_table, connection, **_kw):
+    from consent.database import drop_email_search
+
+    drop_email_search(connection)
+
+
 class ConsentEvent(db.Model):
     """One change of consent, with its proof. Appended by consent.ledger; never updated or deleted."""
 

@@ -14,6 +14,7 @@ typed, without a visible quote.
 
 from __future__ import annotations
 
+import json
 import re
 from collections import defaultdict
 from collections.abc import Iterable, Iterator
@@ -23,6 +24,7 @@ import sqlalchemy as sa
 
 from consent import ledger
 from consent.addresses import AddressError, normalize_any, normalize_phone
+from consent.database import has_email_search
 from consent.export import csv_chunks, write_xlsx
 from consent.export import when as _when
 from consent.extensions import db
@@ -81,16 +83,26 @@ def search_condition(term: str) -> sa.ColumnElement[bool]:
         return sa.true()
     if "@" in term or any(ch.isalpha() for ch in term):
         pattern = "%" + _escape_like(term.lower()) + "%"
-        # An email's sort_key is its address. SQLite tests sort_key inside the list index and
-        # reads only the rows that match; PostgreSQL finds address in its trigram index of the
-        # emails.
+        # An email's sort_key is its address. PostgreSQL finds address in its trigram index of
+        # the emails. SQLite asks its own trigram index for the few emails that hold the term
+        # (then reads just those rows); when many do, it tests sort_key inside the list index,
+        # in list order, and meets a page of matches early.
         # The channel is written into the SQL, not bound, so that PostgreSQL's plan for any
         # value still matches the trigram index's "channel = 'email'".
-        return sa.and_(
+        condition = sa.and_(
             ConsentState.channel == sa.literal_column("'email'"),
             ConsentState.sort_key.like(pattern, escape="\\"),
             ConsentState.address.like(pattern, escape="\\"),
         )
+        holding = _emails_holding(term.lower())
+        if holding is not None:  # their rows by the list index's sort_key (or the address)
+            addresses, sort_keys = [a for a, _k in holding], [k for _a, k in holding]
+            condition = sa.and_(
+                _in_json(ConsentState.sort_key, sort_keys),
+                _in_json(ConsentState.address, addresses),
+                condition,
+            )
+        return condition
     digits = re.sub(r"\D", "", term)
     if not digits:
         return sa.false()
@@ -114,6 +126,35 @@ def search_condition(term: str) -> sa.ColumnElement[bool]:
             sa.and_(ConsentState.digits >= prefix, ConsentState.digits < _after(prefix))
         )
     return sa.or_(*conditions)
+
+
+# More emails than this holding a term: the list index's ordered scan finds a page sooner.
+EMAIL_SEARCH_FEW = 1000
+
+
+def _emails_holding(term: str) -> list[tuple[str, str]] | None:
+    """SQLite: (address, sort_key) of the email states whose address holds `term`, from its
+    trigram index (consent.database.EMAIL_SEARCH); None when there are more than
+    EMAIL_SEARCH_FEW, when the term is under three characters (a trigram's length), or without
+    the index (PostgreSQL). The list then reads them by its own index, whatever SQLite's
+    statistics say (given their ids, it may still prefer to scan the list index)."""
+    if len(term) < 3:
+        return None
+    connection = db.session.connection()
+    if not has_email_search(connection):
+        return None
+    phrase = '"' + term.replace('"', '""') + '"'  # an FTS5 string: the term, as typed
+    rows = connection.exec_driver_sql(
+        "SELECT address, sort_key FROM consent_states WHERE id IN (SELECT rowid FROM "
+        "consent_states_email_fts WHERE consent_states_email_fts MATCH ? LIMIT ?)",
+        (phrase, EMAIL_SEARCH_FEW + 1),
+    ).all()
+    return [tuple(row) for row in rows] if len(rows) <= EMAIL_SEARCH_FEW else None
+
+
+def _in_json(column: sa.ColumnElement, values: list[str]) -> sa.ColumnElement[bool]:
+    listed = sa.func.json_each(json.dumps(values)).table_valued("value")
+    return column.in_(sa.select(listed.c.value))
 
 
 def search_conditions(search: str) -> list[sa.ColumnElement[bool]]:

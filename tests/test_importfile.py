@@ -357,9 +357,11 @@ _separator = st.sampled_from(["", "", " ", "-", ".", "(", ")", "  ", "/"])
     lead=st.sampled_from(["", "", "1", "+1", "+", "+ 1", "01", "11", "+11", "1 "]),
     parts=st.one_of(
         st.tuples(*(st.text(alphabet="0123456789", min_size=n, max_size=n) for n in (3, 3, 4))),
-        st.tuples(st.from_regex(r"[2-9][0-9]{2}", fullmatch=True),
-                  st.from_regex(r"[2-9][0-9]{2}", fullmatch=True),
-                  st.from_regex(r"[0-9]{4}", fullmatch=True)),  # fmt: skip
+        st.tuples(
+            st.from_regex(r"[2-9][0-9]{2}", fullmatch=True),
+            st.from_regex(r"[2-9][0-9]{2}", fullmatch=True),
+            st.from_regex(r"[0-9]{4}", fullmatch=True),
+        ),  # fmt: skip
         st.lists(_digits, min_size=1, max_size=4),
     ),
     seps=st.lists(_separator, min_size=4, max_size=4),
@@ -377,7 +379,7 @@ def test_the_fast_path_for_north_american_numbers_agrees_with_the_general_path(
     phonenumbers) would have it: the same number, or the same refusal."""
     from consent.import_reader import _clean, _normalize, _normalize_slowly
 
-    body = lead + "".join(s + p for s, p in zip(seps, parts))
+    body = lead + "".join(s + p for s, p in zip(seps, parts, strict=False))
     raw = wrap.format(body)
     text = _clean(raw)
     expected = _normalize_slowly(text, region) if text else (None, None, "Empty")
