@@ -172,7 +172,8 @@ def rows_for(org: Organization, person: Contact | Student) -> list[AddressRow]:
     addresses = _family_addresses(person.family_id)
     phones = [a for a in addresses if a.source == "phone" and (a.owner_kind, a.owner_id) == me]
     emails = [a for a in addresses if a.source == "email" and (a.owner_kind, a.owner_id) == me]
-    states, waiting, chosen = _facts(org, [p.address for p in phones], [e.address for e in emails])
+    numbers, mails = [p.address for p in phones], [e.address for e in emails]
+    states, waiting, chosen, org_purposes = _facts(org, numbers, mails)
     owners: dict[str, list[str]] = {}  # address -> the names of the others who have it
     seen: set[tuple[str, tuple[str, int]]] = set()
     for item in addresses:
@@ -219,9 +220,7 @@ def rows_for(org: Organization, person: Contact | Student) -> list[AddressRow]:
                 channels=[Channel.EMAIL],
             )
         )
-    _add_purposes(
-        org, rows, states, chosen, [p.address for p in phones], [e.address for e in emails]
-    )
+    _add_purposes(org, rows, states, chosen, org_purposes, [*numbers, *mails])
     return rows
 
 
@@ -229,14 +228,12 @@ def phone_channels(phone: Phone) -> list[Channel]:
     return [Channel.TEXT, Channel.VOICE] if phone.kind == PhoneKind.CELL else [Channel.VOICE]
 
 
-def _add_purposes(org, rows: list[AddressRow], states, chosen, numbers, emails) -> None:
-    """Each row's purposes table (one query for the whole page: the purposes)."""
+def _add_purposes(org, rows: list[AddressRow], states, chosen, org_purposes, addresses) -> None:
+    """Each row's purposes table."""
     if not rows:
         return
     locale = str(get_locale() or "en")
-    addresses = [*numbers, *emails]
     cells = [(c, a) for row, a in zip(rows, addresses, strict=True) for c in row.channels]
-    org_purposes = purposes.of(org)
     table = purpose_choices.table_for(org, cells, states, locale, org_purposes, chosen)
     for row, address in zip(rows, addresses, strict=True):
         row.purposes = purpose_choices.rows_for_address(
@@ -309,27 +306,41 @@ _FACTS = sa.union_all(
         PurposeState.channel.in_(_CHANNELS),
         PurposeState.address.in_(sa.bindparam("addresses", expanding=True)),
     ),
+    sa.select(  # one row: the fingerprint of the organization's purposes (purposes.kept)
+        sa.literal("purposes"),
+        sa.null(),
+        purposes.fingerprint_of(sa.bindparam("org_id")).scalar_subquery(),
+        sa.null(),
+        sa.null(),
+        sa.null(),
+        sa.null(),
+        sa.null(),
+    ),
 ).order_by(sa.column("seq"))
 
 
-def _facts(org, numbers: list[str], emails: list[str]) -> tuple[dict, dict, dict]:
-    """(states, waiting, chosen) of these addresses, in one query: {(Channel, address): state
-    row}, consent.status.pending_confirmations' {(channel, address): since} and
-    consent.purposes.choices' {(channel, address, purpose_id): Status}."""
+def _facts(org, numbers: list[str], emails: list[str]) -> tuple[dict, dict, dict, list]:
+    """(states, waiting, chosen, org_purposes) of these addresses, in one query: {(Channel,
+    address): state row}, consent.status.pending_confirmations' {(channel, address): since},
+    consent.purposes.choices' {(channel, address, purpose_id): Status} and the
+    organization's purposes (purposes.kept, by the fingerprint read with them)."""
     addresses = [*numbers, *emails]
     if not addresses:
-        return {}, {}, {}
-    states, requests, choices = {}, [], []
+        return {}, {}, {}, []
+    states, requests, choices, fingerprint = {}, [], [], None
     for row in db.session.execute(_FACTS, {"org_id": org.id, "addresses": addresses}):
         if row.what == "state":
             states[(Channel(row.channel), row.address)] = row
         elif row.what == "request":
             requests.append((row.channel, row.address, row.changed_at))
-        else:
+        elif row.what == "purpose":
             choices.append((row.channel, row.address, row.purpose_id, row.status))
+        else:
+            fingerprint = row.address
     cells = [(c, a) for a in numbers for c in (Channel.TEXT, Channel.VOICE)]
     cells += [(Channel.EMAIL, a) for a in emails]
-    return states, waiting_since(requests, states), purposes.choices_of(choices, cells)
+    chosen = purposes.choices_of(choices, cells)
+    return states, waiting_since(requests, states), chosen, purposes.kept(org, fingerprint)
 
 
 def _addresses_of(model, table: str, address, kind):

@@ -28,6 +28,43 @@ def of(org: Organization | int) -> list[MessagePurpose]:
 _OF: dict[str, sa.Select] = {}
 
 
+# --- kept per process for the portal's pages -------------------------------------------------
+# Every portal page shows the organization's purposes. Rather than read them on every page, the
+# page's own statement reads their fingerprint (`fingerprint_of`: every column of every purpose,
+# as one string), and `kept` answers from this process's copy while the fingerprint is the one
+# the copy was made with: a change committed elsewhere is seen by the next page, as if read.
+
+_FIELDS = (
+    "id", "key", "name_en", "name_es", "position", "parents_may_turn_off_text",
+    "parents_may_turn_off_voice", "parents_may_turn_off_email", "reaches_opted_out", "is_general",
+)  # fmt: skip
+_KEPT: dict[tuple[str, int], tuple[str | None, tuple[MessagePurpose, ...]]] = {}
+
+
+def fingerprint_of(org_id: sa.BindParameter) -> sa.Select:
+    """SELECT one string of the organization's purposes, every column of each (NULL when it
+    has none): to be read in the statement a page already sends."""
+    separator = sa.literal("\x1f")
+    text = sa.cast(getattr(MessagePurpose, _FIELDS[0]), sa.String)
+    for name in _FIELDS[1:]:
+        text = text + separator + sa.cast(getattr(MessagePurpose, name), sa.String)
+    return sa.select(sa.func.aggregate_strings(text, "\x1e")).where(
+        MessagePurpose.organization_id == org_id
+    )
+
+
+def kept(org: Organization, fingerprint: str | None) -> list[MessagePurpose]:
+    """`of(org)`, from this process's copy when `fingerprint` (fingerprint_of, read just now)
+    is the one it was made with; else read, and kept. The copies are plain objects (in no
+    session): for showing, not for changing."""
+    key = (str(db.session.get_bind().url), org.id)
+    hit = _KEPT.get(key)
+    if hit is None or hit[0] != fingerprint:
+        copies = tuple(MessagePurpose(**{n: getattr(p, n) for n in _FIELDS}) for p in of(org))
+        hit = _KEPT[key] = (fingerprint, copies)
+    return list(hit[1])
+
+
 def _of_statement() -> sa.Select:
     """`of`'s statement, built once per database kind (every portal page asks)."""
     dialect = db.session.get_bind().dialect.name

@@ -14,7 +14,15 @@ import pytest
 from consent import eligibility, ledger, purposes
 from consent.extensions import db
 from consent.ledger import Actor
-from consent.models import Channel, EmailAddress, PurposeState, Role, Source, Status
+from consent.models import (
+    Channel,
+    EmailAddress,
+    MessagePurpose,
+    PurposeState,
+    Role,
+    Source,
+    Status,
+)
 from tests.conftest import csrf_token
 from tests.factories import PASSWORD, make_family, make_org, make_site, make_user
 from tests.helpers import events_of, status_of
@@ -246,3 +254,58 @@ def test_a_form_without_its_token_is_refused(client, auth, world):
     )  # fmt: skip
     assert response.status_code == 400
     assert chosen(world, Channel.VOICE, world.cell.number, world.general) is None
+
+
+@pytest.mark.parametrize(
+    "change, column, value",
+    [
+        ("renamed", "name_en", "Lunch and buses"),
+        ("made always sent", "parents_may_turn_off_voice", False),
+        ("reaching the opted out", "reaches_opted_out", True),
+        ("moved", "position", -1),
+    ],
+)
+def test_a_purpose_changed_in_another_connection_shows_on_the_next_page(
+    client, auth, world, change, column, value
+):
+    """The pages keep the purposes per process (purposes.kept) by a fingerprint read with the
+    page's own statement: a change committed elsewhere (another worker's admin, a script)
+    shows on the very next page, and a new purpose too."""
+    import sqlalchemy as sa
+
+    login(auth)
+    target = f"phone-{world.cell.id}"
+    before = page(client)
+    assert cell_words(before, target, "General") == ["Off until texts are turned on", "Sent"]
+    url = db.engine.url.render_as_string(hide_password=False)
+    other = sa.create_engine(url, poolclass=sa.pool.NullPool)
+    try:
+        with other.begin() as conn:
+            table = MessagePurpose.__table__
+            conn.execute(
+                table.update().where(table.c.id == world.general.id).values({column: value})
+            )
+            conn.execute(
+                sa.text(
+                    "INSERT INTO message_purposes (organization_id, key, name_en, name_es, "
+                    "position, parents_may_turn_off_text, parents_may_turn_off_voice, "
+                    "parents_may_turn_off_email, reaches_opted_out, is_general) VALUES "
+                    "(:org, 'lunch', 'Lunch menu', '', 9, :t, :t, :t, :f, :f)"
+                ),
+                {"org": world.org.id, "t": True, "f": False},
+            )
+    finally:
+        other.dispose()
+    db.session.remove()
+    after = page(client)
+    name = value if column == "name_en" else "General"
+    words = cell_words(after, target, name)
+    if column == "parents_may_turn_off_voice":
+        assert words == ["Off until texts are turned on", "Always sent"]
+    elif column == "reaches_opted_out":
+        assert words == ["Sent", "Sent"]  # texts not opted in, yet General reaches them now
+    else:
+        assert words == ["Off until texts are turned on", "Sent"]
+    if column == "position":
+        assert after.index(">General</th>") < after.index(">Emergency</th>")
+    assert cell_words(after, target, "Lunch menu") == ["Off until texts are turned on", "Sent"]
