@@ -9,6 +9,8 @@ is always immediate. The core knows no `request`: the view passes the origin.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from datetime import datetime
+from typing import NamedTuple
 
 import sqlalchemy as sa
 from flask_babel import get_locale
@@ -165,15 +167,14 @@ def find_person(family: Family, kind: str, person_id: int) -> Contact | Student 
 
 
 def rows_for(org: Organization, person: Contact | Student) -> list[AddressRow]:
-    """Every address of a person with its toggles: two queries (the family's phones and emails
+    """Every address of a person with its toggles: one query (the family's phones and emails
     with their owners' names; the person's consent states, waiting confirmations and purpose
-    choices) and the organization's purposes, however big the family."""
+    choices; the purposes' fingerprint), however big the family."""
     me = ("student" if isinstance(person, Student) else "contact", person.id)
-    addresses = _family_addresses(person.family_id)
-    phones = [a for a in addresses if a.source == "phone" and (a.owner_kind, a.owner_id) == me]
-    emails = [a for a in addresses if a.source == "email" and (a.owner_kind, a.owner_id) == me]
-    numbers, mails = [p.address for p in phones], [e.address for e in emails]
-    states, waiting, chosen, org_purposes = _facts(org, numbers, mails)
+    facts = _page_facts(org, person)
+    addresses, states, waiting = facts.addresses, facts.states, facts.waiting
+    phones = [a for a in addresses if a.what == "phone" and (a.owner_kind, a.owner_id) == me]
+    emails = [a for a in addresses if a.what == "email" and (a.owner_kind, a.owner_id) == me]
     owners: dict[str, list[str]] = {}  # address -> the names of the others who have it
     seen: set[tuple[str, tuple[str, int]]] = set()
     for item in addresses:
@@ -196,7 +197,7 @@ def rows_for(org: Organization, person: Contact | Student) -> list[AddressRow]:
                 ],
                 shared_with=owners.get(phone.address, []),
                 record_id=phone.id,
-                verified=verification.is_verified(phone),
+                verified=phone.at is not None,  # its verified_at (verification.is_verified)
                 channels=channels,
             )
         )
@@ -216,11 +217,12 @@ def rows_for(org: Organization, person: Contact | Student) -> list[AddressRow]:
                 ],
                 shared_with=owners.get(email.address, []),
                 record_id=email.id,
-                verified=verification.is_verified(email),
+                verified=email.at is not None,
                 channels=[Channel.EMAIL],
             )
         )
-    _add_purposes(org, rows, states, chosen, org_purposes, [*numbers, *mails])
+    own = [*(p.address for p in phones), *(e.address for e in emails)]
+    _add_purposes(org, rows, states, facts.chosen, facts.purposes, own)
     return rows
 
 
@@ -255,131 +257,158 @@ def _toggle(org, channel, state, waiting_since=None) -> Toggle:
     )
 
 
-# Built once (each call would build, and key for the cache, the same statement again): the
-# addresses go in as an expanding parameter. One statement, three branches of the same columns
-# (what, channel, address, status, carrier_block, changed_at, purpose_id, seq): the consent states of
-# the addresses, the confirmations asked for them (consent.status.waiting_since, oldest first)
-# and their per-purpose choices. Each branch an IN per column of its unique index (no OR,
-# which SQLite answers with a scan); a phone number is never an email address, so the
-# channels cannot mix up. Tuples, not entities: the page reads these columns and changes none.
+# --- the page's one statement -----------------------------------------------------------------
+# Built once (each call would build, and key for the cache, the same statement again). One
+# UNION ALL of rows of several kinds, told apart by `what`, in the columns (what, id, address,
+# kind, status, carrier_block, at, purpose_id, owner_kind, owner_id, first_name, last_name):
+# - "phone" / "email": the family's addresses with their owners (kind: the phone's kind, at:
+#   verified_at), a join per kind of owner;
+# - "state", "request", "purpose": the consent states of the person's addresses, the
+#   confirmations asked for them (consent.status.waiting_since, oldest first) and their
+#   per-purpose choices (kind: the channel, at: changed_at / occurred_at);
+# - "purposes": one row, the fingerprint of the organization's purposes (purposes.kept).
+# The person's addresses come from a subquery (their phones and emails by contact or student
+# id), so nothing waits for the family's rows to come back first. Each branch an IN or a join
+# on an index (no OR, which SQLite answers with a scan); a phone number is never an email
+# address, so the channels cannot mix up. Tuples, not entities: the page changes none of them.
 _CHANNELS = [c.value for c in Channel]
-_FACTS = sa.union_all(
-    sa.select(
-        sa.literal("state").label("what"),
-        ConsentState.channel,
-        ConsentState.address,
-        ConsentState.status,
-        ConsentState.carrier_block,
-        ConsentState.changed_at,
-        sa.cast(sa.null(), sa.Integer).label("purpose_id"),
-        ConsentState.id.label("seq"),
+_PERSON = {"contact_id": sa.bindparam("contact_id"), "student_id": sa.bindparam("student_id")}
+_PERSON_ADDRESSES = sa.union_all(
+    *(
+        sa.select(column).where(getattr(model, owner) == _PERSON[owner])
+        for model, column in ((Phone, Phone.number), (EmailAddress, EmailAddress.address))
+        for owner in ("contact_id", "student_id")
+    )
+)
+_NULLS = {
+    "status": sa.cast(sa.null(), ConsentState.__table__.c.status.type),
+    "carrier_block": sa.cast(sa.null(), sa.Boolean),
+    "at": sa.cast(sa.null(), sa.DateTime),
+    "purpose_id": sa.cast(sa.null(), sa.Integer),
+    "owner_kind": sa.cast(sa.null(), sa.String),
+    "owner_id": sa.cast(sa.null(), sa.Integer),
+    "first_name": sa.cast(sa.null(), sa.String),
+    "last_name": sa.cast(sa.null(), sa.String),
+}
+
+
+def _branch(what: str, id_, address, kind=None, **columns) -> sa.Select:
+    """One branch of the page's statement: its columns in order, NULL where it has none."""
+    row = [sa.literal(what).label("what"), id_.label("id"), address.label("address")]
+    row.append(sa.type_coerce(kind if kind is not None else sa.null(), sa.String).label("kind"))
+    for name, null in _NULLS.items():
+        row.append(columns.get(name, null).label(name))
+    return sa.select(*row)
+
+
+def _family_branches():
+    family = sa.bindparam("family_id")
+    for source, model, address, kind in (
+        ("phone", Phone, Phone.number, Phone.kind),
+        ("email", EmailAddress, EmailAddress.address, None),
+    ):
+        for owner_kind, owner, fk in (
+            ("contact", Contact, model.contact_id),
+            ("student", Student, model.student_id),
+        ):
+            yield _branch(
+                source, model.id, address, kind, at=model.verified_at,
+                owner_kind=sa.literal(owner_kind), owner_id=owner.id,
+                first_name=owner.first_name, last_name=owner.last_name,
+            ).join(owner, owner.id == fk).where(owner.family_id == family)  # fmt: skip
+
+
+_ORG = sa.bindparam("org_id")
+_PAGE = sa.union_all(
+    *_family_branches(),
+    _branch(
+        "state", ConsentState.id, ConsentState.address, ConsentState.channel,
+        status=ConsentState.status, carrier_block=ConsentState.carrier_block,
+        at=ConsentState.changed_at,
     ).where(
-        ConsentState.organization_id == sa.bindparam("org_id"),
+        ConsentState.organization_id == _ORG,
         ConsentState.channel.in_(_CHANNELS),
-        ConsentState.address.in_(sa.bindparam("addresses", expanding=True)),
+        ConsentState.address.in_(_PERSON_ADDRESSES),
     ),
-    sa.select(
-        sa.literal("request"),
-        ConsentEvent.channel,
-        ConsentEvent.address,
-        sa.null(),
-        sa.null(),
-        ConsentEvent.occurred_at,
-        sa.null(),
-        ConsentEvent.id,
-    ).where(
-        ConsentEvent.organization_id == sa.bindparam("org_id"),
+    _branch("request", ConsentEvent.id, ConsentEvent.address, ConsentEvent.channel,
+            at=ConsentEvent.occurred_at).where(
+        ConsentEvent.organization_id == _ORG,
         ConsentEvent.kind == "request",
-        ConsentEvent.address.in_(sa.bindparam("addresses", expanding=True)),
+        ConsentEvent.address.in_(_PERSON_ADDRESSES),
     ),
-    sa.select(
-        sa.literal("purpose"),
-        PurposeState.channel,
-        PurposeState.address,
-        PurposeState.status,
-        sa.null(),
-        sa.null(),
-        PurposeState.purpose_id,
-        PurposeState.id,
+    _branch(
+        "purpose", PurposeState.id, PurposeState.address, PurposeState.channel,
+        status=PurposeState.status, purpose_id=PurposeState.purpose_id,
     ).where(
-        PurposeState.organization_id == sa.bindparam("org_id"),
+        PurposeState.organization_id == _ORG,
         PurposeState.channel.in_(_CHANNELS),
-        PurposeState.address.in_(sa.bindparam("addresses", expanding=True)),
+        PurposeState.address.in_(_PERSON_ADDRESSES),
     ),
-    sa.select(  # one row: the fingerprint of the organization's purposes (purposes.kept)
-        sa.literal("purposes"),
-        sa.null(),
-        purposes.fingerprint_of(sa.bindparam("org_id")).scalar_subquery(),
-        sa.null(),
-        sa.null(),
-        sa.null(),
-        sa.null(),
-        sa.null(),
-    ),
-).order_by(sa.column("seq"))
+    _branch("purposes", sa.literal(0), purposes.fingerprint_of(_ORG).scalar_subquery()),
+).order_by(sa.column("id"))  # fmt: skip
 
 
-def _facts(org, numbers: list[str], emails: list[str]) -> tuple[dict, dict, dict, list]:
-    """(states, waiting, chosen, org_purposes) of these addresses, in one query: {(Channel,
-    address): state row}, consent.status.pending_confirmations' {(channel, address): since},
-    consent.purposes.choices' {(channel, address, purpose_id): Status} and the
-    organization's purposes (purposes.kept, by the fingerprint read with them)."""
-    addresses = [*numbers, *emails]
-    if not addresses:
-        return {}, {}, {}, []
-    states, requests, choices, fingerprint = {}, [], [], None
-    for row in db.session.execute(_FACTS, {"org_id": org.id, "addresses": addresses}):
-        if row.what == "state":
-            states[(Channel(row.channel), row.address)] = row
-        elif row.what == "request":
-            requests.append((row.channel, row.address, row.changed_at))
-        elif row.what == "purpose":
-            choices.append((row.channel, row.address, row.purpose_id, row.status))
+class _State(NamedTuple):
+    """A consent state as the page reads it (the columns of ConsentState it shows)."""
+
+    channel: Channel
+    address: str
+    status: Status
+    carrier_block: bool
+    changed_at: datetime
+
+
+@dataclass
+class _Facts:
+    """What a person's page reads, from the page's one statement (see above)."""
+
+    addresses: list  # the family's "phone" and "email" rows, each kind in id order
+    states: dict  # {(Channel, address): state row}
+    waiting: dict  # consent.status.pending_confirmations' {(channel, address): since}
+    chosen: dict  # consent.purposes.choices' {(channel, address, purpose_id): Status}
+    purposes: list  # the organization's purposes (purposes.kept)
+
+
+def _page_facts(org, person: Contact | Student) -> _Facts:
+    """The family's addresses, and the states, waiting confirmations and purpose choices of
+    the person's own addresses, with the organization's purposes: one query."""
+    is_student = isinstance(person, Student)
+    parameters = {
+        "org_id": org.id,
+        "family_id": person.family_id,
+        "contact_id": None if is_student else person.id,
+        "student_id": person.id if is_student else None,
+    }
+    addresses, states, requests, choices, fingerprint = [], {}, [], [], None
+    for row in db.session.execute(_PAGE, parameters):
+        what = row.what
+        if what in ("phone", "email"):
+            addresses.append(row)
+        elif what == "state":
+            channel = Channel(row.kind)
+            states[(channel, row.address)] = _State(
+                channel, row.address, row.status, row.carrier_block, row.at
+            )
+        elif what == "request":
+            requests.append((row.kind, row.address, row.at))
+        elif what == "purpose":
+            choices.append((row.kind, row.address, row.purpose_id, row.status))
         else:
             fingerprint = row.address
-    cells = [(c, a) for a in numbers for c in (Channel.TEXT, Channel.VOICE)]
-    cells += [(Channel.EMAIL, a) for a in emails]
-    chosen = purposes.choices_of(choices, cells)
-    return states, waiting_since(requests, states), chosen, purposes.kept(org, fingerprint)
-
-
-def _addresses_of(model, table: str, address, kind):
-    """The model's rows owned by the family's contacts and by its students, with the owner's
-    name: tuples, not entities (the page only reads them)."""
-    columns = (sa.literal(table).label("source"), model.id.label("id"), address.label("address"))
-    columns += (kind.label("kind"), model.verified_at)
-    branches = []
-    for owner_kind, owner, fk in (
-        ("contact", Contact, model.contact_id),
-        ("student", Student, model.student_id),
-    ):
-        branches.append(
-            sa.select(
-                *columns,
-                sa.literal(owner_kind).label("owner_kind"),
-                owner.id.label("owner_id"),
-                owner.first_name,
-                owner.last_name,
-            )
-            .join(owner, owner.id == fk)
-            .where(owner.family_id == sa.bindparam("family_id"))
-        )
-    return branches
-
-
-# One statement, built once: the family's phones and then its emails, each in id order. A UNION
-# of joins, not an OR: each branch uses its own index (SQLite scans the table for the OR).
-_FAMILY_ADDRESSES = sa.union_all(
-    *_addresses_of(Phone, "phone", Phone.number, Phone.kind),
-    *_addresses_of(EmailAddress, "email", EmailAddress.address, sa.null()),
-).order_by(sa.column("source").desc(), sa.column("id"))
-
-
-def _family_addresses(family_id: int) -> list:
-    """The phones and emails of every contact and student of the family (phones first, each
-    in id order) as rows: source, id, address, kind, verified_at, owner_kind, owner_id,
-    first_name, last_name. One query."""
-    return db.session.execute(_FAMILY_ADDRESSES, {"family_id": family_id}).all()
+    me = ("student" if is_student else "contact", person.id)
+    cells = [
+        (channel, a.address)
+        for a in addresses
+        if (a.owner_kind, a.owner_id) == me
+        for channel in ((Channel.TEXT, Channel.VOICE) if a.what == "phone" else (Channel.EMAIL,))
+    ]
+    return _Facts(
+        addresses,
+        states,
+        waiting_since(requests, states),
+        purposes.choices_of(choices, cells),
+        purposes.kept(org, fingerprint),
+    )
 
 
 # --- changing ---------------------------------------------------------------------------------

@@ -70,7 +70,7 @@ def test_activity_log_filter_by_address_takes_the_same_queries_for_more_events(
     assert many.count == few.count, (few.statements, many.statements[:8])
 
 
-SETTINGS_PAGE_QUERIES = 3  # README.md, "Settings page"
+SETTINGS_PAGE_QUERIES = 2  # README.md, "Settings page"
 
 
 def test_account_settings_takes_the_same_queries_for_a_bigger_family(client, world, count_queries):
@@ -98,9 +98,9 @@ def test_account_settings_takes_the_same_queries_for_a_bigger_family(client, wor
         page = client.get("/account/settings")
     assert page.status_code == 200
     # The README's figure: the user with their contact, family and the organization (one
-    # query); the family's phones and emails with their owners (one); the consent states,
-    # pending confirmations and purpose choices of the parent's addresses, and the purposes'
-    # fingerprint (one: the purposes themselves are kept while it stays the same).
+    # query); the family's phones and emails with their owners, the consent states, pending
+    # confirmations and purpose choices of the parent's addresses, and the purposes'
+    # fingerprint (one: consent.choices._PAGE; the purposes are kept while it stays the same).
     assert few.count == SETTINGS_PAGE_QUERIES, few.statements
     # A new query on every portal page would show here first.
     assert many.count == few.count, many.statements
