@@ -84,7 +84,6 @@ def _person_page(person, template: str, **context):
         rows=choices.rows_for(org, person),
         disclosure=choices.text_disclosure(org),
         blocked_words=choices.carrier_block_words(org),
-        button=ButtonForm(),
         **context,
     )
 
