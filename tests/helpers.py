@@ -160,3 +160,23 @@ def statements_sent(call):
     finally:
         sa.event.remove(db.engine, "before_cursor_execute", keep)
     return result, statements
+
+
+def kill_server_connections() -> int:
+    """PostgreSQL: terminate every other client connection to the test database (as a server
+    restart would), through a connection of its own; the session is let go first. Returns how
+    many were killed."""
+    db.session.remove()
+    url = db.engine.url.render_as_string(hide_password=False)
+    killer = sa.create_engine(url, poolclass=sa.pool.NullPool)
+    try:
+        with killer.connect() as conn:
+            return conn.execute(
+                sa.text(
+                    "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity "
+                    "WHERE datname = current_database() AND pid <> pg_backend_pid() "
+                    "AND backend_type = 'client backend'"
+                )
+            ).scalar()
+    finally:
+        killer.dispose()

@@ -13,7 +13,7 @@ from consent.extensions import db
 from consent.ledger import Actor
 from consent.models import SCOPES, Channel, Source
 from tests.api_helpers import ENV_KEY, bearer
-from tests.helpers import statements_sent
+from tests.helpers import kill_server_connections, statements_sent
 
 URL = "/api/v1/eligibility"
 OUT = "+12025550111"  # opted out of texts (no carrier block)
@@ -106,36 +106,22 @@ def test_a_killed_connection_still_gets_the_right_answer(app, org, client):
         pytest.skip("kills PostgreSQL server connections")
     _row, key = api_keys.create(org, "Notifier", SCOPES)
     db.session.commit()
-    url = db.engine.url.render_as_string(hide_password=False)
-    killer = sa.create_engine(url, poolclass=sa.pool.NullPool)
 
     def kill_all():
-        db.session.remove()
-        with killer.connect() as conn:
-            killed = conn.execute(
-                sa.text(
-                    "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity "
-                    "WHERE datname = current_database() AND pid <> pg_backend_pid() "
-                    "AND backend_type = 'client backend'"
-                )
-            ).scalar()
-        assert killed >= 1
+        assert kill_server_connections() >= 1
 
-    try:
-        for headers in (ENV_KEY, bearer(key)):
-            assert ask(client, OUT, headers) == "opted_out"
-            kill_all()
-            assert ask(client, OUT, headers) == "opted_out"
-            kill_all()
-            assert ask(client, UNKNOWN, headers, purpose="emergency") == "ok"
-            kill_all()
-            response = client.post(
-                URL, json={"channel": "text", "addresses": [OUT, UNKNOWN]}, headers=headers
-            )
-            assert response.status_code == 200
-            assert [r["reason"] for r in response.json["results"]] == ["opted_out", "no_consent"]
-    finally:
-        killer.dispose()
+    for headers in (ENV_KEY, bearer(key)):
+        assert ask(client, OUT, headers) == "opted_out"
+        kill_all()
+        assert ask(client, OUT, headers) == "opted_out"
+        kill_all()
+        assert ask(client, UNKNOWN, headers, purpose="emergency") == "ok"
+        kill_all()
+        response = client.post(
+            URL, json={"channel": "text", "addresses": [OUT, UNKNOWN]}, headers=headers
+        )
+        assert response.status_code == 200
+        assert [r["reason"] for r in response.json["results"]] == ["opted_out", "no_consent"]
 
 
 def test_a_key_revoked_in_another_connection_stops_at_the_next_request(

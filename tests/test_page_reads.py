@@ -10,7 +10,7 @@ import sqlalchemy as sa
 from consent import database
 from consent.extensions import db
 from consent.models import Channel, ConsentEvent, ConsentState, Status
-from tests.helpers import statements_sent
+from tests.helpers import kill_server_connections, statements_sent
 
 PAGES = ["/account/settings", "/account/contacts", "/account/students"]
 
@@ -49,29 +49,15 @@ def test_the_settings_page_after_every_connection_was_killed(client, world):
     world.login(client, "parent")
     first = client.get("/account/settings")
     assert first.status_code == 200
-    url = db.engine.url.render_as_string(hide_password=False)
-    killer = sa.create_engine(url, poolclass=sa.pool.NullPool)
-    try:
-        for _ in range(2):
-            db.session.remove()
-            with killer.connect() as conn:
-                killed = conn.execute(
-                    sa.text(
-                        "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity "
-                        "WHERE datname = current_database() AND pid <> pg_backend_pid() "
-                        "AND backend_type = 'client backend'"
-                    )
-                ).scalar()
-            assert killed >= 1
-            page = client.get("/account/settings")
-            assert page.status_code == 200, page.get_data(as_text=True)[:300]
-            text = page.get_data(as_text=True)
-            assert "Your settings" in text and "Sign out" in text
-            assert text.count('class="toggle-row"') == first.get_data(as_text=True).count(
-                'class="toggle-row"'
-            )
-    finally:
-        killer.dispose()
+    for _ in range(2):
+        assert kill_server_connections() >= 1
+        page = client.get("/account/settings")
+        assert page.status_code == 200, page.get_data(as_text=True)[:300]
+        text = page.get_data(as_text=True)
+        assert "Your settings" in text and "Sign out" in text
+        assert text.count('class="toggle-row"') == first.get_data(as_text=True).count(
+            'class="toggle-row"'
+        )
 
 
 def test_a_write_inside_a_page_read_is_refused_and_nothing_is_kept(app, world):
