@@ -180,3 +180,17 @@ def kill_server_connections() -> int:
             ).scalar()
     finally:
         killer.dispose()
+
+
+def statements_and_pings(monkeypatch, call):
+    """(call()'s result, the SQL statements it sent, the pool pings it made): the pings by
+    counting the dialect's do_ping."""
+    pings: list[int] = []
+    dialect = db.engine.dialect
+    real_ping = dialect.do_ping
+    monkeypatch.setattr(dialect, "do_ping", lambda conn: pings.append(1) or real_ping(conn))
+    try:
+        result, statements = statements_sent(call)
+    finally:
+        monkeypatch.undo()
+    return result, statements, pings

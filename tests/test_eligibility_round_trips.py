@@ -13,7 +13,7 @@ from consent.extensions import db
 from consent.ledger import Actor
 from consent.models import SCOPES, Channel, Source
 from tests.api_helpers import ENV_KEY, bearer
-from tests.helpers import kill_server_connections, statements_sent
+from tests.helpers import kill_server_connections, statements_and_pings
 
 URL = "/api/v1/eligibility"
 OUT = "+12025550111"  # opted out of texts (no carrier block)
@@ -52,14 +52,7 @@ def ask(client, address, headers=ENV_KEY, purpose=None):
 
 
 def _statements_and_pings(monkeypatch, call):
-    pings = []
-    dialect = db.engine.dialect
-    real_ping = dialect.do_ping
-    monkeypatch.setattr(dialect, "do_ping", lambda conn: pings.append(1) or real_ping(conn))
-    try:
-        result, statements = statements_sent(call)
-    finally:
-        monkeypatch.undo()
+    result, statements, pings = statements_and_pings(monkeypatch, call)
     if db.engine.dialect.name == "postgresql":  # no transaction: no BEGIN, no ROLLBACK
         assert not [s for s in statements if s.strip().upper() in ("BEGIN", "ROLLBACK")]
     else:  # SQLite's BEGIN (consent.database) is no round trip: in process

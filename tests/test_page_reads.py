@@ -10,21 +10,9 @@ import sqlalchemy as sa
 from consent import database
 from consent.extensions import db
 from consent.models import Channel, ConsentEvent, ConsentState, Status
-from tests.helpers import kill_server_connections, statements_sent
+from tests.helpers import kill_server_connections, statements_and_pings
 
 PAGES = ["/account/settings", "/account/contacts", "/account/students"]
-
-
-def _statements_and_pings(monkeypatch, call):
-    pings = []
-    dialect = db.engine.dialect
-    real_ping = dialect.do_ping
-    monkeypatch.setattr(dialect, "do_ping", lambda conn: pings.append(1) or real_ping(conn))
-    try:
-        result, statements = statements_sent(call)
-    finally:
-        monkeypatch.undo()
-    return result, statements, pings
 
 
 @pytest.mark.parametrize("path", PAGES)
@@ -32,7 +20,7 @@ def test_a_portal_page_reads_without_ping_begin_or_rollback(client, world, monke
     world.login(client, "parent")
     assert client.get(path).status_code == 200
     db.session.remove()  # as the next request finds it
-    page, statements, pings = _statements_and_pings(monkeypatch, lambda: client.get(path))
+    page, statements, pings = statements_and_pings(monkeypatch, lambda: client.get(path))
     assert page.status_code == 200
     assert pings == []
     if db.engine.dialect.name == "postgresql":
