@@ -12,6 +12,9 @@ from babel.messages.extract import DEFAULT_KEYWORDS, extract_from_dir
 from babel.messages.frontend import parse_mapping_cfg
 from babel.messages.pofile import read_po
 from babel.support import Translations
+from flask import render_template_string
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from consent.i18n import compile_translations
 
@@ -104,3 +107,53 @@ def test_missing_or_stale_mo_is_compiled_at_start(tmp_path):
     stamp = mo.stat().st_mtime_ns
     compile_translations(tmp_path)
     assert mo.stat().st_mtime_ns == stamp  # newer than its .po: left alone
+
+
+# --- `_()` in templates (consent.i18n._template_gettext) ----------------------------------------
+
+TEMPLATE_MESSAGES = [
+    "Turn on",
+    "%(names)s has this too: a change here applies to both.",
+    "Kinds of messages to %(address)s",
+    "Waiting for confirmation since %(when)s",
+]
+
+
+@pytest.mark.parametrize("language", ["en", "es"])
+@pytest.mark.parametrize("autoescape", [True, False], ids=["html", "text"])
+@given(value=st.text(max_size=20))
+@settings(max_examples=25, suppress_health_check=[HealthCheck.function_scoped_fixture])
+def test_template_underscore_is_jinja_newstyle_gettext(app, language, autoescape, value):
+    """`_()` answers what Jinja's own newstyle `gettext` answers: the words translated and left
+    as they are, each variable escaped where the template escapes (HTML) and not in a text
+    template (emails, texts), a "%%" written as "%"."""
+    from flask_babel import force_locale
+
+    flag = "true" if autoescape else "false"
+    with app.test_request_context("/"), force_locale(language):
+        for message in [*TEMPLATE_MESSAGES, "100%% sure"]:
+            names = dict.fromkeys(PLACEHOLDER.findall(message), value)
+            ours = render_template_string(
+                f"{{% autoescape {flag} %}}{{{{ _(message, **names) }}}}{{% endautoescape %}}",
+                message=message,
+                names=names,
+            )
+            jinjas = render_template_string(
+                f"{{% autoescape {flag} %}}{{{{ gettext(message, **names) }}}}"
+                "{% endautoescape %}",
+                message=message,
+                names=names,
+            )
+            assert ours == jinjas
+
+
+def test_template_underscore_translates_and_escapes_on_a_spanish_page(app):
+    """On a page (HTML), a Spanish translation with a name in it: the words in Spanish, the
+    name escaped."""
+    from flask_babel import force_locale
+
+    with app.test_request_context("/"), force_locale("es"):
+        page = render_template_string(
+            "{{ _('Kinds of messages to %(address)s', address=who) }}", who="<b>Ana</b>"
+        )
+    assert page == "Tipos de mensajes a &lt;b&gt;Ana&lt;/b&gt;"
