@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import signal
 import time
 
 import click
@@ -55,6 +56,26 @@ def outbox_send(loop: bool, interval: float, batch: int):
     """Deliver queued email and texts, retrying failures with backoff."""
     from consent import outbox
 
+    # Asked to stop (SIGTERM, Ctrl-C): the batch in hand is delivered and recorded, the pass's
+    # line printed, and the worker ends; what is left stays queued for the next worker.
+    stopping: list[
+        int
+    ] = []  # a signal handler may only set a flag (an Event's lock could deadlock)
+    previous = {
+        sig: signal.signal(sig, lambda signum, _frame: stopping.append(signum))
+        for sig in (signal.SIGTERM, signal.SIGINT)
+    }
+    try:
+        _deliver_outbox(outbox, loop, interval, batch, stopping)
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+
+
+def _deliver_outbox(outbox, loop: bool, interval: float, batch: int, stopping: list) -> None:
+    """Passes of `batch` messages until none is due (with `loop`: again every `interval`
+    seconds), a line printed for each pass that did something; ends after the batch in hand
+    once `stopping` holds a signal."""
     while True:
         total = outbox.DeliveryReport()
         while True:
@@ -64,7 +85,8 @@ def outbox_send(loop: bool, interval: float, batch: int):
             total.suppressed += report.suppressed
             total.expired += report.expired
             total.errors += report.errors
-            if report.sent + report.failed + report.suppressed + report.expired < batch:
+            done = report.sent + report.failed + report.suppressed + report.expired
+            if done < batch or stopping:
                 break
         if total.sent or total.failed or total.suppressed or total.expired or not loop:
             expired = f", expired {total.expired}" if total.expired else ""
@@ -75,9 +97,11 @@ def outbox_send(loop: bool, interval: float, batch: int):
             for error in total.errors[:20]:
                 click.echo(f"  {error}", err=True)
         db.session.remove()
-        if not loop:
+        if not loop or stopping:
             break
-        time.sleep(interval)
+        time.sleep(interval)  # a signal meanwhile: the flag is seen when the sleep ends
+        if stopping:
+            break
 
 
 @webhooks_cli.command("send")

@@ -157,3 +157,24 @@ def test_worker_killed_mid_batch_loses_nothing(app, org, database):
     assert sum(received.values()) <= 16 + 1
     twice = [m for m, n in received.items() if n > 1]
     assert len(twice) <= 1 and at_kill >= 3
+
+
+def test_worker_asked_to_stop_finishes_its_batch_reports_it_and_leaves_the_rest(app, org, database):
+    """SIGTERM while the SMTP server is slowly accepting a batch of 5: the worker delivers and
+    records those 5, prints its line ("sent 5"), and exits 0; the other 5 stay queued, untouched.
+    (Before, SIGTERM ended the worker at once: its batch was left `sending` until the lease ran
+    out, and its line was never printed.)"""
+    queue_messages(org, 10)
+    with SlowSmtp(delay=0.3) as smtp:
+        worker = start_worker(database, smtp.controller.port, 300, 5)
+        deadline = time.monotonic() + 60
+        while not smtp.message_ids and time.monotonic() < deadline:
+            time.sleep(0.02)
+        assert smtp.message_ids, stop(worker)
+        output = stop(worker)
+        assert worker.returncode == 0, output
+        assert len(smtp.message_ids) == 5
+    assert re.findall(r"sent (\d+)", output) == ["5"], output
+    db.session.rollback()
+    statuses = Counter(db.session.scalars(sa.select(OutboxMessage.status)))
+    assert statuses == {"sent": 5, "queued": 5}
