@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import signal
 import time
 
 import click
@@ -55,21 +54,12 @@ def demo_command():
 def outbox_send(loop: bool, interval: float, batch: int):
     """Deliver queued email and texts, retrying failures with backoff."""
     from consent import outbox
+    from consent.jobs import asked_to_stop
 
     # Asked to stop (SIGTERM, Ctrl-C): the batch in hand is delivered and recorded, the pass's
     # line printed, and the worker ends; what is left stays queued for the next worker.
-    stopping: list[
-        int
-    ] = []  # a signal handler may only set a flag (an Event's lock could deadlock)
-    previous = {
-        sig: signal.signal(sig, lambda signum, _frame: stopping.append(signum))
-        for sig in (signal.SIGTERM, signal.SIGINT)
-    }
-    try:
+    with asked_to_stop() as stopping:
         _deliver_outbox(outbox, loop, interval, batch, stopping)
-    finally:
-        for sig, handler in previous.items():
-            signal.signal(sig, handler)
 
 
 def _deliver_outbox(outbox, loop: bool, interval: float, batch: int, stopping: list) -> None:

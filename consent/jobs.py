@@ -28,6 +28,7 @@ import socket
 import tempfile
 import time
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import timedelta
 
@@ -47,7 +48,8 @@ MAX_ATTEMPTS = 5
 KINDS: dict[str, Callable[[JobRun], dict | None]] = {}
 # The modules that register job kinds, imported before a worker looks a kind up.
 KIND_MODULES = ("consent.roster", "consent.imports", "consent.export_jobs", "consent.accounts")
-_stop_requested = False
+# The signals asking the running worker to stop (`asked_to_stop`): progress() reads it.
+_stop_requests: list[int] = []
 
 
 class JobError(RuntimeError):
@@ -351,7 +353,7 @@ class JobRun:
             db.session.rollback()
             raise LostLease(f"job {self.job.id} was taken over by another worker")
         db.session.commit()
-        if _stop_requested:
+        if _stop_requests:
             raise Stopping()
 
     def progress_aside(self, done: int, *, total: int | None = None) -> None:
@@ -372,7 +374,7 @@ class JobRun:
             conn.commit()
         if updated.rowcount != 1:
             raise LostLease(f"job {self.job.id} was taken over by another worker")
-        if _stop_requested:
+        if _stop_requests:
             raise Stopping()
 
 
@@ -447,18 +449,11 @@ def _release(job_id: int, worker: str) -> None:
 def work(*, loop: bool = False, interval: float = 1.0, worker: str | None = None) -> int:
     """Run due jobs until none is left (or, with `loop`, until asked to stop). Returns how many
     jobs it ran."""
-    global _stop_requested
-    _stop_requested = False
+    global _stop_requests
     worker = worker or worker_name()
     ran = 0
-
-    def request_stop(_signum, _frame):
-        global _stop_requested
-        _stop_requested = True
-
-    previous = {sig: signal.signal(sig, request_stop) for sig in (signal.SIGTERM, signal.SIGINT)}
-    try:
-        while not _stop_requested:
+    with asked_to_stop() as _stop_requests:
+        while not _stop_requests:
             job_id = run_one(worker)
             db.session.remove()
             if job_id is not None:
@@ -468,10 +463,26 @@ def work(*, loop: bool = False, interval: float = 1.0, worker: str | None = None
             if not loop:
                 break
             time.sleep(interval)
+    return ran
+
+
+@contextmanager
+def asked_to_stop() -> Iterator[list[int]]:
+    """For a worker's loop (jobs here, the outbox's `flask outbox send`): inside the block,
+    SIGTERM and SIGINT (how systemd and container runtimes stop a process; Ctrl-C) stop nothing
+    by themselves but are added to the list yielded, which the loop reads between two pieces of
+    work. A signal handler only sets a flag (taking a lock there could deadlock). The process's
+    own handlers are put back afterwards."""
+    asked: list[int] = []
+    previous = {
+        sig: signal.signal(sig, lambda signum, _frame: asked.append(signum))
+        for sig in (signal.SIGTERM, signal.SIGINT)
+    }
+    try:
+        yield asked
     finally:
         for sig, handler in previous.items():
             signal.signal(sig, handler)
-    return ran
 
 
 # --- what pages show -----------------------------------------------------------------------
