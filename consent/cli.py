@@ -101,7 +101,15 @@ def _deliver_outbox(outbox, loop: bool, interval: float, batch: int, stopping: l
 def webhooks_send(loop: bool, interval: float, batch: int):
     """Deliver queued webhook deliveries, retrying failures with backoff."""
     from consent import webhooks
+    from consent.jobs import asked_to_stop
 
+    # As `flask outbox send`: asked to stop, the batch in hand is posted and each attempt
+    # recorded, the pass's line printed, and the worker ends; the rest stays queued.
+    with asked_to_stop() as stopping:
+        _deliver_webhooks(webhooks, loop, interval, batch, stopping)
+
+
+def _deliver_webhooks(webhooks, loop: bool, interval: float, batch: int, stopping: list) -> None:
     while True:
         delivered = failed = 0
         disabled: list[str] = []
@@ -110,16 +118,18 @@ def webhooks_send(loop: bool, interval: float, batch: int):
             delivered += report.delivered
             failed += report.failed
             disabled += report.disabled
-            if report.delivered + report.failed < batch:
+            if report.delivered + report.failed < batch or stopping:
                 break
         if delivered or failed or not loop:
             click.echo(f"delivered {delivered}, failed {failed} (will retry)")
         for url in disabled:
             click.echo(f"  disabled after a day of failures: {url}", err=True)
         db.session.remove()
-        if not loop:
+        if not loop or stopping:
             break
-        time.sleep(interval)
+        time.sleep(interval)  # a signal meanwhile: the flag is seen when the sleep ends
+        if stopping:
+            break
 
 
 @users_cli.command("create-admin")

@@ -468,10 +468,10 @@ def work(*, loop: bool = False, interval: float = 1.0, worker: str | None = None
 
 @contextmanager
 def asked_to_stop() -> Iterator[list[int]]:
-    """For a worker's loop (jobs here, the outbox's `flask outbox send`): inside the block,
-    SIGTERM and SIGINT (how systemd and container runtimes stop a process; Ctrl-C) stop nothing
-    by themselves but are added to the list yielded, which the loop reads between two pieces of
-    work. A signal handler only sets a flag (taking a lock there could deadlock). The process's
+    """For a worker's loop (jobs here, `flask outbox send`, `flask webhooks send`): inside the
+    block, SIGTERM and SIGINT (how systemd and container runtimes stop a process; Ctrl-C) stop
+    nothing by themselves but are added to the list yielded, which the loop reads between two
+    pieces of work. A signal handler only sets a flag (taking a lock there could deadlock). The process's
     own handlers are put back afterwards."""
     asked: list[int] = []
     previous = {

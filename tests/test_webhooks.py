@@ -6,10 +6,17 @@ failures with an email to the organization."""
 from __future__ import annotations
 
 import json
+import os
+import re
+import subprocess
+import sys
 import threading
+import time
+from collections import Counter
 from contextlib import contextmanager
 from datetime import timedelta
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 
 import pytest
 import sqlalchemy as sa
@@ -28,6 +35,7 @@ from consent.models import (
     utcnow,
 )
 from tests.factories import make_org
+from tests.job_helpers import stop
 
 
 class Receiver:
@@ -36,6 +44,7 @@ class Receiver:
     def __init__(self):
         self.received: list[tuple[dict, bytes]] = []
         self.status = 204
+        self.delay = 0.0  # seconds before each answer, after the request is kept
         receiver = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -43,6 +52,8 @@ class Receiver:
                 length = int(self.headers.get("Content-Length") or 0)
                 body = self.rfile.read(length)
                 receiver.received.append((dict(self.headers.items()), body))
+                if receiver.delay:
+                    time.sleep(receiver.delay)
                 self.send_response(receiver.status)
                 self.send_header("Content-Length", "0")
                 self.end_headers()
@@ -292,6 +303,49 @@ def test_flask_webhooks_send_delivers(org, receiver, runner):
     result = runner.invoke(args=["webhooks", "send"])
     assert result.exit_code == 0 and "delivered 1" in result.output
     assert len(receiver.received) == 1
+
+
+def test_a_worker_asked_to_stop_finishes_its_batch_records_it_and_leaves_the_rest(
+    app, org, receiver, database
+):
+    """SIGTERM to `flask webhooks send --loop` while the receiver is slowly answering a batch of
+    5: the worker records those 5 as delivered, prints its line ("delivered 5"), and exits 0;
+    the other 5 stay queued, untouched. (Before, SIGTERM ended the worker at once: its batch
+    stayed `sending` until the lease ran out, to be posted a second time, and its line was lost.)"""
+    endpoint_for(org, receiver.url)
+    for n in range(10):
+        opt_out(org, f"+1202555{n:04d}")
+    db.session.commit()
+    db.session.close()
+    receiver.delay = 0.5
+    env = {
+        **os.environ,
+        "PYTHONPATH": str(Path(__file__).resolve().parent.parent),
+        "DATABASE_URL": database,
+        "SECRET_KEY": "worker-secret",
+        "OUTBOX_DELIVER_AFTER_COMMIT": "0",
+    }
+    worker = subprocess.Popen(
+        [sys.executable, "-m", "flask", "--app", "run", "webhooks", "send", "--loop"]
+        + ["--interval", "0.2", "--batch", "5"],
+        cwd=Path(__file__).resolve().parent.parent,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+    )
+    deadline = time.monotonic() + 60
+    while not receiver.received and time.monotonic() < deadline:
+        time.sleep(0.02)
+    assert receiver.received, stop(worker)
+    output = stop(worker)
+    assert worker.returncode == 0, output
+    assert re.findall(r"delivered (\d+)", output) == ["5"], output
+    assert len(receiver.received) == 5
+    db.session.rollback()
+    statuses = Counter(db.session.scalars(sa.select(WebhookDelivery.status)))
+    assert statuses == {"delivered": 5, "queued": 5}
+    attempts = db.session.scalars(sa.select(WebhookAttempt)).all()
+    assert len(attempts) == 5
 
 
 # --- the admin page -------------------------------------------------------------------------
