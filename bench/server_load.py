@@ -107,7 +107,13 @@ def _cookies(headers, jar: dict) -> dict:
 
 
 def login(server: Server, email: str, password: str) -> str:
-    """Sign in through the login form (CSRF token included); the Cookie header to reuse."""
+    """Sign in through the login form (CSRF token included); the Cookie header to reuse.
+
+    Keeps the cookies of every response, the last page's included, as a browser does: the
+    first signed-in page stores the session's CSRF token (its forms need one), and a cookie
+    taken before it would make every measured request create a token, re-sign the session
+    and send Set-Cookie again, work no browser asks of the server after its first page.
+    """
     jar: dict = {}
     status, headers, page = server.request("GET", "/login")
     _cookies(headers, jar)
@@ -124,10 +130,11 @@ def login(server: Server, email: str, password: str) -> str:
     )
     _cookies(headers, jar)
     cookie = "; ".join(f"{k}={v}" for k, v in jar.items())
-    status, _h, page = server.request("GET", "/account/settings", headers={"Cookie": cookie})
+    status, headers, page = server.request("GET", "/account/settings", headers={"Cookie": cookie})
     if status != 200:
         raise RuntimeError(f"the parent could not reach /account/settings: {status}")
-    return cookie
+    _cookies(headers, jar)
+    return "; ".join(f"{k}={v}" for k, v in jar.items())
 
 
 PARENTS = 50
