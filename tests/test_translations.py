@@ -15,6 +15,7 @@ from babel.support import Translations
 from flask import render_template_string
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from markupsafe import Markup
 
 from consent.i18n import compile_translations
 
@@ -157,3 +158,74 @@ def test_template_underscore_translates_and_escapes_on_a_spanish_page(app):
             "{{ _('Kinds of messages to %(address)s', address=who) }}", who="<b>Ana</b>"
         )
     assert page == "Tipos de mensajes a &lt;b&gt;Ana&lt;/b&gt;"
+
+
+# --- `_('words')` in an HTML template, compiled to a lookup (consent.i18n.ConstantWords) ----------
+
+
+def template_words() -> list[str]:
+    """Every `_('words')` with nothing to fill in, in the HTML templates."""
+    found = set()
+    for path in (ROOT / "templates").rglob("*.html"):
+        for single, double in re.findall(
+            r"""\b_\(\s*(?:'([^']*)'|"([^"]*)")\s*\)""", path.read_text()
+        ):
+            found.add(single or double)
+    return sorted(found)
+
+
+@pytest.mark.parametrize("language", ["en", "es"])
+def test_every_constant_template_string_reads_as_underscore_would(app, language):
+    """For each such string of the templates, in each language, the compiled lookup answers
+    what `_()` answers at run time (the words translated, as Markup, a "%%" written "%")."""
+    from flask_babel import force_locale
+    from jinja2.nodes import EvalContext
+
+    from consent.i18n import TranslatedWords, _template_gettext
+
+    words = template_words()
+    assert len(words) > 100  # the templates' strings were found
+    html = EvalContext(app.jinja_env, "page.html")
+    with app.test_request_context("/"), force_locale(language):
+        for string in [*words, "100%% sure"]:
+            ours = TranslatedWords()[string]
+            assert ours == _template_gettext(html, string), string
+            assert isinstance(ours, Markup)
+
+
+def test_a_page_is_in_each_language_in_turn(app):
+    """The lookup keeps its words per catalog: a Spanish request after an English one (the
+    same process, the same compiled template) reads Spanish, then English again."""
+    from flask_babel import force_locale
+
+    page = "{{ _('Your settings') }} / {{ _('Turn on') }}"
+    with app.test_request_context("/"):
+        shown = []
+        for language in ("en", "es", "en"):
+            with force_locale(language):
+                shown.append(render_template_string(page))
+    assert shown == ["Your settings / Turn on", "Su configuración / Activar", shown[0]]
+
+
+def test_only_constant_strings_of_escaped_templates_become_lookups(app):
+    """Rewritten: `_('words')` in an HTML template. Left to `_()`: a string with variables, a
+    text template (emails, texts: its words are not Markup), an `{% autoescape %}` block, and an
+    attribute that happens to be called `_`."""
+    env = app.jinja_env
+    html = env.compile(
+        "{{ _('Turn on') }}{{ _('To %(who)s', who=x) }}{{ obj._('Not this') }}"
+        "{% autoescape false %}{{ _('Turn off') }}{% endautoescape %}{{ _(\"Save\") }}",
+        name="page.html",
+        raw=True,
+    )
+    lines = html.splitlines()
+
+    def line_of(words: str) -> str:
+        return next(line for line in lines if words in line)
+
+    for rewritten in ("'Turn on'", "'Save'"):
+        assert "_consent_words" in line_of(rewritten) and "context.call" not in line_of(rewritten)
+    for kept in ("'To %(who)s'", "'Not this'", "'Turn off'"):
+        assert "_consent_words" not in line_of(kept), line_of(kept)
+    text = env.compile("{{ _('Turn on') }}", name="email/notice.txt", raw=True)
+    assert "_consent_words" not in text
