@@ -1,6 +1,7 @@
 """A `flask jobs work` process of its own, killed with SIGKILL part-way through a job and then
 resumed by a second worker (tests/test_jobs.py, test_import_fixtures.py, test_accounts.py);
-`stop` ends any worker process (the outbox's too, tests/test_outbox_workers.py)."""
+`stop` ends any worker process (the outbox's too, tests/test_outbox_workers.py), and `stop_once`
+stops one in the middle of its batch."""
 
 from __future__ import annotations
 
@@ -51,6 +52,18 @@ def stop(worker: subprocess.Popen) -> str:
         worker.kill()
         out, _err = worker.communicate()
     return (out or b"").decode(errors="replace")
+
+
+def stop_once(worker: subprocess.Popen, started, timeout: float = 60) -> str:
+    """Wait until `started()` is true (the worker is in the middle of its batch), then stop
+    the worker with SIGTERM, check that it exited 0, and return what it printed."""
+    deadline = time.monotonic() + timeout
+    while not started() and time.monotonic() < deadline:
+        time.sleep(0.02)
+    assert started(), stop(worker)
+    output = stop(worker)
+    assert worker.returncode == 0, output
+    return output
 
 
 def job_now(job_id: int) -> Job:

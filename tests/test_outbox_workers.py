@@ -21,7 +21,7 @@ from consent import outbox
 from consent.extensions import db
 from consent.models import OutboxMessage
 from tests.conftest import free_port
-from tests.job_helpers import stop
+from tests.job_helpers import stop, stop_once
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -167,12 +167,7 @@ def test_worker_asked_to_stop_finishes_its_batch_reports_it_and_leaves_the_rest(
     queue_messages(org, 10)
     with SlowSmtp(delay=0.3) as smtp:
         worker = start_worker(database, smtp.controller.port, 300, 5)
-        deadline = time.monotonic() + 60
-        while not smtp.message_ids and time.monotonic() < deadline:
-            time.sleep(0.02)
-        assert smtp.message_ids, stop(worker)
-        output = stop(worker)
-        assert worker.returncode == 0, output
+        output = stop_once(worker, lambda: smtp.message_ids)
         assert len(smtp.message_ids) == 5
     assert re.findall(r"sent (\d+)", output) == ["5"], output
     db.session.rollback()
