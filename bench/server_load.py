@@ -99,6 +99,10 @@ class Server:
             self.process.wait()
 
 
+def _cookie_header(jar: dict) -> str:
+    return "; ".join(f"{k}={v}" for k, v in jar.items())
+
+
 def _cookies(headers, jar: dict) -> dict:
     for value in headers.get_all("Set-Cookie") or []:
         name, _, rest = value.partition("=")
@@ -121,20 +125,23 @@ def login(server: Server, email: str, password: str) -> str:
     form = {"email": email, "password": password}
     if token:
         form["csrf_token"] = token.group(1)
-    cookie = "; ".join(f"{k}={v}" for k, v in jar.items())
     status, headers, _page = server.request(
         "POST",
         "/login",
         body=urllib.parse.urlencode(form),
-        headers={"Content-Type": "application/x-www-form-urlencoded", "Cookie": cookie},
+        headers={
+            "Content-Type": "application/x-www-form-urlencoded",
+            "Cookie": _cookie_header(jar),
+        },
     )
     _cookies(headers, jar)
-    cookie = "; ".join(f"{k}={v}" for k, v in jar.items())
-    status, headers, page = server.request("GET", "/account/settings", headers={"Cookie": cookie})
+    status, headers, page = server.request(
+        "GET", "/account/settings", headers={"Cookie": _cookie_header(jar)}
+    )
     if status != 200:
         raise RuntimeError(f"the parent could not reach /account/settings: {status}")
     _cookies(headers, jar)
-    return "; ".join(f"{k}={v}" for k, v in jar.items())
+    return _cookie_header(jar)
 
 
 PARENTS = 50

@@ -59,39 +59,44 @@ def outbox_send(loop: bool, interval: float, batch: int):
     # Asked to stop (SIGTERM, Ctrl-C): the batch in hand is delivered and recorded, the pass's
     # line printed, and the worker ends; what is left stays queued for the next worker.
     with asked_to_stop() as stopping:
-        _deliver_outbox(outbox, loop, interval, batch, stopping)
+        _passes(lambda: _outbox_pass(outbox, batch, loop, stopping), loop, interval, stopping)
 
 
-def _deliver_outbox(outbox, loop: bool, interval: float, batch: int, stopping: list) -> None:
-    """Passes of `batch` messages until none is due (with `loop`: again every `interval`
-    seconds), a line printed for each pass that did something; ends after the batch in hand
-    once `stopping` holds a signal."""
+def _passes(one_pass, loop: bool, interval: float, stopping: list) -> None:
+    """A delivery worker's loop: `one_pass()`, then (with `loop`) again every `interval`
+    seconds; ends after the pass in hand once `stopping` holds a signal."""
     while True:
-        total = outbox.DeliveryReport()
-        while True:
-            report = outbox.deliver(limit=batch)
-            total.sent += report.sent
-            total.failed += report.failed
-            total.suppressed += report.suppressed
-            total.expired += report.expired
-            total.errors += report.errors
-            done = report.sent + report.failed + report.suppressed + report.expired
-            if done < batch or stopping:
-                break
-        if total.sent or total.failed or total.suppressed or total.expired or not loop:
-            expired = f", expired {total.expired}" if total.expired else ""
-            click.echo(
-                f"sent {total.sent}, failed {total.failed} (will retry), "
-                f"suppressed {total.suppressed}{expired}"
-            )
-            for error in total.errors[:20]:
-                click.echo(f"  {error}", err=True)
+        one_pass()
         db.session.remove()
         if not loop or stopping:
             break
         time.sleep(interval)  # a signal meanwhile: the flag is seen when the sleep ends
         if stopping:
             break
+
+
+def _outbox_pass(outbox, batch: int, loop: bool, stopping: list) -> None:
+    """Batches of `batch` messages until none is due (or a signal came), and a line for the
+    pass when it did something."""
+    total = outbox.DeliveryReport()
+    while True:
+        report = outbox.deliver(limit=batch)
+        total.sent += report.sent
+        total.failed += report.failed
+        total.suppressed += report.suppressed
+        total.expired += report.expired
+        total.errors += report.errors
+        done = report.sent + report.failed + report.suppressed + report.expired
+        if done < batch or stopping:
+            break
+    if total.sent or total.failed or total.suppressed or total.expired or not loop:
+        expired = f", expired {total.expired}" if total.expired else ""
+        click.echo(
+            f"sent {total.sent}, failed {total.failed} (will retry), "
+            f"suppressed {total.suppressed}{expired}"
+        )
+        for error in total.errors[:20]:
+            click.echo(f"  {error}", err=True)
 
 
 @webhooks_cli.command("send")
@@ -106,30 +111,25 @@ def webhooks_send(loop: bool, interval: float, batch: int):
     # As `flask outbox send`: asked to stop, the batch in hand is posted and each attempt
     # recorded, the pass's line printed, and the worker ends; the rest stays queued.
     with asked_to_stop() as stopping:
-        _deliver_webhooks(webhooks, loop, interval, batch, stopping)
+        _passes(lambda: _webhooks_pass(webhooks, batch, loop, stopping), loop, interval, stopping)
 
 
-def _deliver_webhooks(webhooks, loop: bool, interval: float, batch: int, stopping: list) -> None:
+def _webhooks_pass(webhooks, batch: int, loop: bool, stopping: list) -> None:
+    """Batches of `batch` deliveries until none is due (or a signal came), and a line for the
+    pass when it did something."""
+    delivered = failed = 0
+    disabled: list[str] = []
     while True:
-        delivered = failed = 0
-        disabled: list[str] = []
-        while True:
-            report = webhooks.deliver(limit=batch)
-            delivered += report.delivered
-            failed += report.failed
-            disabled += report.disabled
-            if report.delivered + report.failed < batch or stopping:
-                break
-        if delivered or failed or not loop:
-            click.echo(f"delivered {delivered}, failed {failed} (will retry)")
-        for url in disabled:
-            click.echo(f"  disabled after a day of failures: {url}", err=True)
-        db.session.remove()
-        if not loop or stopping:
+        report = webhooks.deliver(limit=batch)
+        delivered += report.delivered
+        failed += report.failed
+        disabled += report.disabled
+        if report.delivered + report.failed < batch or stopping:
             break
-        time.sleep(interval)  # a signal meanwhile: the flag is seen when the sleep ends
-        if stopping:
-            break
+    if delivered or failed or not loop:
+        click.echo(f"delivered {delivered}, failed {failed} (will retry)")
+    for url in disabled:
+        click.echo(f"  disabled after a day of failures: {url}", err=True)
 
 
 @users_cli.command("create-admin")

@@ -92,9 +92,9 @@ class ConstantWords(Extension):
         autoescape = self.environment.autoescape
         if callable(autoescape):
             autoescape = autoescape(stream.name)
-        tokens = list(stream)
         if not autoescape:
-            return iter(tokens)
+            return stream
+        tokens = list(stream)
         out: list[Token] = []
         blocks = 0  # {% autoescape %} blocks open
         i = 0

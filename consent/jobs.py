@@ -471,8 +471,8 @@ def asked_to_stop() -> Iterator[list[int]]:
     """For a worker's loop (jobs here, `flask outbox send`, `flask webhooks send`): inside the
     block, SIGTERM and SIGINT (how systemd and container runtimes stop a process; Ctrl-C) stop
     nothing by themselves but are added to the list yielded, which the loop reads between two
-    pieces of work. A signal handler only sets a flag (taking a lock there could deadlock). The process's
-    own handlers are put back afterwards."""
+    pieces of work. A signal handler only sets a flag (taking a lock there could deadlock). The
+    process's own handlers are put back afterwards."""
     asked: list[int] = []
     previous = {
         sig: signal.signal(sig, lambda signum, _frame: asked.append(signum))

@@ -87,9 +87,8 @@ def _write_lock_for_posts():
         begin_write_on_first_use()
 
 
-# Relative URLs built in templates, by (script root, endpoint, values): a portal page builds
-# about 15 and werkzeug's MapAdapter.build takes about 5 µs each. Emptied when full.
-_URLS: dict[tuple, str] = {}
+# Relative URLs built in templates, kept per app by (script root, endpoint, values): a portal
+# page builds about 15 and werkzeug's MapAdapter.build takes about 5 µs each. Emptied when full.
 _URLS_KEPT = 4096
 
 
@@ -102,25 +101,18 @@ def template_url_for(endpoint: str, **values) -> str:
     if (
         ctx is None
         or endpoint[:1] == "."
-        or any(name[:1] == "_" for name in values)
+        or any(name[:1] == "_" or type(value) not in (str, int) for name, value in values.items())
         or any(app.url_default_functions.values())
     ):
         return app.url_for(endpoint, **values)
-    try:
-        key = (
-            ctx.request.script_root,
-            endpoint,
-            *((name, value.__class__, value) for name, value in values.items()),
-        )
-        url = _URLS.get(key)
-    except TypeError:  # a value that cannot be a key
-        return app.url_for(endpoint, **values)
+    urls = app.extensions.setdefault("consent_urls", {})
+    key = (ctx.request.script_root, endpoint, *values.items())
+    url = urls.get(key)
     if url is None:
         url = app.url_for(endpoint, **values)
-        if all(type(v) in (str, int) for v in values.values()):
-            if len(_URLS) >= _URLS_KEPT:
-                _URLS.clear()
-            _URLS[key] = url
+        if len(urls) >= _URLS_KEPT:
+            urls.clear()
+        urls[key] = url
     return url
 
 
