@@ -228,13 +228,19 @@ class ImportReport:
 
 
 def _chunks(rows: Iterable[ImportRow], size: int) -> Iterator[list[ImportRow]]:
-    """Chunks of about `size` rows, never splitting the addresses of one row of the file."""
+    """Chunks of about `size` rows, never splitting the addresses of one row of the file. A
+    file that breaks part-way yields the rows read before the break, then raises."""
     chunk: list[ImportRow] = []
-    for row in rows:
-        if len(chunk) >= size and row.row_number != chunk[-1].row_number:
+    try:
+        for row in rows:
+            if len(chunk) >= size and row.row_number != chunk[-1].row_number:
+                yield chunk
+                chunk = []
+            chunk.append(row)
+    except ImportFileError:
+        if chunk:
             yield chunk
-            chunk = []
-        chunk.append(row)
+        raise
     if chunk:
         yield chunk
 
