@@ -384,12 +384,12 @@ def import_file(
         report = ImportReport(filename=filename, choice=choice, batch_id=batch.id)
     start = report.last_row
     note = (note or "").strip() or None
+    chunks = _chunks((r for r in rows if r.row_number > start), chunk_size)
+    ahead = _LookAhead(_planned(chunk, choice, report.batch_id, filename, note) for chunk in chunks)
     try:
-        for chunk in _chunks((r for r in rows if r.row_number > start), chunk_size):
+        for planned in ahead:
             begin_write()
-            results = _import_chunk(
-                org, chunk, choice, report.batch_id, filename, actor, note, origin
-            )
+            results = _import_chunk(org, planned, actor, origin, meanwhile=ahead.fill)
             report.add(results)
             if on_row:
                 for result in results:
@@ -413,7 +413,48 @@ def _limit(max_bytes: int | None) -> dict:
     return {"max_bytes": max_bytes} if max_bytes else {}
 
 
-def _import_chunk(org, chunk, choice, batch_id, filename, actor, note, origin) -> list[RowResult]:
+class _LookAhead:
+    """An iterator one item ahead of its caller: `fill()` takes the next item (and keeps the
+    exception taking it raised) and iterating hands it over, raising that exception in the
+    caller's thread, in its place. The import gives `fill` to the ledger, which runs it in a
+    thread of its own while PostgreSQL finishes a chunk's rows: the next chunk is read from
+    the file then, not after. One thread at a time: the ledger joins it before returning."""
+
+    _EMPTY = object()
+
+    def __init__(self, items: Iterator):
+        self._items = items
+        self._next: tuple = (self._EMPTY, None)
+
+    def fill(self) -> None:
+        if self._next[0] is self._EMPTY:
+            try:
+                self._next = (next(self._items, None), None)
+            except Exception as exc:  # raised where the caller takes this item
+                self._next = (None, exc)
+
+    def __iter__(self) -> Iterator:
+        while True:
+            self.fill()
+            (item, error), self._next = self._next, (self._EMPTY, None)
+            if error is not None:
+                raise error
+            if item is None:
+                return
+            yield item
+
+
+@dataclass
+class _Planned:
+    """A chunk of the file's rows, each with its channels or the reason it is rejected, and the
+    opt-outs it asks of each channel."""
+
+    rows: list[ImportRow]
+    wanted: list[tuple[tuple[Channel, ...], str | None]]
+    per_channel: dict[Channel, list[ledger.BulkRow]]
+
+
+def _planned(chunk: list[ImportRow], choice, batch_id, filename, note) -> _Planned:
     per_channel: dict[Channel, list[ledger.BulkRow]] = {channel: [] for channel in Channel}
     wanted = []
     for row in chunk:
@@ -430,16 +471,23 @@ def _import_chunk(org, chunk, choice, batch_id, filename, actor, note, origin) -
         bulk = ledger.BulkRow(row.address, evidence, row_note)
         for channel in channels:
             per_channel[channel].append(bulk)
+    return _Planned(chunk, wanted, per_channel)
+
+
+def _import_chunk(org, planned: _Planned, actor, origin, meanwhile=None) -> list[RowResult]:
+    """Write a planned chunk's opt-outs; its rows' results. `meanwhile` is handed to the
+    ledger (see _LookAhead)."""
     outcomes: dict[Channel, ledger.BulkOutcome] = {}
-    for channel, bulk_rows in per_channel.items():
+    for channel, bulk_rows in planned.per_channel.items():
         if bulk_rows:
             outcomes[channel] = ledger.opt_out_many(
-                org, channel, bulk_rows, source=Source.IMPORT, actor=actor, origin=origin
-            )
+                org, channel, bulk_rows, source=Source.IMPORT, actor=actor, origin=origin,
+                meanwhile=meanwhile,
+            )  # fmt: skip
             if outcomes[channel].refused:
                 raise ImportRefused(outcomes[channel].reason)
     results = []
-    for row, (channels, reason) in zip(chunk, wanted, strict=True):
+    for row, (channels, reason) in zip(planned.rows, planned.wanted, strict=True):
         if row.ignored:
             results.append(_result(row, IGNORED))
             continue

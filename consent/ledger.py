@@ -10,7 +10,7 @@ docs/rules.md; how changes reach this module: docs/architecture.md.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
@@ -847,13 +847,16 @@ def opt_out_many(
     source: Source,
     actor: Actor,
     origin: Origin | None = None,
+    meanwhile: Callable[[], None] | None = None,
 ) -> BulkOutcome:
     """Opt out many addresses of one channel in one transaction, a few statements per call.
 
     Returns a BulkOutcome, {address: "imported" | "already"}; a refusal is returned, never
     raised. Same rules and events as `change`, without the per-row round trips (the engine is
     consent/ledger_bulk.py), and no messages. Callers pass chunks (an import:
-    imports.CHUNK) and commit between them.
+    imports.CHUNK) and commit between them. `meanwhile`: work (touching neither the session
+    nor these rows) that PostgreSQL's COPY of new addresses may run in a thread while it
+    waits for the server; it is run at most once, and done by the time this returns.
     """
     channel = Channel(channel)
     source = Source(source)
@@ -885,7 +888,7 @@ def opt_out_many(
         ),
         shared_state=_state_values(Status.OPTED_OUT, False, source, actor, now, None, 1, None),
     )
-    results = ledger_bulk.opt_out_rows(write, rows)
+    results = ledger_bulk.opt_out_rows(write, rows, meanwhile)
     webhooks.queue_for_addresses(
         org.id, channel, [a for a, r in results.items() if r == "imported"], Status.OPTED_OUT
     )
