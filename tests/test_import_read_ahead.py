@@ -97,9 +97,10 @@ def test_a_file_that_breaks_part_way_keeps_the_chunks_before_it(app):
 
 
 def test_the_ledgers_meanwhile_work_is_done_by_the_time_it_returns(app):
-    """opt_out_many joins the work it was given: whatever the path (new addresses by COPY on
-    PostgreSQL, a chunk with a known address through the rules, SQLite), it has run at most
-    once and is finished when the ledger returns, and the rows are written."""
+    """opt_out_many joins the work it was given: on PostgreSQL it runs once, in the helper,
+    and is finished when the ledger returns, both for new addresses (their COPY) and for a
+    chunk with a known address (whose COPY is refused and undone before the rules take the
+    chunk); on SQLite it is not run. The rows are written either way."""
     org = factories.make_org()
     system = ledger.Actor.system()
     ledger.opt_out(org, "text", "+12025551999", source=Source.ADMIN, actor=system)
@@ -116,7 +117,7 @@ def test_the_ledgers_meanwhile_work_is_done_by_the_time_it_returns(app):
         result = ledger.opt_out_many(
             org, "text", rows, source=Source.IMPORT, actor=system, meanwhile=work
         )
-        assert runs in ([], ["ledger-meanwhile", "finished"])
+        assert runs == ([] if is_sqlite() else ["ledger-meanwhile", "finished"])
         db.session.commit()
         assert {a for a, r in result.items() if r == "imported"} == set(chunk) - {"+12025551999"}
     assert opted_out() >= set(numbers(50) + numbers(50, start=100))
