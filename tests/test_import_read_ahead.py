@@ -1,5 +1,5 @@
 """The import reads its next chunk while PostgreSQL finishes the last one's rows
-(imports._LookAhead, ledger_bulk._Meanwhile): the same rows land, a file that breaks part-way
+(imports._LookAhead, ledger_bulk._copy_new_postgresql): the same rows land, a file that breaks part-way
 keeps the chunks before the break and says where, and the work handed to the ledger is done,
 or its error raised, by the time the ledger returns."""
 
@@ -75,7 +75,7 @@ def test_every_chunk_lands_once_with_its_rows_evidence(app, monkeypatch):
     if is_sqlite():
         assert planned_by == ["MainThread"] * 6
     else:
-        assert planned_by == ["MainThread"] + ["ledger-meanwhile"] * 5
+        assert planned_by == ["MainThread"] + ["ledger-meanwhile_0"] * 5
 
 
 def test_a_file_that_breaks_part_way_keeps_the_chunks_before_it(app):
@@ -117,7 +117,7 @@ def test_the_ledgers_meanwhile_work_is_done_by_the_time_it_returns(app):
         result = ledger.opt_out_many(
             org, "text", rows, source=Source.IMPORT, actor=system, meanwhile=work
         )
-        assert runs == ([] if is_sqlite() else ["ledger-meanwhile", "finished"])
+        assert runs == ([] if is_sqlite() else ["ledger-meanwhile_0", "finished"])
         db.session.commit()
         assert {a for a, r in result.items() if r == "imported"} == set(chunk) - {"+12025551999"}
     assert opted_out() >= set(numbers(50) + numbers(50, start=100))
