@@ -334,8 +334,11 @@ def write_import_csv(path: str | Path, layout: Layout, rows: int) -> int:
 
 
 def app_for(url: str):
-    """The app on `url`, configured for benchmarks (no rate limits, no delivery)."""
+    """The app on `url`, configured for benchmarks (no rate limits, no delivery), its startup
+    objects left out of the garbage collector's scans as run.py leaves them in every server
+    and worker process (consent.app.freeze_startup_objects): what is measured here runs there."""
     from consent import create_app
+    from consent.app import freeze_startup_objects
     from consent.extensions import limiter
 
     app = create_app(
@@ -349,6 +352,7 @@ def app_for(url: str):
         }
     )
     limiter.enabled = False
+    freeze_startup_objects()
     return app
 
 

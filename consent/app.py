@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import os
 from pathlib import Path
 
@@ -72,6 +73,20 @@ def create_app(test_config: dict | None = None) -> Flask:
 
     cli.register(app)
     return app
+
+
+def freeze_startup_objects() -> int:
+    """Leave what a process built at startup (the app, its modules, SQLAlchemy's mappers: some
+    160,000 objects) out of the garbage collector's full scans from now on; how many were
+    frozen. Called once by each server and worker process (run.py), after the app is built.
+
+    Those objects live as long as the process, yet each full collection walked them all, 0.1 s
+    a time on the development machine: a 100,000-row import ran eight such collections (1.1 s
+    of its 8 s). Garbage made later is collected as before; `gc.collect()` first, so nothing
+    already garbage is kept for good."""
+    gc.collect()
+    gc.freeze()
+    return gc.get_freeze_count()
 
 
 def _register_blueprints(app: Flask) -> None:
