@@ -267,20 +267,30 @@ def _toggle(org, channel, state, waiting_since=None) -> Toggle:
 #   confirmations asked for them (consent.status.waiting_since, oldest first) and their
 #   per-purpose choices (kind: the channel, at: changed_at / occurred_at);
 # - "purposes": one row, the fingerprint of the organization's purposes (purposes.kept).
-# The person's addresses come from a subquery (their phones and emails by contact or student
-# id), so nothing waits for the family's rows to come back first. Each branch an IN or a join
-# on an index (no OR, which SQLite answers with a scan); a phone number is never an email
-# address, so the channels cannot mix up. Tuples, not entities: the page changes none of them.
-_CHANNELS = [c.value for c in Channel]
+# The person's addresses come from one common table expression (their phones and emails by
+# contact or student id), so nothing waits for the family's rows to come back first. Each branch
+# an IN or a join on an index (no OR, which SQLite answers with a scan); a phone number is never
+# an email address, so the channels cannot mix up. Tuples, not entities: the page changes none.
+# Only the first branch names its columns and types its NULLs (a UNION takes both from its
+# first SELECT, and PostgreSQL gives a later branch's bare NULL the column's type): the
+# statement stays under psycopg's 4,096 characters, the longest whose conversion to the
+# server's placeholders it keeps, instead of converting it again on every page
+# (tests/test_portal_queries.py).
+# The channels written into the statement ('text', 'voice', 'email'): constants, shorter so.
+_CHANNELS = sa.bindparam(
+    "channels", [c.value for c in Channel], expanding=True, literal_execute=True
+)
 _PERSON = {"contact_id": sa.bindparam("contact_id"), "student_id": sa.bindparam("student_id")}
-_PERSON_ADDRESSES = sa.union_all(
+_MINE = sa.union_all(
     *(
-        sa.select(column).where(getattr(model, owner) == _PERSON[owner])
+        sa.select(column.label("address")).where(getattr(model, owner) == _PERSON[owner])
         for model, column in ((Phone, Phone.number), (EmailAddress, EmailAddress.address))
         for owner in ("contact_id", "student_id")
     )
-)
-_NULLS = {
+).cte("mine")
+_PERSON_ADDRESSES = sa.select(_MINE.c.address)
+_NULL = sa.literal_column("NULL")  # a named column: no label of its own
+_TYPED_NULLS = {
     "status": sa.cast(sa.null(), ConsentState.__table__.c.status.type),
     "carrier_block": sa.cast(sa.null(), sa.Boolean),
     "at": sa.cast(sa.null(), sa.DateTime),
@@ -292,13 +302,21 @@ _NULLS = {
 }
 
 
-def _branch(what: str, id_, address, kind=None, **columns) -> sa.Select:
-    """One branch of the page's statement: its columns in order, NULL where it has none."""
-    row = [sa.literal(what).label("what"), id_.label("id"), address.label("address")]
-    row.append(sa.type_coerce(kind if kind is not None else sa.null(), sa.String).label("kind"))
-    for name, null in _NULLS.items():
-        row.append(columns.get(name, null).label(name))
-    return sa.select(*row)
+def _branch(what: str, id_, address, kind=None, first=False, **columns) -> sa.Select:
+    """One branch of the page's statement: its columns in order, NULL where it has none; the
+    first branch's named and typed (see above)."""
+    row = [sa.literal_column(f"'{what}'", sa.String), id_, address, kind]
+    row.extend(columns.get(name) for name in _TYPED_NULLS)
+    if not first:
+        return sa.select(*(_NULL if c is None else c for c in row)).set_label_style(
+            sa.LABEL_STYLE_NONE  # no "AS anon_1" for a name said twice: the first branch names
+        )
+    row[3] = sa.type_coerce(sa.null() if kind is None else kind, sa.String)
+    for i, name in enumerate(_TYPED_NULLS, start=4):
+        if row[i] is None:
+            row[i] = _TYPED_NULLS[name]
+    names = ("what", "id", "address", "kind", *_TYPED_NULLS)
+    return sa.select(*(c.label(name) for c, name in zip(row, names, strict=True)))
 
 
 def _family_branches():
@@ -312,9 +330,9 @@ def _family_branches():
             ("student", Student, model.student_id),
         ):
             yield _branch(
-                source, model.id, address, kind, at=model.verified_at,
-                owner_kind=sa.literal(owner_kind), owner_id=owner.id,
-                first_name=owner.first_name, last_name=owner.last_name,
+                source, model.id, address, kind, first=(source, owner_kind) == ("phone", "contact"),
+                at=model.verified_at, owner_kind=sa.literal_column(f"'{owner_kind}'", sa.String),
+                owner_id=owner.id, first_name=owner.first_name, last_name=owner.last_name,
             ).join(owner, owner.id == fk).where(owner.family_id == family)  # fmt: skip
 
 
@@ -344,7 +362,7 @@ _PAGE = sa.union_all(
         PurposeState.channel.in_(_CHANNELS),
         PurposeState.address.in_(_PERSON_ADDRESSES),
     ),
-    _branch("purposes", sa.literal(0), purposes.fingerprint_of(_ORG).scalar_subquery()),
+    _branch("purposes", sa.literal_column("0"), purposes.fingerprint_of(_ORG).scalar_subquery()),
 ).order_by(sa.column("id"))  # fmt: skip
 
 

@@ -44,11 +44,17 @@ _KEPT: dict[tuple[str, int], tuple[str | None, tuple[MessagePurpose, ...]]] = {}
 def fingerprint_of(org_id: sa.BindParameter) -> sa.Select:
     """SELECT one string of the organization's purposes, every column of each (NULL when it
     has none): to be read in the statement a page already sends."""
-    separator = sa.literal("\x1f")
-    text = sa.cast(getattr(MessagePurpose, _FIELDS[0]), sa.String)
-    for name in _FIELDS[1:]:
-        text = text + separator + sa.cast(getattr(MessagePurpose, name), sa.String)
-    return sa.select(sa.func.aggregate_strings(text, "\x1e")).where(
+    # The separators written into the statement, not sent as parameters, and no CAST of a
+    # column that is text already: the statement a page sends stays short (consent.choices).
+    separator = sa.literal("\x1f", literal_execute=True)
+    columns = [getattr(MessagePurpose, name) for name in _FIELDS]
+    text = None
+    for column in columns:
+        if not isinstance(column.type, sa.String):
+            column = sa.cast(column, sa.String)
+        text = column if text is None else text + separator + column
+    between = sa.literal("\x1e", literal_execute=True)
+    return sa.select(sa.func.aggregate_strings(text, between)).where(
         MessagePurpose.organization_id == org_id
     )
 

@@ -4,8 +4,10 @@ a district has a million opt-outs; a query per row would not survive it)."""
 from __future__ import annotations
 
 import pytest
+from psycopg import _queries as psycopg_queries
+from sqlalchemy.dialects import postgresql
 
-from consent import ledger, outbox
+from consent import choices, ledger, outbox, web
 from consent.extensions import db
 from consent.models import Contact, EmailAddress, Phone, PhoneKind, Source, Student
 from tests import factories
@@ -104,6 +106,45 @@ def test_account_settings_takes_the_same_queries_for_a_bigger_family(client, wor
     assert few.count == SETTINGS_PAGE_QUERIES, few.statements
     # A new query on every portal page would show here first.
     assert many.count == few.count, many.statements
+
+
+# psycopg keeps its conversion of a statement (placeholders to the server's $1, $2) only up to
+# this length and this many parameters (psycopg._queries; private, hence the defaults); a longer
+# statement is converted again on every execution, a tenth of a millisecond for the settings
+# page's (issue 18).
+PSYCOPG_KEPT_LENGTH = getattr(psycopg_queries, "MAX_CACHED_STATEMENT_LENGTH", 4096)
+PSYCOPG_KEPT_PARAMS = getattr(psycopg_queries, "MAX_CACHED_STATEMENT_PARAMS", 50)
+
+
+def test_the_settings_page_statements_are_short_enough_for_psycopg_to_keep():
+    """Both statements of every portal page, as psycopg is given them on PostgreSQL (any test
+    database: compiled for it here), fit psycopg's conversion cache, with room to spare for a
+    column or two more."""
+    dialect = postgresql.psycopg.dialect()
+    values = {"user_id": 1, "org_id": 1, "family_id": 1, "contact_id": 1, "student_id": None}
+    for statement in (web._USER_AND_ORGANIZATION, choices._PAGE):
+        compiled = statement.params(values).compile(
+            dialect=dialect, compile_kwargs={"render_postcompile": True}
+        )
+        sql = str(compiled).encode()
+        assert len(sql) <= PSYCOPG_KEPT_LENGTH - 200, (len(sql), sql[:200])
+        assert len(compiled.binds) <= PSYCOPG_KEPT_PARAMS
+
+
+def test_the_settings_page_statements_are_converted_once(client, world, count_queries):
+    """PostgreSQL: a later settings page finds both of its statements in psycopg's cache of
+    conversions (a miss there would be a statement converted again on every page)."""
+    if db.engine.dialect.name != "postgresql":
+        pytest.skip("psycopg's conversion cache: PostgreSQL only")
+    world.login(client, "parent")
+    client.get("/account/settings")
+    before = psycopg_queries._query2pg.cache_info()
+    with count_queries() as queries:
+        assert client.get("/account/settings").status_code == 200
+    after = psycopg_queries._query2pg.cache_info()
+    assert queries.count == SETTINGS_PAGE_QUERIES
+    assert [len(s.encode()) <= PSYCOPG_KEPT_LENGTH for s in queries.statements] == [True, True]
+    assert after.hits - before.hits == SETTINGS_PAGE_QUERIES, (before, after)
 
 
 @pytest.mark.parametrize("path", ["/admin/optouts/", "/admin/activity/"])
