@@ -11,7 +11,7 @@ import sqlalchemy as sa
 
 from consent import database
 from consent.extensions import db
-from consent.models import Channel, ConsentEvent, ConsentState, Status
+from consent.models import Channel, ConsentEvent, ConsentState, Status, User
 from tests.helpers import kill_server_connections, statements_and_pings
 
 PAGES = ["/account/settings", "/account/contacts", "/account/students"]
@@ -102,3 +102,26 @@ def test_the_settings_post_is_still_a_write(client, world):
     assert state.status == Status.OPTED_OUT
     after = client.get("/account/settings").get_data(as_text=True)
     assert "Opted out" in after or "Off" in after
+
+
+def test_what_a_read_without_transaction_loaded_is_read_by_nothing_after_it(
+    app, world, count_queries
+):
+    """PostgreSQL: once a read without transaction ends, what it loaded stays as it was read
+    (the session closed, not rolled back: nothing expired). Reading it afterwards, as a page's
+    after-request hooks and error pages read the signed-in user, sends nothing and opens no
+    transaction; the session's next statement gets a real one."""
+    if db.engine.dialect.name != "postgresql":
+        pytest.skip("reads without transaction are PostgreSQL's (on SQLite nothing changes)")
+    parent = world.users["parent"]
+    user_id, email = parent.id, parent.email
+    db.session.remove()
+    with database.reads_without_transaction():
+        user = db.session.get(User, user_id)
+        contact = user.contact
+    with count_queries() as after:
+        assert (user.email, user.contact.first_name) == (email, contact.first_name)
+    assert after.statements == []
+    assert not db.session().in_transaction()
+    assert db.session.scalar(sa.select(User.email).where(User.id == user_id)) == email
+    assert db.session().in_transaction()
