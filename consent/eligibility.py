@@ -18,7 +18,7 @@ from sqlalchemy.dialects.postgresql import ARRAY
 
 from consent import purposes, snapshot
 from consent.addresses import AddressError, normalize
-from consent.database import org_is, pg_array
+from consent.database import is_one_of, org_is, pg_array
 from consent.e164 import SHAPE as E164_SHAPE
 from consent.e164 import verdict, verdicts
 from consent.extensions import db
@@ -292,7 +292,7 @@ def blocked_of(org_id: int, channel: str, addresses: Sequence[str]) -> set[str]:
                 sa.select(table.c.address).where(
                     org_is(table.c.organization_id, org_id),
                     table.c.channel == Channel(channel).value,
-                    table.c.address.in_(chunk),
+                    is_one_of(table.c.address, chunk),
                     table.c.carrier_block.is_(True),
                 )
             )

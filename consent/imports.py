@@ -21,7 +21,7 @@ from typing import BinaryIO
 import sqlalchemy as sa
 
 from consent import jobs, ledger
-from consent.database import begin_write, org_is
+from consent.database import begin_write, is_one_of, org_is
 from consent.extensions import db
 from consent.import_reader import ImportFileError, ImportRow, Layout, _records, read_rows
 from consent.models import (
@@ -253,7 +253,7 @@ def _opted_out(org_id: int, channel: Channel, addresses: list[str]) -> set[str]:
             sa.select(ConsentState.address).where(
                 org_is(ConsentState.organization_id, org_id),
                 ConsentState.channel == channel,
-                ConsentState.address.in_(addresses),
+                is_one_of(ConsentState.address, addresses),
                 ConsentState.status == Status.OPTED_OUT,
             )
         )

@@ -10,7 +10,7 @@ import sqlalchemy as sa
 
 from consent import tokens
 from consent.addresses import AddressError, normalize
-from consent.database import org_is
+from consent.database import is_one_of, org_is
 from consent.extensions import db
 from consent.models import Channel, ConsentState, Organization
 from consent.notifications import link
@@ -28,7 +28,7 @@ def _versions(org_id: int, channel: str, addresses: Sequence[str]) -> dict[str, 
                 sa.select(ConsentState.address, ConsentState.version).where(
                     org_is(ConsentState.organization_id, org_id),
                     ConsentState.channel == channel,
-                    ConsentState.address.in_(part),
+                    is_one_of(ConsentState.address, part),
                 )
             ).all()
         )

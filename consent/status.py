@@ -12,6 +12,7 @@ from dataclasses import dataclass
 
 import sqlalchemy as sa
 
+from consent.database import is_one_of
 from consent.extensions import db
 from consent.models import Channel, ConsentEvent, ConsentState, Contact, Status, Student
 from consent.words import channel_name, shown_address, status_label
@@ -101,7 +102,7 @@ class StatusBook:
                 sa.select(ConsentState).where(
                     ConsentState.organization_id == self.org_id,
                     ConsentState.channel.in_(channels),
-                    ConsentState.address.in_(wanted[start : start + 1000]),
+                    is_one_of(ConsentState.address, wanted[start : start + 1000]),
                 )
             )
             for state in rows:

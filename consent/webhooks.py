@@ -32,7 +32,7 @@ from flask import current_app
 from standardwebhooks.webhooks import Webhook
 
 from consent import audit
-from consent.database import begin_write, is_sqlite, org_is
+from consent.database import begin_write, is_one_of, is_sqlite, org_is
 from consent.extensions import db
 from consent.models import (
     WEBHOOK_EVENT_TYPES,
@@ -186,7 +186,7 @@ def queue_for_addresses(org_id: int, channel: str, addresses, to_status: Status)
             .where(
                 org_is(states.c.organization_id, org_id),
                 states.c.channel == channel,
-                states.c.address.in_(chunk),
+                is_one_of(states.c.address, chunk),
                 states.c.last_event_id.is_not(None),
             )
         )
