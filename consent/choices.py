@@ -275,7 +275,7 @@ def _toggle(org, channel, state, waiting_since=None) -> Toggle:
 # first SELECT, and PostgreSQL gives a later branch's bare NULL the column's type): the
 # statement stays under psycopg's 4,096 characters, the longest whose conversion to the
 # server's placeholders it keeps, instead of converting it again on every page
-# (tests/test_portal_queries.py).
+# (tests/test_query_counts.py).
 # The channels written into the statement ('text', 'voice', 'email'): constants, shorter so.
 _CHANNELS = sa.bindparam(
     "channels", [c.value for c in Channel], expanding=True, literal_execute=True
@@ -305,22 +305,20 @@ _TYPED_NULLS = {
 def _branch(what: str, id_, address, kind=None, first=False, **columns) -> sa.Select:
     """One branch of the page's statement: its columns in order, NULL where it has none; the
     first branch's named and typed (see above)."""
-    row = [sa.literal_column(f"'{what}'", sa.String), id_, address, kind]
-    row.extend(columns.get(name) for name in _TYPED_NULLS)
+    row = {"what": sa.literal_column(f"'{what}'", sa.String), "id": id_, "address": address}
+    row["kind"] = kind
+    row.update((name, columns.get(name)) for name in _TYPED_NULLS)
     if not first:
-        return sa.select(*(_NULL if c is None else c for c in row)).set_label_style(
+        return sa.select(*(_NULL if c is None else c for c in row.values())).set_label_style(
             sa.LABEL_STYLE_NONE  # no "AS anon_1" for a name said twice: the first branch names
         )
-    row[3] = sa.type_coerce(sa.null() if kind is None else kind, sa.String)
-    for i, name in enumerate(_TYPED_NULLS, start=4):
-        if row[i] is None:
-            row[i] = _TYPED_NULLS[name]
-    names = ("what", "id", "address", "kind", *_TYPED_NULLS)
-    return sa.select(*(c.label(name) for c, name in zip(row, names, strict=True)))
+    row["kind"] = sa.type_coerce(sa.null() if kind is None else kind, sa.String)
+    return sa.select(*((_TYPED_NULLS[n] if c is None else c).label(n) for n, c in row.items()))
 
 
 def _family_branches():
     family = sa.bindparam("family_id")
+    first = True
     for source, model, address, kind in (
         ("phone", Phone, Phone.number, Phone.kind),
         ("email", EmailAddress, EmailAddress.address, None),
@@ -330,10 +328,11 @@ def _family_branches():
             ("student", Student, model.student_id),
         ):
             yield _branch(
-                source, model.id, address, kind, first=(source, owner_kind) == ("phone", "contact"),
+                source, model.id, address, kind, first=first,
                 at=model.verified_at, owner_kind=sa.literal_column(f"'{owner_kind}'", sa.String),
                 owner_id=owner.id, first_name=owner.first_name, last_name=owner.last_name,
             ).join(owner, owner.id == fk).where(owner.family_id == family)  # fmt: skip
+            first = False
 
 
 _ORG = sa.bindparam("org_id")

@@ -47,12 +47,11 @@ def fingerprint_of(org_id: sa.BindParameter) -> sa.Select:
     # The separators written into the statement, not sent as parameters, and no CAST of a
     # column that is text already: the statement a page sends stays short (consent.choices).
     separator = sa.literal("\x1f", literal_execute=True)
-    columns = [getattr(MessagePurpose, name) for name in _FIELDS]
-    text = None
-    for column in columns:
-        if not isinstance(column.type, sa.String):
-            column = sa.cast(column, sa.String)
-        text = column if text is None else text + separator + column
+    parts = [getattr(MessagePurpose, name) for name in _FIELDS]
+    parts = [c if isinstance(c.type, sa.String) else sa.cast(c, sa.String) for c in parts]
+    text = parts[0]
+    for part in parts[1:]:
+        text = text + separator + part
     between = sa.literal("\x1e", literal_execute=True)
     return sa.select(sa.func.aggregate_strings(text, between)).where(
         MessagePurpose.organization_id == org_id
